@@ -1,0 +1,42 @@
+//! The analyze crate's error type.
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] leakhound_ingest::Error),
+
+    #[error("SQL failed: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    #[error("writing {format} output failed: {source}")]
+    Output {
+        format: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    #[error("no query named {name:?}; known queries: {known}")]
+    UnknownQuery { name: String, known: String },
+
+    #[error("query {query}: parameter {param}: {message}")]
+    Param {
+        query: String,
+        param: String,
+        message: String,
+    },
+
+    #[error("query file {file}: {message}")]
+    QueryFile { file: String, message: String },
+}
+
+impl Error {
+    /// Whether the same call may succeed when retried (store hiccups only).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Analyze: SQL over the store (DataFusion), named queries; detectors, clustering and reports
+//! come on top of these.
+//!
+//! ```text
+//!  store (Parquet, hive partitions) ──ListingTable per table──▶ SessionContext ──▶ SQL / queries/
+//! ```
+//!
+//! - [`session`]: a DataFusion session with every table of the store registered, partition
+//!   columns `date` (and `hour`) pruned from the path.
+//! - [`queries`]: the named queries of `queries/`, embedded in the binary, with typed parameters.
+//! - [`output`]: record batches as a table, CSV or JSON.
+
+pub mod error;
+pub mod output;
+pub mod queries;
+pub mod session;
+
+pub use error::{Error, Result};

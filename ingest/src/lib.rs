@@ -1,0 +1,33 @@
+//! Ingest: goroutine-profile parsers, sources, and the Parquet store writer.
+//!
+//! ```text
+//!  archived files ──backfill──┐
+//!  (scrape: later)            ├─▶ parse ─▶ Snapshot ─▶ writer::Batch ─commit─▶ store (Parquet)
+//!  Prometheus JSON ───────────┘                                          ▲
+//!                                              visibility (compaction) ──┘  compact, retention
+//! ```
+//!
+//! - [`parse`]: streaming parsers for debug=2 text (and crash output), debug=1 text and
+//!   debug=0 protobuf, with format detection from content.
+//! - [`store`]: the store URL (local directory or S3), partitions, atomic Parquet writes.
+//! - [`visibility`]: which files readers see; the commit protocol of compaction.
+//! - [`rows`]: row types of each table and their Arrow batches.
+//! - [`writer`]: batches of rows into files, stacks deduplicated per partition.
+//! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
+//! - [`compact`]: merging small files and retention.
+//! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
+//! - [`sources`]: non-dump sources (Prometheus query_range).
+
+pub mod backfill;
+pub mod compact;
+pub mod error;
+pub mod parse;
+pub mod pathpattern;
+pub mod rows;
+pub mod sources;
+pub mod store;
+pub mod visibility;
+pub mod writer;
+
+pub use error::{Error, Result};
+pub use store::Store;

@@ -1,0 +1,438 @@
+//! Row types of each table and their conversion to Arrow batches of the schemas in
+//! `leakhound_schemas::tables` (the only place the column lists are defined; the builders below
+//! follow them field by field and a test checks they agree).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, StructBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+};
+use leakhound_schemas::model::{SampleGroup, Snapshot, Stack, StackId};
+use leakhound_schemas::tables::frame_struct_fields;
+use leakhound_schemas::Table;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Who a row is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Target {
+    pub cluster: Option<String>,
+    pub namespace: String,
+    pub workload_kind: Option<String>,
+    pub workload: Option<String>,
+    pub pod: String,
+    pub container: Option<String>,
+    pub node: Option<String>,
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CountRow {
+    pub target: Target,
+    pub ts_us: i64,
+    pub goroutines: i64,
+    pub running: Option<i64>,
+    pub runnable: Option<i64>,
+    pub waiting: Option<i64>,
+    pub syscall: Option<i64>,
+    pub threads: Option<i64>,
+    pub heap_bytes: Option<i64>,
+    pub pod_start_time_us: Option<i64>,
+    pub container_restarts: Option<i64>,
+    pub scrape_duration_ms: Option<f64>,
+    pub source: String,
+    pub format: String,
+    pub content_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    pub target: Target,
+    pub ts_us: i64,
+    pub profile: &'static str,
+    pub format: &'static str,
+    pub group: SampleGroup,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackRow {
+    pub stack_id: StackId,
+    pub first_seen_us: i64,
+    pub stack: Stack,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRow {
+    pub ingested_at_us: i64,
+    pub source: String,
+    pub content_hash: String,
+    pub format: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub snapshot_ts_us: Option<i64>,
+    pub goroutines: i64,
+    pub rows: i64,
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
+/// Counts by state derived from a snapshot that has states (debug=2); `None` otherwise.
+pub fn state_counts(s: &Snapshot) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+    if s.groups.iter().all(|g| g.state.is_empty()) {
+        return (None, None, None, None);
+    }
+    let (mut running, mut runnable, mut waiting, mut syscall) = (0i64, 0i64, 0i64, 0i64);
+    for g in &s.groups {
+        let c = i64::try_from(g.count).unwrap_or(i64::MAX);
+        match g.state.as_str() {
+            "running" => running += c,
+            "runnable" => runnable += c,
+            "syscall" => syscall += c,
+            _ => waiting += c,
+        }
+    }
+    (Some(running), Some(runnable), Some(waiting), Some(syscall))
+}
+
+/// Canonical JSON of labels (sorted keys, as `BTreeMap` serialises).
+pub fn labels_json(labels: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(labels).unwrap_or_else(|_| "{}".into())
+}
+
+fn arrow_err(table: Table) -> impl Fn(arrow::error::ArrowError) -> Error {
+    move |source| Error::Arrow {
+        table: table.name(),
+        source,
+    }
+}
+
+struct TargetCols {
+    ts: TimestampMicrosecondBuilder,
+    cluster: StringBuilder,
+    namespace: StringBuilder,
+    workload_kind: StringBuilder,
+    workload: StringBuilder,
+    pod: StringBuilder,
+    container: StringBuilder,
+    node: StringBuilder,
+    instance: StringBuilder,
+}
+
+impl TargetCols {
+    fn new() -> Self {
+        TargetCols {
+            ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            cluster: StringBuilder::new(),
+            namespace: StringBuilder::new(),
+            workload_kind: StringBuilder::new(),
+            workload: StringBuilder::new(),
+            pod: StringBuilder::new(),
+            container: StringBuilder::new(),
+            node: StringBuilder::new(),
+            instance: StringBuilder::new(),
+        }
+    }
+    fn push(&mut self, t: &Target, ts_us: i64) {
+        self.ts.append_value(ts_us);
+        self.cluster.append_option(t.cluster.as_deref());
+        self.namespace.append_value(&t.namespace);
+        self.workload_kind.append_option(t.workload_kind.as_deref());
+        self.workload.append_option(t.workload.as_deref());
+        self.pod.append_value(&t.pod);
+        self.container.append_option(t.container.as_deref());
+        self.node.append_option(t.node.as_deref());
+        self.instance.append_option(t.instance.as_deref());
+    }
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.ts.finish()),
+            Arc::new(self.cluster.finish()),
+            Arc::new(self.namespace.finish()),
+            Arc::new(self.workload_kind.finish()),
+            Arc::new(self.workload.finish()),
+            Arc::new(self.pod.finish()),
+            Arc::new(self.container.finish()),
+            Arc::new(self.node.finish()),
+            Arc::new(self.instance.finish()),
+        ]
+    }
+}
+
+pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
+    let mut t = TargetCols::new();
+    let mut goroutines = Int64Builder::new();
+    let mut running = Int64Builder::new();
+    let mut runnable = Int64Builder::new();
+    let mut waiting = Int64Builder::new();
+    let mut syscall = Int64Builder::new();
+    let mut threads = Int64Builder::new();
+    let mut heap = Int64Builder::new();
+    let mut start = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut restarts = Int64Builder::new();
+    let mut dur = Float64Builder::new();
+    let mut source = StringBuilder::new();
+    let mut format = StringBuilder::new();
+    let mut hash = StringBuilder::new();
+    for r in rows {
+        t.push(&r.target, r.ts_us);
+        goroutines.append_value(r.goroutines);
+        running.append_option(r.running);
+        runnable.append_option(r.runnable);
+        waiting.append_option(r.waiting);
+        syscall.append_option(r.syscall);
+        threads.append_option(r.threads);
+        heap.append_option(r.heap_bytes);
+        start.append_option(r.pod_start_time_us);
+        restarts.append_option(r.container_restarts);
+        dur.append_option(r.scrape_duration_ms);
+        source.append_value(&r.source);
+        format.append_value(&r.format);
+        hash.append_option(r.content_hash.as_deref());
+    }
+    let mut cols = t.finish();
+    cols.extend::<[ArrayRef; 13]>([
+        Arc::new(goroutines.finish()),
+        Arc::new(running.finish()),
+        Arc::new(runnable.finish()),
+        Arc::new(waiting.finish()),
+        Arc::new(syscall.finish()),
+        Arc::new(threads.finish()),
+        Arc::new(heap.finish()),
+        Arc::new(start.finish()),
+        Arc::new(restarts.finish()),
+        Arc::new(dur.finish()),
+        Arc::new(source.finish()),
+        Arc::new(format.finish()),
+        Arc::new(hash.finish()),
+    ]);
+    RecordBatch::try_new(Table::GoroutineCounts.schema(), cols)
+        .map_err(arrow_err(Table::GoroutineCounts))
+}
+
+pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
+    let mut t = TargetCols::new();
+    let mut profile = StringBuilder::new();
+    let mut format = StringBuilder::new();
+    let mut stack_id = Int64Builder::new();
+    let mut state = StringBuilder::new();
+    let mut bucket = StringBuilder::new();
+    let mut wmin = UInt32Builder::new();
+    let mut wmax = UInt32Builder::new();
+    let mut labels = StringBuilder::new();
+    let mut goroutines = Int64Builder::new();
+    let mut ids = ListBuilder::new(Int64Builder::new());
+    let mut leaked = BooleanBuilder::new();
+    for r in rows {
+        t.push(&r.target, r.ts_us);
+        let g = &r.group;
+        profile.append_value(r.profile);
+        format.append_value(r.format);
+        stack_id.append_value(g.stack_id.as_i64());
+        state.append_value(&g.state);
+        bucket.append_value(g.wait_bucket);
+        wmin.append_option(g.wait_minutes_min);
+        wmax.append_option(g.wait_minutes_max);
+        labels.append_value(labels_json(&g.labels));
+        goroutines.append_value(i64::try_from(g.count).unwrap_or(i64::MAX));
+        if g.goroutine_ids.is_empty() {
+            ids.append_null();
+        } else {
+            for id in &g.goroutine_ids {
+                ids.values().append_value(i64::try_from(*id).unwrap_or(i64::MAX));
+            }
+            ids.append(true);
+        }
+        leaked.append_value(g.leaked);
+    }
+    let mut cols = t.finish();
+    cols.extend::<[ArrayRef; 11]>([
+        Arc::new(profile.finish()),
+        Arc::new(format.finish()),
+        Arc::new(stack_id.finish()),
+        Arc::new(state.finish()),
+        Arc::new(bucket.finish()),
+        Arc::new(wmin.finish()),
+        Arc::new(wmax.finish()),
+        Arc::new(labels.finish()),
+        Arc::new(goroutines.finish()),
+        Arc::new(ids.finish()),
+        Arc::new(leaked.finish()),
+    ]);
+    let schema = Table::GoroutineSamples.schema();
+    RecordBatch::try_new(schema, cols).map_err(arrow_err(Table::GoroutineSamples))
+}
+
+pub fn stacks_batch(rows: &[StackRow]) -> Result<RecordBatch> {
+    let mut stack_id = Int64Builder::new();
+    let mut first_seen = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut top_fn = StringBuilder::new();
+    let mut top_file = StringBuilder::new();
+    let mut top_line = UInt32Builder::new();
+    let frame_builder = StructBuilder::from_fields(frame_struct_fields(), 0);
+    let mut frames = ListBuilder::new(frame_builder).with_field(Arc::new(
+        arrow::datatypes::Field::new(
+            "item",
+            arrow::datatypes::DataType::Struct(frame_struct_fields()),
+            true,
+        ),
+    ));
+    let mut cb_fn = StringBuilder::new();
+    let mut cb_file = StringBuilder::new();
+    let mut cb_line = UInt32Builder::new();
+    let mut elided = BooleanBuilder::new();
+    for r in rows {
+        stack_id.append_value(r.stack_id.as_i64());
+        first_seen.append_value(r.first_seen_us);
+        let top = r.stack.frames.first();
+        top_fn.append_value(top.map(|f| f.function.as_str()).unwrap_or(""));
+        top_file.append_value(top.map(|f| f.file.as_str()).unwrap_or(""));
+        top_line.append_value(top.map(|f| f.line).unwrap_or(0));
+        let sb = frames.values();
+        for f in &r.stack.frames {
+            append_frame(sb, &f.function, &f.file, f.line);
+        }
+        frames.append(true);
+        match &r.stack.created_by {
+            Some(f) => {
+                cb_fn.append_value(&f.function);
+                cb_file.append_value(&f.file);
+                cb_line.append_value(f.line);
+            }
+            None => {
+                cb_fn.append_null();
+                cb_file.append_null();
+                cb_line.append_null();
+            }
+        }
+        elided.append_value(r.stack.elided);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(stack_id.finish()),
+        Arc::new(first_seen.finish()),
+        Arc::new(top_fn.finish()),
+        Arc::new(top_file.finish()),
+        Arc::new(top_line.finish()),
+        Arc::new(frames.finish()),
+        Arc::new(cb_fn.finish()),
+        Arc::new(cb_file.finish()),
+        Arc::new(cb_line.finish()),
+        Arc::new(elided.finish()),
+    ];
+    RecordBatch::try_new(Table::Stacks.schema(), cols).map_err(arrow_err(Table::Stacks))
+}
+
+fn append_frame(sb: &mut StructBuilder, function: &str, file: &str, line: u32) {
+    if let Some(b) = sb.field_builder::<StringBuilder>(0) {
+        b.append_value(function);
+    }
+    if let Some(b) = sb.field_builder::<StringBuilder>(1) {
+        b.append_value(file);
+    }
+    if let Some(b) = sb.field_builder::<UInt32Builder>(2) {
+        b.append_value(line);
+    }
+    sb.append(true);
+}
+
+pub fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
+    let mut at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut source = StringBuilder::new();
+    let mut hash = StringBuilder::new();
+    let mut format = StringBuilder::new();
+    let mut ns = StringBuilder::new();
+    let mut pod = StringBuilder::new();
+    let mut sts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut gor = Int64Builder::new();
+    let mut nrows = Int64Builder::new();
+    let mut status = StringBuilder::new();
+    let mut error = StringBuilder::new();
+    for r in rows {
+        at.append_value(r.ingested_at_us);
+        source.append_value(&r.source);
+        hash.append_value(&r.content_hash);
+        format.append_option(r.format.as_deref());
+        ns.append_option(r.namespace.as_deref());
+        pod.append_option(r.pod.as_deref());
+        sts.append_option(r.snapshot_ts_us);
+        gor.append_value(r.goroutines);
+        nrows.append_value(r.rows);
+        status.append_value(r.status);
+        error.append_option(r.error.as_deref());
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(at.finish()),
+        Arc::new(source.finish()),
+        Arc::new(hash.finish()),
+        Arc::new(format.finish()),
+        Arc::new(ns.finish()),
+        Arc::new(pod.finish()),
+        Arc::new(sts.finish()),
+        Arc::new(gor.finish()),
+        Arc::new(nrows.finish()),
+        Arc::new(status.finish()),
+        Arc::new(error.finish()),
+    ];
+    RecordBatch::try_new(Table::IngestLog.schema(), cols).map_err(arrow_err(Table::IngestLog))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakhound_schemas::model::Frame;
+
+    #[test]
+    fn every_table_builds_with_its_schema() {
+        let target = Target {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            ..Default::default()
+        };
+        counts_batch(&[CountRow {
+            target: target.clone(),
+            source: "backfill".into(),
+            format: "debug2".into(),
+            ..Default::default()
+        }])
+        .unwrap();
+        let stack = Stack {
+            frames: vec![Frame {
+                function: "main.f".into(),
+                file: "/m.go".into(),
+                line: 3,
+            }],
+            ..Default::default()
+        };
+        let group = SampleGroup {
+            stack_id: stack.id(),
+            stack: stack.clone(),
+            state: "chan send".into(),
+            wait_bucket: "<1m",
+            wait_minutes_min: None,
+            wait_minutes_max: None,
+            labels: BTreeMap::new(),
+            count: 2,
+            goroutine_ids: vec![5, 6],
+            leaked: false,
+        };
+        let b = samples_batch(&[SampleRow {
+            target,
+            ts_us: 0,
+            profile: "goroutine",
+            format: "debug2",
+            group,
+        }])
+        .unwrap();
+        assert_eq!(b.num_rows(), 1);
+        let b = stacks_batch(&[StackRow {
+            stack_id: stack.id(),
+            first_seen_us: 0,
+            stack,
+        }])
+        .unwrap();
+        assert_eq!(b.num_rows(), 1);
+        log_batch(&[LogRow::default()]).unwrap();
+    }
+}

@@ -1,0 +1,384 @@
+//! The store: a URL naming a local directory or an S3 prefix, holding one folder per table of
+//! hive-partitioned Parquet files.
+//!
+//! ```text
+//!  <root>/goroutine_counts/date=2026-11-28/part-<batch>.parquet
+//!  <root>/goroutine_samples/date=2026-11-28/hour=13/part-<batch>.parquet
+//!  <root>/stacks/date=2026-11-28/part-<batch>.parquet
+//!  <root>/ingest_log/date=2026-11-28/part-<batch>.parquet
+//!  <root>/_compactions/<table>/<id>.json           (see `visibility`)
+//! ```
+//!
+//! Local and S3 go through the same `object_store` code path. Every file is written with one
+//! atomic put (the local implementation stages and renames; S3 PUT is atomic), and carries the
+//! schema version in its Parquet key-value metadata.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use leakhound_schemas::tables::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY};
+use leakhound_schemas::Table;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::visibility::{Visibility, VisibleStore};
+
+/// The default store: a directory in the working directory.
+pub const DEFAULT_STORE: &str = "./leakhound-data";
+
+/// A partition of a table: its hive path segments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub date: String,
+    pub hour: Option<String>,
+}
+
+impl Partition {
+    /// The partition of `table` a row with timestamp `ts_us` (µs since the epoch, UTC) goes to.
+    pub fn for_ts(table: Table, ts_us: i64) -> Partition {
+        let dt = chrono::DateTime::from_timestamp_micros(ts_us).unwrap_or_default();
+        Partition {
+            date: dt.format("%Y-%m-%d").to_string(),
+            hour: match table.partitioning() {
+                leakhound_schemas::tables::Partitioning::DateHour => {
+                    Some(dt.format("%H").to_string())
+                }
+                leakhound_schemas::tables::Partitioning::Date => None,
+            },
+        }
+    }
+
+    pub fn rel_path(&self) -> String {
+        match &self.hour {
+            Some(h) => format!("date={}/hour={}", self.date, h),
+            None => format!("date={}", self.date),
+        }
+    }
+
+    /// Parse `date=…[/hour=…]/file` relative to a table folder.
+    pub fn from_rel_path(rel: &str) -> Option<Partition> {
+        let mut parts = rel.split('/');
+        let date = parts.next()?.strip_prefix("date=")?.to_string();
+        let next = parts.next()?;
+        let hour = next.strip_prefix("hour=").map(str::to_string);
+        Some(Partition { date, hour })
+    }
+}
+
+/// An open store.
+#[derive(Clone)]
+pub struct Store {
+    url: String,
+    /// The object store as it is: writes and housekeeping.
+    raw: Arc<dyn ObjectStore>,
+    /// The URL DataFusion registers the object store under (`file:///`, `s3://bucket`).
+    base_url: Url,
+    /// The prefix of the store inside the object store (no leading slash).
+    root: Path,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+impl Store {
+    /// Open a store by URL: a path (`./leakhound-data`, `/data/lh`), `file:///abs/path`, or
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual `AWS_*` variables,
+    /// e.g. `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for a local S3 server).
+    pub fn open(url: &str) -> Result<Store> {
+        let bad = |reason: String| Error::StoreUrl {
+            url: url.to_string(),
+            reason,
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name".into()));
+            }
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            let base_url = Url::parse(&format!("s3://{bucket}")).map_err(|e| bad(e.to_string()))?;
+            return Ok(Store {
+                url: url.to_string(),
+                raw: Arc::new(s3),
+                base_url,
+                root: Path::from(prefix.trim_matches('/')),
+            });
+        }
+        let path = match url.strip_prefix("file://") {
+            Some(p) => std::path::PathBuf::from(p),
+            None if url.contains("://") => {
+                return Err(bad("unsupported scheme".into()));
+            }
+            None => std::path::PathBuf::from(url),
+        };
+        std::fs::create_dir_all(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let abs = std::fs::canonicalize(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let abs_str = abs
+            .to_str()
+            .ok_or_else(|| bad("path is not valid UTF-8".into()))?;
+        let root = Path::parse(abs_str.trim_start_matches('/')).map_err(|e| bad(e.to_string()))?;
+        Ok(Store {
+            url: url.to_string(),
+            raw: Arc::new(object_store::local::LocalFileSystem::new()),
+            base_url: Url::parse("file:///").map_err(|e| bad(e.to_string()))?,
+            root,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL to register the object store under in DataFusion.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    pub fn raw(&self) -> Arc<dyn ObjectStore> {
+        self.raw.clone()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a table inside the object store.
+    pub fn table_path(&self, table: Table) -> Path {
+        self.root.clone().join(table.name())
+    }
+
+    /// The URL of a table's folder, for DataFusion's `ListingTableUrl` (ends with `/`).
+    pub fn table_url(&self, table: Table) -> String {
+        let mut base = self.base_url.as_str().to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        format!("{base}{}/", self.table_path(table))
+    }
+
+    /// A view of the store for readers: files superseded by a committed compaction and
+    /// uncommitted compaction outputs are hidden (see `visibility`). Loaded once: a reader sees
+    /// the store as it was when it called this.
+    pub async fn reader(&self) -> Result<Arc<dyn ObjectStore>> {
+        let vis = Visibility::load(&self.raw, &self.root).await?;
+        Ok(Arc::new(VisibleStore::new(self.raw.clone(), Arc::new(vis))))
+    }
+
+    /// Encode `batch` as Parquet (zstd, schema version in metadata) and put it at
+    /// `<table>/<partition>/<file_name>` in one atomic write.
+    pub async fn write_file(
+        &self,
+        table: Table,
+        partition: &Partition,
+        file_name: &str,
+        batch: &RecordBatch,
+    ) -> Result<Path> {
+        let path = self
+            .table_path(table)
+            .join(partition.rel_path().split('/').next().unwrap_or_default());
+        let path = match &partition.hour {
+            Some(h) => path.join(format!("hour={h}")),
+            None => path,
+        }
+        .join(file_name);
+        let bytes = encode_parquet(table, batch).map_err(|e| Error::Parquet {
+            path: path.to_string(),
+            source: e,
+        })?;
+        self.raw
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| Error::ObjectStore {
+                path: path.to_string(),
+                source: e,
+            })?;
+        Ok(path)
+    }
+
+    /// Every Parquet file of a table as readers see it.
+    pub async fn list_files(&self, table: Table) -> Result<Vec<ObjectMeta>> {
+        let reader = self.reader().await?;
+        list_parquet(&reader, &self.table_path(table)).await
+    }
+
+    /// Read the given columns of every visible file of `table` (optionally only the partitions
+    /// whose date passes `date_filter`).
+    pub async fn read_columns(
+        &self,
+        table: Table,
+        columns: &[&str],
+        date_filter: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<Vec<RecordBatch>> {
+        let reader = self.reader().await?;
+        let table_path = self.table_path(table);
+        let mut out = Vec::new();
+        for meta in list_parquet(&reader, &table_path).await? {
+            if let Some(f) = date_filter {
+                let rel = relative(&table_path, &meta.location);
+                match Partition::from_rel_path(&rel) {
+                    Some(p) if f(&p.date) => {}
+                    _ => continue,
+                }
+            }
+            out.extend(read_parquet(&reader, &meta, Some(columns)).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// `location` relative to `base`, as a string.
+pub fn relative(base: &Path, location: &Path) -> String {
+    let b = base.as_ref();
+    let l = location.as_ref();
+    l.strip_prefix(b)
+        .map(|s| s.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| l.to_string())
+}
+
+pub(crate) async fn list_parquet(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+    let mut files: Vec<ObjectMeta> = store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|e| Error::ObjectStore {
+            path: prefix.to_string(),
+            source: e,
+        })?;
+    files.retain(|m| m.location.as_ref().ends_with(".parquet"));
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(files)
+}
+
+/// Read a whole Parquet file (or some columns of it), checking its schema version. Store files
+/// are written one batch at a time and stay small (compaction merges partitions of minutes to
+/// hours), so the file is fetched in one get and decoded in memory.
+pub(crate) async fn read_parquet(
+    store: &Arc<dyn ObjectStore>,
+    meta: &ObjectMeta,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
+    let perr = |e| Error::Parquet {
+        path: meta.location.to_string(),
+        source: e,
+    };
+    let oerr = |e| Error::ObjectStore {
+        path: meta.location.to_string(),
+        source: e,
+    };
+    let bytes = store
+        .get(&meta.location)
+        .await
+        .map_err(oerr)?
+        .bytes()
+        .await
+        .map_err(oerr)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
+    check_version(&meta.location, builder.metadata().file_metadata().key_value_metadata())?;
+    let builder = match columns {
+        Some(cols) => {
+            let schema = builder.parquet_schema();
+            let idx: Vec<usize> = (0..schema.num_columns())
+                .filter(|&i| {
+                    let c = schema.column(i);
+                    let top = c.path().parts().first().cloned().unwrap_or_default();
+                    cols.contains(&top.as_str())
+                })
+                .collect();
+            let mask = ProjectionMask::leaves(schema, idx);
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    let reader = builder.build().map_err(perr)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|source| Error::Arrow {
+            table: "(read)",
+            source,
+        })
+}
+
+fn check_version(path: &Path, kv: Option<&Vec<KeyValue>>) -> Result<()> {
+    let found = kv
+        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
+        .and_then(|k| k.value.clone());
+    match found {
+        Some(v) if v == SCHEMA_VERSION.to_string() => Ok(()),
+        Some(v) => Err(Error::SchemaVersion {
+            path: path.to_string(),
+            found: v,
+            expected: SCHEMA_VERSION,
+        }),
+        None => Err(Error::SchemaVersion {
+            path: path.to_string(),
+            found: "none".into(),
+            expected: SCHEMA_VERSION,
+        }),
+    }
+}
+
+pub(crate) fn encode_parquet(
+    table: Table,
+    batch: &RecordBatch,
+) -> std::result::Result<Vec<u8>, parquet::errors::ParquetError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
+            KeyValue::new(TABLE_KEY.to_string(), table.name().to_string()),
+        ]))
+        .build();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_paths() {
+        let ts = 1_764_300_000_000_000; // 2025-11-28T03:20:00Z
+        let p = Partition::for_ts(Table::GoroutineSamples, ts);
+        assert_eq!(p.rel_path(), "date=2025-11-28/hour=03");
+        assert_eq!(
+            Partition::from_rel_path("date=2025-11-28/hour=03/part-x.parquet"),
+            Some(p)
+        );
+        let p = Partition::for_ts(Table::Stacks, ts);
+        assert_eq!(p.rel_path(), "date=2025-11-28");
+        assert_eq!(Partition::from_rel_path("date=2025-11-28/part-x.parquet"), Some(p));
+    }
+
+    #[test]
+    fn store_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(s.table_url(Table::Stacks).starts_with("file:///"));
+        assert!(s.table_url(Table::Stacks).ends_with("/stacks/"));
+        assert!(Store::open("gs://x").is_err());
+    }
+}

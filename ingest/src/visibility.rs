@@ -1,0 +1,207 @@
+//! Which files of the store a reader sees — what makes compaction atomic.
+//!
+//! Compaction merges the files of a partition into one. No object store renames several files
+//! at once, so the commit point is a small manifest:
+//!
+//! ```text
+//!  1. put  <table>/<partition>/compact-<id>.parquet    hidden: no manifest names it yet
+//!  2. put  _compactions/<id>.json {output, replaces}   commit: output visible, replaced hidden
+//!  3. later (after a grace period, so readers that listed the old files can finish):
+//!     delete the replaced files, then the manifest
+//! ```
+//!
+//! A crash before 2 leaves an invisible orphan (removed by the next compaction); a crash after 2
+//! leaves replaced files that readers no longer see. A reader loads the manifests once and sees
+//! a consistent store for its whole query. The filter sits in an `ObjectStore` wrapper so that
+//! DataFusion's listing (and its partition pruning) needs no change.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const MANIFEST_DIR: &str = "_compactions";
+pub const COMPACT_PREFIX: &str = "compact-";
+
+/// A committed compaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub table: String,
+    pub output: String,
+    pub replaces: Vec<String>,
+    /// RFC 3339.
+    pub committed_at: String,
+}
+
+/// The visibility rules as of one load of the manifests.
+#[derive(Debug, Default)]
+pub struct Visibility {
+    hidden: HashSet<String>,
+    committed_outputs: HashSet<String>,
+    pub manifests: Vec<(Path, Manifest)>,
+}
+
+impl Visibility {
+    pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Visibility> {
+        let dir = root.clone().join(MANIFEST_DIR);
+        let metas: Vec<ObjectMeta> = store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::ObjectStore {
+                path: dir.to_string(),
+                source: e,
+            })?;
+        let mut v = Visibility::default();
+        for m in metas {
+            if !m.location.as_ref().ends_with(".json") {
+                continue;
+            }
+            let oerr = |e| Error::ObjectStore {
+                path: m.location.to_string(),
+                source: e,
+            };
+            let bytes = store
+                .get(&m.location)
+                .await
+                .map_err(oerr)?
+                .bytes()
+                .await
+                .map_err(oerr)?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+                    source_name: m.location.to_string(),
+                    message: format!("corrupt compaction manifest: {e}"),
+                })?;
+            v.committed_outputs.insert(manifest.output.clone());
+            v.hidden.extend(manifest.replaces.iter().cloned());
+            v.manifests.push((m.location, manifest));
+        }
+        Ok(v)
+    }
+
+    /// Whether a reader should see the object at `location`.
+    pub fn visible(&self, location: &Path) -> bool {
+        let s = location.as_ref();
+        if self.hidden.contains(s) {
+            return false;
+        }
+        let is_compact_output = location
+            .filename()
+            .is_some_and(|f| f.starts_with(COMPACT_PREFIX));
+        !is_compact_output || self.committed_outputs.contains(s)
+    }
+}
+
+/// An `ObjectStore` that hides what [`Visibility`] says readers must not see. Everything but
+/// listing is passed through.
+#[derive(Debug)]
+pub struct VisibleStore {
+    inner: Arc<dyn ObjectStore>,
+    vis: Arc<Visibility>,
+}
+
+impl VisibleStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, vis: Arc<Visibility>) -> Self {
+        VisibleStore { inner, vis }
+    }
+}
+
+impl std::fmt::Display for VisibleStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VisibleStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for VisibleStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let vis = self.vis.clone();
+        self.inner
+            .list(prefix)
+            .try_filter(move |m| futures::future::ready(vis.visible(&m.location)))
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let mut r = self.inner.list_with_delimiter(prefix).await?;
+        r.objects.retain(|m| self.vis.visible(&m.location));
+        Ok(r)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        let mut v = Visibility::default();
+        v.committed_outputs.insert("t/date=x/compact-1.parquet".into());
+        v.hidden.insert("t/date=x/part-a.parquet".into());
+        assert!(v.visible(&Path::from("t/date=x/compact-1.parquet")));
+        assert!(!v.visible(&Path::from("t/date=x/compact-2.parquet")));
+        assert!(!v.visible(&Path::from("t/date=x/part-a.parquet")));
+        assert!(v.visible(&Path::from("t/date=x/part-b.parquet")));
+    }
+}

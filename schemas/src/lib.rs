@@ -1,0 +1,21 @@
+//! leakhound's types without IO: the goroutine model every parser produces, stack ids, and the
+//! Arrow schemas of every table in the store.
+//!
+//! ```text
+//!  debug=0 / debug=1 / debug=2 ──parse──▶ GoroutineRecord ──SnapshotBuilder──▶ Snapshot
+//!                                                                         │
+//!                               tables::Table::{GoroutineCounts, Stacks, GoroutineSamples, IngestLog}
+//! ```
+//!
+//! - [`model`]: frames, normalised stacks and their stable [`model::StackId`], records and
+//!   aggregated snapshots.
+//! - [`tables`]: the one definition of each table's Arrow schema and partitioning, and the
+//!   schema version written into every file.
+
+pub mod model;
+pub mod tables;
+
+pub use model::{
+    DumpFormat, Frame, GoroutineRecord, ProfileKind, SampleGroup, Snapshot, Stack, StackId,
+};
+pub use tables::{SCHEMA_VERSION, Table};

@@ -1,0 +1,461 @@
+//! Command-line flags (clap derive, every flag also an `LEAKHOUND_*` environment variable so the
+//! Kubernetes manifests configure through the environment) and the dispatch to the crates.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use leakhound_analyze::output::{self, Format};
+use leakhound_analyze::{queries, session};
+use leakhound_ingest::backfill::{self, BackfillOptions, Outcome, Overrides, Progress};
+use leakhound_ingest::compact::{self, CompactOptions};
+use leakhound_ingest::pathpattern::{self, PathPattern};
+use leakhound_ingest::store::{DEFAULT_STORE, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leakhound",
+    version,
+    about = "Finds goroutine leaks in Go services on Kubernetes, explains them down to the stack, and acts on them."
+)]
+pub struct Cli {
+    /// Log format on stderr: text, or json for in-cluster runs.
+    #[arg(long, global = true, env = "LEAKHOUND_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The store: a directory, file:///abs/path, or s3://bucket/prefix (AWS_* variables for S3).
+    #[arg(long, env = "LEAKHOUND_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import archived dumps, profiles, tarballs and saved Prometheus query_range JSON.
+    Backfill(BackfillArgs),
+    /// Read dumps or profiles (or stdin) and print what a person debugging a leak wants first.
+    Inspect(InspectArgs),
+    /// Run SQL over the store: one statement, -f FILE, or an interactive prompt.
+    Sql(SqlArgs),
+    /// Run a named query from queries/ (see --list).
+    Query(QueryArgs),
+    /// Merge small files of each partition atomically; drop old partitions with --retain.
+    Compact(CompactArgs),
+    /// Print what is in the store: tables, rows, time range, targets.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Files, directories, .tar / .tar.gz / .gz archives.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// How target identity and time are read from each file's path (matched against its last
+    /// components). Placeholders: {namespace} {pod} {workload} {container} {cluster} {node}
+    /// {timestamp}; `*` matches any component.
+    #[arg(long, env = "LEAKHOUND_PATH_PATTERN", default_value = pathpattern::DEFAULT_PATTERN)]
+    pub path_pattern: String,
+    /// Namespace for every file (wins over the path pattern).
+    #[arg(long, env = "LEAKHOUND_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Pod for every file (wins over the path pattern).
+    #[arg(long, env = "LEAKHOUND_POD")]
+    pub pod: Option<String>,
+    #[arg(long, env = "LEAKHOUND_WORKLOAD")]
+    pub workload: Option<String>,
+    #[arg(long, env = "LEAKHOUND_CONTAINER")]
+    pub container: Option<String>,
+    #[arg(long, env = "LEAKHOUND_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Snapshot time for every file: RFC 3339 or Unix seconds (wins over the path pattern).
+    #[arg(long, env = "LEAKHOUND_TIMESTAMP")]
+    pub timestamp: Option<String>,
+    /// Largest decompressed size accepted per file or archive, in bytes (gzip-bomb guard).
+    #[arg(long, env = "LEAKHOUND_MAX_DECOMPRESSED", default_value_t = backfill::DEFAULT_MAX_DECOMPRESSED)]
+    pub max_decompressed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Dumps or profiles; `-` (or nothing) reads stdin.
+    pub files: Vec<PathBuf>,
+    /// text or json.
+    #[arg(long, env = "LEAKHOUND_INSPECT_FORMAT", default_value = "text")]
+    pub format: String,
+    /// Frames printed per stack in text output (0 = all).
+    #[arg(long, default_value_t = 12)]
+    pub frames: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The statement to run; without it and without -f, an interactive prompt reads stdin.
+    pub statement: Option<String>,
+    /// Read statements from a file (separated by `;`).
+    #[arg(short = 'f', long)]
+    pub file: Option<PathBuf>,
+    /// table, csv or json.
+    #[arg(long, env = "LEAKHOUND_OUTPUT_FORMAT", default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The query's name (queries/NAME.sql).
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// A parameter as NAME=VALUE (repeatable).
+    #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+    pub params: Vec<(String, String)>,
+    /// table, csv or json.
+    #[arg(long, env = "LEAKHOUND_OUTPUT_FORMAT", default_value = "table")]
+    pub format: Format,
+    /// A folder of extra or overriding .sql files.
+    #[arg(long, env = "LEAKHOUND_QUERIES_DIR")]
+    pub queries_dir: Option<PathBuf>,
+    /// List the named queries with what each answers and its parameters.
+    #[arg(long)]
+    pub list: bool,
+    /// Print the SQL instead of running it.
+    #[arg(long)]
+    pub show_sql: bool,
+    /// "Now" for relative times (now-2h), RFC 3339; defaults to the clock.
+    #[arg(long, env = "LEAKHOUND_NOW")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Drop date partitions older than this (e.g. 30d).
+    #[arg(long, env = "LEAKHOUND_RETAIN")]
+    pub retain: Option<String>,
+    /// How long replaced files stay readable for queries already running.
+    #[arg(long, env = "LEAKHOUND_COMPACT_GRACE", default_value = "10m")]
+    pub grace: String,
+    /// Compact a partition once it holds at least this many files.
+    #[arg(long, default_value_t = 2)]
+    pub min_files: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Backfill(a) => run_backfill(a).await,
+        Command::Inspect(a) => crate::inspect::run(a),
+        Command::Sql(a) => run_sql(a).await,
+        Command::Query(a) => run_query(a).await,
+        Command::Compact(a) => run_compact(a).await,
+        Command::Status(a) => run_status(a).await,
+    }
+}
+
+fn open_store(a: &StoreArgs) -> Result<Store> {
+    Store::open(&a.store).with_context(|| format!("cannot open the store {:?}", a.store))
+}
+
+async fn run_backfill(a: BackfillArgs) -> Result<ExitCode> {
+    let store = open_store(&a.store)?;
+    let pattern = PathPattern::parse(&a.path_pattern).map_err(anyhow::Error::msg)?;
+    let timestamp_us = match &a.timestamp {
+        Some(t) => Some(pathpattern::parse_timestamp(t).with_context(|| {
+            format!("--timestamp {t:?} is not RFC 3339 or Unix seconds")
+        })?),
+        None => None,
+    };
+    let opts = BackfillOptions {
+        pattern,
+        overrides: Overrides {
+            cluster: a.cluster,
+            namespace: a.namespace,
+            workload: a.workload,
+            pod: a.pod,
+            container: a.container,
+            timestamp_us,
+        },
+        max_decompressed: a.max_decompressed,
+        ..Default::default()
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::hidden();
+    if tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    }
+    let mut progress = |p: Progress| match p {
+        Progress::Total(n) => bar.set_length(n),
+        Progress::Item { name, outcome } => {
+            bar.inc(1);
+            if let Outcome::Failed(e) = &outcome {
+                tracing::warn!(file = %name, error = %e, "Failed to import file.");
+            }
+            bar.set_message(name);
+        }
+    };
+    let summary = backfill::backfill(&store, &a.paths, &opts, &mut progress).await?;
+    bar.finish_and_clear();
+    println!(
+        "backfill into {}: {} items, {} imported, {} already imported, {} failed; {} goroutines, {} rows, {} files written",
+        store.url(),
+        summary.items,
+        summary.imported,
+        summary.already_imported,
+        summary.failed.len(),
+        summary.goroutines,
+        summary.rows,
+        summary.files_written
+    );
+    for (name, reason) in &summary.failed {
+        println!("  failed: {name}: {reason}");
+    }
+    Ok(if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn run_statements(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    format: Format,
+) -> Result<()> {
+    let df = ctx.sql(sql).await?;
+    let batches = df.collect().await?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    output::write(&mut out, &batches, format)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Split a script on `;` outside quotes and comments.
+fn split_statements(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !in_quote && c == '-' && chars.peek() == Some(&'-') {
+            // Comment to end of line.
+            for c2 in chars.by_ref() {
+                if c2 == '\n' {
+                    break;
+                }
+            }
+            cur.push('\n');
+            continue;
+        }
+        if c == '\'' {
+            in_quote = !in_quote;
+        }
+        if c == ';' && !in_quote {
+            if !cur.trim().is_empty() {
+                out.push(cur.trim().to_string());
+            }
+            cur.clear();
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+async fn run_sql(a: SqlArgs) -> Result<ExitCode> {
+    let store = open_store(&a.store)?;
+    let ctx = session::session(&store).await?;
+    if let Some(stmt) = &a.statement {
+        for s in split_statements(stmt) {
+            run_statements(&ctx, &s, a.format).await?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(f) = &a.file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        for s in split_statements(&text) {
+            run_statements(&ctx, &s, a.format).await?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Interactive: statements end with `;`. Errors are printed and the prompt goes on.
+    let interactive = std::io::stdin().is_terminal();
+    let mut failed = false;
+    let mut buf = String::new();
+    if interactive {
+        eprintln!(
+            "leakhound sql on {}: tables goroutine_counts, goroutine_samples, stacks, ingest_log. End statements with ';', Ctrl-D quits.",
+            store.url()
+        );
+    }
+    let stdin = std::io::stdin();
+    loop {
+        if interactive {
+            eprint!("{}", if buf.is_empty() { "leakhound> " } else { "        -> " });
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        buf.push_str(&line);
+        if !buf.trim_end().ends_with(';') {
+            continue;
+        }
+        for s in split_statements(&buf) {
+            if let Err(e) = run_statements(&ctx, &s, a.format).await {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+        buf.clear();
+    }
+    if !buf.trim().is_empty() {
+        for s in split_statements(&buf) {
+            if let Err(e) = run_statements(&ctx, &s, a.format).await {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed && !interactive {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn run_query(a: QueryArgs) -> Result<ExitCode> {
+    if a.list {
+        let mut list = queries::builtin()?;
+        if let Some(dir) = &a.queries_dir {
+            for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                let p = e?.path();
+                if p.extension().is_some_and(|x| x == "sql") {
+                    let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                    list.retain(|q| q.name != name);
+                    list.push(queries::find(name, Some(dir))?);
+                }
+            }
+        }
+        for q in list {
+            println!("{}: {}", q.name, q.summary);
+            for p in &q.params {
+                println!("    -p {}=…   ({:?}, default {})", p.name, p.ty, p.default);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(name) = &a.name else {
+        bail!("name a query, or pass --list");
+    };
+    let q = queries::find(name, a.queries_dir.as_deref())?;
+    let now = match &a.now {
+        Some(n) => queries::parse_time(n, chrono::Utc::now())
+            .with_context(|| format!("--now {n:?} is not a time"))?,
+        None => chrono::Utc::now(),
+    };
+    let params: BTreeMap<String, String> = a.params.into_iter().collect();
+    let sql = q.render(&params, now)?;
+    if a.show_sql {
+        println!("{sql}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = open_store(&a.store)?;
+    let ctx = session::session(&store).await?;
+    for s in split_statements(&sql) {
+        run_statements(&ctx, &s, a.format).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_compact(a: CompactArgs) -> Result<ExitCode> {
+    let store = open_store(&a.store)?;
+    let opts = CompactOptions {
+        grace: compact::parse_duration(&a.grace).map_err(anyhow::Error::msg)?,
+        min_files: a.min_files.max(2),
+        retain: match &a.retain {
+            Some(r) => Some(compact::parse_duration(r).map_err(anyhow::Error::msg)?),
+            None => None,
+        },
+        now: chrono::Utc::now(),
+    };
+    let s = compact::compact(&store, &opts).await?;
+    println!(
+        "compact {}: {} partitions compacted ({} files merged, {} rows), {} replaced files deleted, {} orphans deleted, {} partitions dropped by retention",
+        store.url(),
+        s.partitions_compacted,
+        s.files_merged,
+        s.rows_written,
+        s.replaced_files_deleted,
+        s.orphans_deleted,
+        s.partitions_dropped
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_status(a: StatusArgs) -> Result<ExitCode> {
+    let store = open_store(&a.store)?;
+    let ctx = session::session(&store).await?;
+    println!("store {}", store.url());
+    let sql = "SELECT 'goroutine_counts' AS table_name, COUNT(*) AS row_count, MIN(ts) AS first, MAX(ts) AS last FROM goroutine_counts \
+       UNION ALL SELECT 'goroutine_samples', COUNT(*), MIN(ts), MAX(ts) FROM goroutine_samples \
+       UNION ALL SELECT 'stacks', COUNT(*), MIN(first_seen), MAX(first_seen) FROM stacks \
+       UNION ALL SELECT 'ingest_log', COUNT(*), MIN(ingested_at), MAX(ingested_at) FROM ingest_log";
+    run_statements(&ctx, sql, Format::Table).await?;
+    let sql = "SELECT namespace, pod, COUNT(*) AS snapshots, MIN(ts) AS first, MAX(ts) AS last, \
+       MIN(goroutines) AS min_goroutines, MAX(goroutines) AS max_goroutines, \
+       array_agg(DISTINCT source) AS sources \
+       FROM goroutine_counts GROUP BY namespace, pod ORDER BY namespace, pod";
+    run_statements(&ctx, sql, Format::Table).await?;
+    let sql = "SELECT status, COUNT(*) AS files, SUM(goroutines) AS goroutines FROM ingest_log GROUP BY status ORDER BY status";
+    run_statements(&ctx, sql, Format::Table).await?;
+    Ok(ExitCode::SUCCESS)
+}
