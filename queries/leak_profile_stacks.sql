@@ -4,13 +4,19 @@
 -- param: namespace string %
 -- param: from timestamp now-24h
 -- param: to timestamp now
-WITH leaked AS (
-    SELECT namespace, pod, stack_id, ts, SUM(goroutines) AS n
+WITH per_capture AS (
+    SELECT namespace, pod, stack_id, ts, format, SUM(goroutines) AS n
     FROM goroutine_samples
     WHERE (profile = 'goroutineleak' OR leaked)
       AND namespace LIKE ${namespace}
       AND ts >= ${from} AND ts < ${to}
       AND date >= ${from_date} AND date <= ${to_date}
+    GROUP BY namespace, pod, stack_id, ts, format
+),
+leaked AS (
+    -- One moment captured in several formats counts once.
+    SELECT namespace, pod, stack_id, ts, MAX(n) AS n
+    FROM per_capture
     GROUP BY namespace, pod, stack_id, ts
 ),
 span AS (

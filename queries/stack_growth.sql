@@ -1,6 +1,7 @@
 -- Stacks that grew most between a baseline window and a current window, per pod.
 -- Answers: which code paths are accumulating goroutines? Counts are averages per snapshot in
--- each window; a stack absent from a snapshot counts as 0 there.
+-- each window (a snapshot is one capture: time and format); a stack absent from a snapshot
+-- counts as 0 there.
 -- param: namespace string %
 -- param: base_from timestamp now-4h
 -- param: base_to timestamp now-2h
@@ -8,18 +9,18 @@
 -- param: to timestamp now
 -- param: limit int 20
 WITH per_snapshot AS (
-    SELECT namespace, pod, stack_id, ts, SUM(goroutines) AS n
+    SELECT namespace, pod, stack_id, ts, format, SUM(goroutines) AS n
     FROM goroutine_samples
     WHERE profile = 'goroutine'
       AND namespace LIKE ${namespace}
       AND ts >= ${base_from} AND ts < ${to}
       AND date >= ${base_from_date} AND date <= ${to_date}
-    GROUP BY namespace, pod, stack_id, ts
+    GROUP BY namespace, pod, stack_id, ts, format
 ),
 snapshots AS (
     SELECT namespace, pod,
-           COUNT(DISTINCT CASE WHEN ts >= ${base_from} AND ts < ${base_to} THEN ts END) AS base_snaps,
-           COUNT(DISTINCT CASE WHEN ts >= ${from} AND ts < ${to} THEN ts END) AS now_snaps
+           COUNT(DISTINCT CASE WHEN ts >= ${base_from} AND ts < ${base_to} THEN concat(CAST(ts AS VARCHAR), format) END) AS base_snaps,
+           COUNT(DISTINCT CASE WHEN ts >= ${from} AND ts < ${to} THEN concat(CAST(ts AS VARCHAR), format) END) AS now_snaps
     FROM per_snapshot
     GROUP BY namespace, pod
 ),

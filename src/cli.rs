@@ -23,7 +23,12 @@ use leakhound_ingest::store::{DEFAULT_STORE, Store};
 )]
 pub struct Cli {
     /// Log format on stderr: text, or json for in-cluster runs.
-    #[arg(long, global = true, env = "LEAKHOUND_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEAKHOUND_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: String,
 
     #[command(subcommand)]
@@ -198,9 +203,10 @@ async fn run_backfill(a: BackfillArgs) -> Result<ExitCode> {
     let store = open_store(&a.store)?;
     let pattern = PathPattern::parse(&a.path_pattern).map_err(anyhow::Error::msg)?;
     let timestamp_us = match &a.timestamp {
-        Some(t) => Some(pathpattern::parse_timestamp(t).with_context(|| {
-            format!("--timestamp {t:?} is not RFC 3339 or Unix seconds")
-        })?),
+        Some(t) => Some(
+            pathpattern::parse_timestamp(t)
+                .with_context(|| format!("--timestamp {t:?} is not RFC 3339 or Unix seconds"))?,
+        ),
         None => None,
     };
     let opts = BackfillOptions {
@@ -339,7 +345,14 @@ async fn run_sql(a: SqlArgs) -> Result<ExitCode> {
     let stdin = std::io::stdin();
     loop {
         if interactive {
-            eprint!("{}", if buf.is_empty() { "leakhound> " } else { "        -> " });
+            eprint!(
+                "{}",
+                if buf.is_empty() {
+                    "leakhound> "
+                } else {
+                    "        -> "
+                }
+            );
         }
         let mut line = String::new();
         if stdin.lock().read_line(&mut line)? == 0 {
@@ -376,7 +389,9 @@ async fn run_query(a: QueryArgs) -> Result<ExitCode> {
     if a.list {
         let mut list = queries::builtin()?;
         if let Some(dir) = &a.queries_dir {
-            for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            for e in
+                std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
+            {
                 let p = e?.path();
                 if p.extension().is_some_and(|x| x == "sql") {
                     let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();

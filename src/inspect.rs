@@ -126,7 +126,11 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
     writeln!(out, "  {} distinct stacks", distinct.len())?;
     for s in &r.stacks {
         writeln!(out)?;
-        let mut head = format!("{} x [{}", s.count, if s.state.is_empty() { "?" } else { &s.state });
+        let mut head = format!(
+            "{} x [{}",
+            s.count,
+            if s.state.is_empty() { "?" } else { &s.state }
+        );
         if let Some(w) = s.wait_minutes {
             if w.min == w.max {
                 head.push_str(&format!(", {} minutes", w.min));
@@ -158,7 +162,11 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
             writeln!(out, "    ...frames elided by the runtime...")?;
         }
         if let Some(c) = &s.created_by {
-            writeln!(out, "    created by {}\n        {}:{}", c.function, c.file, c.line)?;
+            writeln!(
+                out,
+                "    created by {}\n        {}:{}",
+                c.function, c.file, c.line
+            )?;
         }
     }
     Ok(())
@@ -222,5 +230,9 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
         writeln!(out)?;
     }
     out.flush()?;
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

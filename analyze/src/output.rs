@@ -22,7 +22,9 @@ impl std::str::FromStr for Format {
             "table" => Ok(Format::Table),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            _ => Err(format!("unknown output format {s:?}: use table, csv or json")),
+            _ => Err(format!(
+                "unknown output format {s:?}: use table, csv or json"
+            )),
         }
     }
 }
@@ -30,7 +32,9 @@ impl std::str::FromStr for Format {
 pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Result<()> {
     match format {
         Format::Table => {
-            if batches.iter().all(|b| b.num_rows() == 0) && batches.iter().all(|b| b.num_columns() == 0) {
+            if batches.iter().all(|b| b.num_rows() == 0)
+                && batches.iter().all(|b| b.num_columns() == 0)
+            {
                 writeln!(out, "(no rows)").map_err(|e| Error::Output {
                     format: "table",
                     source: e.into(),
@@ -49,7 +53,9 @@ pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Re
             })?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for b in batches {
                 w.write(b).map_err(|source| Error::Output {
                     format: "csv",

@@ -24,7 +24,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "goroutines_over_time",
         include_str!("../../queries/goroutines_over_time.sql"),
     ),
-    ("stack_growth", include_str!("../../queries/stack_growth.sql")),
+    (
+        "stack_growth",
+        include_str!("../../queries/stack_growth.sql"),
+    ),
     (
         "oldest_blocked",
         include_str!("../../queries/oldest_blocked.sql"),
@@ -76,7 +79,9 @@ impl NamedQuery {
                 let (Some(pname), Some(ty)) = (it.next(), it.next()) else {
                     return Err(Error::QueryFile {
                         file: format!("{name}.sql"),
-                        message: format!("bad param line {line:?}: want `-- param: NAME TYPE DEFAULT`"),
+                        message: format!(
+                            "bad param line {line:?}: want `-- param: NAME TYPE DEFAULT`"
+                        ),
                     });
                 };
                 let ty = match ty {

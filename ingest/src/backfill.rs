@@ -22,6 +22,7 @@ use leakhound_schemas::ProfileKind;
 use crate::error::{Error, Result};
 use crate::parse;
 use crate::pathpattern::PathPattern;
+use crate::residence::IdTracker;
 use crate::rows::{LogRow, Target};
 use crate::sources::prometheus;
 use crate::store::Store;
@@ -116,7 +117,9 @@ pub async fn backfill(
     let mut summary = Summary::default();
     for p in paths {
         if let Err(e) = walk(p, &mut files) {
-            summary.failed.push((p.display().to_string(), e.to_string()));
+            summary
+                .failed
+                .push((p.display().to_string(), e.to_string()));
         }
     }
     progress(Progress::Total(files.len() as u64));
@@ -124,6 +127,7 @@ pub async fn backfill(
     let mut writer = Writer::new(store.clone());
     let (mut done, failed_before) = writer.imported_hashes().await?;
     let mut batch = Batch::default();
+    let mut tracker = IdTracker::default();
     let mut in_batch = 0usize;
     let now_us = chrono::Utc::now().timestamp_micros();
 
@@ -139,11 +143,22 @@ pub async fn backfill(
                 let res = for_each_entry(&file, gz, opts.max_decompressed, &mut |item| {
                     seen_any = true;
                     let iname = item.name();
-                    let o = import_item(item, opts, &mut batch, &mut done, &failed_before, now_us);
+                    let o = import_item(
+                        item,
+                        opts,
+                        &mut batch,
+                        &mut tracker,
+                        &mut done,
+                        &failed_before,
+                        now_us,
+                    );
                     summary.items += 1;
                     tally(&mut summary, &iname, &o);
                     match o {
-                        Outcome::Imported { goroutines, rows: r } => {
+                        Outcome::Imported {
+                            goroutines,
+                            rows: r,
+                        } => {
                             imported += goroutines;
                             rows += r;
                         }
@@ -175,6 +190,7 @@ pub async fn backfill(
                     Item::File(file.clone()),
                     opts,
                     &mut batch,
+                    &mut tracker,
                     &mut done,
                     &failed_before,
                     now_us,
@@ -376,6 +392,7 @@ fn import_item(
     item: Item,
     opts: &BackfillOptions,
     batch: &mut Batch,
+    tracker: &mut IdTracker,
     done: &mut HashSet<String>,
     failed_before: &HashSet<String>,
     now_us: i64,
@@ -391,7 +408,7 @@ fn import_item(
     if done.contains(&hash) {
         return Outcome::AlreadyImported;
     }
-    let result = import_content(&item, &name, &hash, opts, batch);
+    let result = import_content(&item, &name, &hash, opts, batch, tracker);
     match result {
         Ok((rows, goroutines, log)) => {
             done.insert(hash);
@@ -437,6 +454,7 @@ fn import_content(
     hash: &str,
     opts: &BackfillOptions,
     batch: &mut Batch,
+    tracker: &mut IdTracker,
 ) -> Result<(usize, u64, LogRow)> {
     let io = |e: std::io::Error| Error::Input {
         source_name: name.to_string(),
@@ -473,11 +491,10 @@ fn import_content(
         }
         .read_to_end(&mut bytes)
         .map_err(io)?;
-        let rows =
-            prometheus::parse_query_range(&bytes, hash).map_err(|e| Error::Input {
-                source_name: name.to_string(),
-                message: e.to_string(),
-            })?;
+        let rows = prometheus::parse_query_range(&bytes, hash).map_err(|e| Error::Input {
+            source_name: name.to_string(),
+            message: e.to_string(),
+        })?;
         if rows.is_empty() {
             return Err(Error::Input {
                 source_name: name.to_string(),
@@ -504,7 +521,11 @@ fn import_content(
     }
 
     let reader = open_item(item).map_err(io)?;
-    let snap = parse::parse_snapshot(reader, name).map_err(|e| Error::Parse {
+    let popts = parse::ParseOptions {
+        max_decompressed_bytes: opts.max_decompressed,
+        ..Default::default()
+    };
+    let snap = parse::parse_snapshot_with(reader, name, &popts).map_err(|e| Error::Parse {
         source_name: name.to_string(),
         source: e,
     })?;
@@ -549,7 +570,7 @@ fn import_content(
         node: field("node"),
         instance: None,
     };
-    let rows = batch.add_snapshot(&target, ts_us, "backfill", hash, &snap);
+    let rows = batch.add_snapshot(tracker, &target, ts_us, "backfill", hash, &snap);
     let goroutines = snap.total();
     let format = snap.format.map(|f| {
         if snap.kind == ProfileKind::GoroutineLeak {

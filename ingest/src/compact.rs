@@ -94,8 +94,8 @@ pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSumm
 
     // 1. Retention: whole date partitions past the horizon.
     if let Some(retain) = opts.retain {
-        let horizon = opts.now
-            - chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::days(36500));
+        let horizon =
+            opts.now - chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::days(36500));
         let cutoff = horizon.format("%Y-%m-%d").to_string();
         for table in Table::ALL {
             let tp = store.table_path(table);
@@ -108,8 +108,11 @@ pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSumm
                     continue;
                 };
                 if date < cutoff.as_str() {
-                    let objs: Vec<ObjectMeta> =
-                        raw.list(Some(&dir)).try_collect().await.map_err(oerr(&dir))?;
+                    let objs: Vec<ObjectMeta> = raw
+                        .list(Some(&dir))
+                        .try_collect()
+                        .await
+                        .map_err(oerr(&dir))?;
                     for o in objs {
                         delete_if_exists(store, &o.location).await?;
                     }
@@ -133,7 +136,26 @@ pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSumm
                     summary.replaced_files_deleted += 1;
                 }
             }
-            delete_if_exists(store, mpath).await?;
+            // The manifest stays the commit marker of its output for as long as the output
+            // lives; once a later compaction replaced and removed the output, it goes too.
+            match raw.head(&Path::from(m.output.as_str())).await {
+                Err(object_store::Error::NotFound { .. }) => {
+                    delete_if_exists(store, mpath).await?;
+                    continue;
+                }
+                Err(e) => return Err(oerr(mpath)(e)),
+                Ok(_) if !m.replaces.is_empty() => {
+                    let done = Manifest {
+                        replaces: Vec::new(),
+                        ..m.clone()
+                    };
+                    let body = serde_json::to_vec_pretty(&done).unwrap_or_default();
+                    raw.put(mpath, PutPayload::from(body))
+                        .await
+                        .map_err(oerr(mpath))?;
+                }
+                Ok(_) => {}
+            }
         }
         live_outputs.insert(m.output.clone());
     }
@@ -163,7 +185,10 @@ pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSumm
         let mut by_dir: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
         for f in files {
             let rel = relative(&tp, &f.location);
-            let dir = rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+            let dir = rel
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
             by_dir.entry(dir).or_default().push(f);
         }
         for (dir, files) in by_dir {
@@ -245,7 +270,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5_400));
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("d").is_err());

@@ -6,7 +6,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid store URL {url:?}: {reason}. Use a local directory, file:///abs/path or s3://bucket/prefix")]
+    #[error(
+        "invalid store URL {url:?}: {reason}. Use a local directory, file:///abs/path or s3://bucket/prefix"
+    )]
     StoreUrl { url: String, reason: String },
 
     #[error("object store operation on {path} failed: {source}")]
@@ -30,7 +32,9 @@ pub enum Error {
         source: arrow::error::ArrowError,
     },
 
-    #[error("file {path} in the store was written with schema version {found}, this leakhound reads {expected}; upgrade leakhound or run an older one")]
+    #[error(
+        "file {path} in the store was written with schema version {found}, this leakhound reads {expected}; upgrade leakhound or run an older one"
+    )]
     SchemaVersion {
         path: String,
         found: String,

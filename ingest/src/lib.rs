@@ -15,6 +15,7 @@
 //! - [`writer`]: batches of rows into files, stacks deduplicated per partition.
 //! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
 //! - [`compact`]: merging small files and retention.
+//! - [`residence`]: first-seen tracking of goroutine ids, ages per sample group.
 //! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
 //! - [`sources`]: non-dump sources (Prometheus query_range).
 
@@ -23,6 +24,7 @@ pub mod compact;
 pub mod error;
 pub mod parse;
 pub mod pathpattern;
+pub mod residence;
 pub mod rows;
 pub mod sources;
 pub mod store;

@@ -122,8 +122,24 @@ impl PathPattern {
 }
 
 const EXTENSIONS: [&str; 18] = [
-    "gz", "tgz", "tar", "txt", "log", "pb", "pprof", "prof", "json", "debug0", "debug1",
-    "debug2", "stderr", "stdout", "out", "dump", "goroutine", "goroutineleak",
+    "gz",
+    "tgz",
+    "tar",
+    "txt",
+    "log",
+    "pb",
+    "pprof",
+    "prof",
+    "json",
+    "debug0",
+    "debug1",
+    "debug2",
+    "stderr",
+    "stdout",
+    "out",
+    "dump",
+    "goroutine",
+    "goroutineleak",
 ];
 
 /// `2026-11-28T04:10:00Z.debug2.txt.gz` → `2026-11-28T04:10:00Z`.
@@ -197,9 +213,18 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_timestamp("2026-11-28T04-10-00Z"), Some(1_795_839_000_000_000));
-        assert_eq!(parse_timestamp("1795839000123"), Some(1_795_839_000_123_000));
-        assert_eq!(parse_timestamp("1795839000.5.txt"), Some(1_795_839_000_500_000));
+        assert_eq!(
+            parse_timestamp("2026-11-28T04-10-00Z"),
+            Some(1_795_839_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("1795839000123"),
+            Some(1_795_839_000_123_000)
+        );
+        assert_eq!(
+            parse_timestamp("1795839000.5.txt"),
+            Some(1_795_839_000_500_000)
+        );
         assert_eq!(parse_timestamp("12"), None);
         assert_eq!(parse_timestamp("99999999999999999999999"), None);
     }

@@ -9,12 +9,13 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
     StringBuilder, StructBuilder, TimestampMicrosecondBuilder, UInt32Builder,
 };
+use leakhound_schemas::Table;
 use leakhound_schemas::model::{SampleGroup, Snapshot, Stack, StackId};
 use leakhound_schemas::tables::frame_struct_fields;
-use leakhound_schemas::Table;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::residence::GroupAges;
 
 /// Who a row is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,6 +56,7 @@ pub struct SampleRow {
     pub profile: &'static str,
     pub format: &'static str,
     pub group: SampleGroup,
+    pub ages: GroupAges,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -224,6 +226,10 @@ pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
     let mut labels = StringBuilder::new();
     let mut goroutines = Int64Builder::new();
     let mut ids = ListBuilder::new(Int64Builder::new());
+    let mut min_id = Int64Builder::new();
+    let mut oldest = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut over5 = Int64Builder::new();
+    let mut p99 = Float64Builder::new();
     let mut leaked = BooleanBuilder::new();
     for r in rows {
         t.push(&r.target, r.ts_us);
@@ -240,15 +246,20 @@ pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
         if g.goroutine_ids.is_empty() {
             ids.append_null();
         } else {
-            for id in &g.goroutine_ids {
-                ids.values().append_value(i64::try_from(*id).unwrap_or(i64::MAX));
+            for id in &r.ages.new_ids {
+                ids.values()
+                    .append_value(i64::try_from(*id).unwrap_or(i64::MAX));
             }
             ids.append(true);
         }
+        min_id.append_option(r.ages.min_id.map(|v| i64::try_from(v).unwrap_or(i64::MAX)));
+        oldest.append_option(r.ages.oldest_first_seen_us);
+        over5.append_option(r.ages.alive_over_5m);
+        p99.append_option(r.ages.age_p99_s);
         leaked.append_value(g.leaked);
     }
     let mut cols = t.finish();
-    cols.extend::<[ArrayRef; 11]>([
+    cols.extend::<[ArrayRef; 15]>([
         Arc::new(profile.finish()),
         Arc::new(format.finish()),
         Arc::new(stack_id.finish()),
@@ -259,6 +270,10 @@ pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
         Arc::new(labels.finish()),
         Arc::new(goroutines.finish()),
         Arc::new(ids.finish()),
+        Arc::new(min_id.finish()),
+        Arc::new(oldest.finish()),
+        Arc::new(over5.finish()),
+        Arc::new(p99.finish()),
         Arc::new(leaked.finish()),
     ]);
     let schema = Table::GoroutineSamples.schema();
@@ -272,13 +287,12 @@ pub fn stacks_batch(rows: &[StackRow]) -> Result<RecordBatch> {
     let mut top_file = StringBuilder::new();
     let mut top_line = UInt32Builder::new();
     let frame_builder = StructBuilder::from_fields(frame_struct_fields(), 0);
-    let mut frames = ListBuilder::new(frame_builder).with_field(Arc::new(
-        arrow::datatypes::Field::new(
+    let mut frames =
+        ListBuilder::new(frame_builder).with_field(Arc::new(arrow::datatypes::Field::new(
             "item",
             arrow::datatypes::DataType::Struct(frame_struct_fields()),
             true,
-        ),
-    ));
+        )));
     let mut cb_fn = StringBuilder::new();
     let mut cb_file = StringBuilder::new();
     let mut cb_line = UInt32Builder::new();
@@ -423,6 +437,7 @@ mod tests {
             profile: "goroutine",
             format: "debug2",
             group,
+            ages: GroupAges::default(),
         }])
         .unwrap();
         assert_eq!(b.num_rows(), 1);

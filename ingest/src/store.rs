@@ -17,13 +17,13 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use futures::TryStreamExt;
-use leakhound_schemas::tables::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY};
 use leakhound_schemas::Table;
+use leakhound_schemas::tables::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -255,15 +255,19 @@ pub fn relative(base: &Path, location: &Path) -> String {
         .unwrap_or_else(|| l.to_string())
 }
 
-pub(crate) async fn list_parquet(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Vec<ObjectMeta>> {
-    let mut files: Vec<ObjectMeta> = store
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(|e| Error::ObjectStore {
-            path: prefix.to_string(),
-            source: e,
-        })?;
+pub(crate) async fn list_parquet(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> Result<Vec<ObjectMeta>> {
+    let mut files: Vec<ObjectMeta> =
+        store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::ObjectStore {
+                path: prefix.to_string(),
+                source: e,
+            })?;
     files.retain(|m| m.location.as_ref().ends_with(".parquet"));
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)
@@ -293,7 +297,10 @@ pub(crate) async fn read_parquet(
         .await
         .map_err(oerr)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
-    check_version(&meta.location, builder.metadata().file_metadata().key_value_metadata())?;
+    check_version(
+        &meta.location,
+        builder.metadata().file_metadata().key_value_metadata(),
+    )?;
     let builder = match columns {
         Some(cols) => {
             let schema = builder.parquet_schema();
@@ -370,7 +377,10 @@ mod tests {
         );
         let p = Partition::for_ts(Table::Stacks, ts);
         assert_eq!(p.rel_path(), "date=2025-11-28");
-        assert_eq!(Partition::from_rel_path("date=2025-11-28/part-x.parquet"), Some(p));
+        assert_eq!(
+            Partition::from_rel_path("date=2025-11-28/part-x.parquet"),
+            Some(p)
+        );
     }
 
     #[test]

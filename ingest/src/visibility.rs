@@ -55,14 +55,15 @@ pub struct Visibility {
 impl Visibility {
     pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Visibility> {
         let dir = root.clone().join(MANIFEST_DIR);
-        let metas: Vec<ObjectMeta> = store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::ObjectStore {
-                path: dir.to_string(),
-                source: e,
-            })?;
+        let metas: Vec<ObjectMeta> =
+            store
+                .list(Some(&dir))
+                .try_collect()
+                .await
+                .map_err(|e| Error::ObjectStore {
+                    path: dir.to_string(),
+                    source: e,
+                })?;
         let mut v = Visibility::default();
         for m in metas {
             if !m.location.as_ref().ends_with(".json") {
@@ -79,11 +80,10 @@ impl Visibility {
                 .bytes()
                 .await
                 .map_err(oerr)?;
-            let manifest: Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Input {
-                    source_name: m.location.to_string(),
-                    message: format!("corrupt compaction manifest: {e}"),
-                })?;
+            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+                source_name: m.location.to_string(),
+                message: format!("corrupt compaction manifest: {e}"),
+            })?;
             v.committed_outputs.insert(manifest.output.clone());
             v.hidden.extend(manifest.replaces.iter().cloned());
             v.manifests.push((m.location, manifest));
@@ -197,7 +197,8 @@ mod tests {
     #[test]
     fn rules() {
         let mut v = Visibility::default();
-        v.committed_outputs.insert("t/date=x/compact-1.parquet".into());
+        v.committed_outputs
+            .insert("t/date=x/compact-1.parquet".into());
         v.hidden.insert("t/date=x/part-a.parquet".into());
         assert!(v.visible(&Path::from("t/date=x/compact-1.parquet")));
         assert!(!v.visible(&Path::from("t/date=x/compact-2.parquet")));

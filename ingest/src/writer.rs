@@ -13,6 +13,7 @@ use leakhound_schemas::model::{DumpFormat, Snapshot, StackId};
 use leakhound_schemas::{ProfileKind, Table};
 
 use crate::error::Result;
+use crate::residence::IdTracker;
 use crate::rows::{
     CountRow, LogRow, SampleRow, StackRow, Target, counts_batch, log_batch, samples_batch,
     stacks_batch, state_counts,
@@ -50,6 +51,7 @@ impl Batch {
     /// ordinary goroutine profile.
     pub fn add_snapshot(
         &mut self,
+        tracker: &mut IdTracker,
         target: &Target,
         ts_us: i64,
         source: &str,
@@ -75,7 +77,12 @@ impl Batch {
             });
             rows += 1;
         }
-        for g in &snap.groups {
+        let ages = if snap.kind == ProfileKind::Goroutine {
+            tracker.observe(target, ts_us, &snap.groups)
+        } else {
+            Vec::new()
+        };
+        for (i, g) in snap.groups.iter().enumerate() {
             let entry = self.stacks.entry(g.stack_id).or_insert_with(|| StackRow {
                 stack_id: g.stack_id,
                 first_seen_us: ts_us,
@@ -91,6 +98,7 @@ impl Batch {
                 profile: snap.kind.as_str(),
                 format: format.as_str(),
                 group: g.clone(),
+                ages: ages.get(i).cloned().unwrap_or_default(),
             });
             rows += 1;
         }
@@ -222,7 +230,10 @@ impl Writer {
         }
         for (date, rows) in stacks {
             let b = stacks_batch(&rows)?;
-            let p = Partition { date: date.clone(), hour: None };
+            let p = Partition {
+                date: date.clone(),
+                hour: None,
+            };
             self.store.write_file(Table::Stacks, &p, &file, &b).await?;
             stats.files += 1;
             stats.rows += rows.len();
@@ -238,7 +249,9 @@ impl Writer {
         }
         for (p, rows) in logs {
             let b = log_batch(&rows)?;
-            self.store.write_file(Table::IngestLog, &p, &file, &b).await?;
+            self.store
+                .write_file(Table::IngestLog, &p, &file, &b)
+                .await?;
             stats.files += 1;
         }
         Ok(stats)

@@ -71,7 +71,9 @@ impl Stack {
     /// (`runtime.gopark`, `runtime.chansend`, ...) unless nothing else would be left.
     pub fn normalise(mut frames: Vec<Frame>) -> Vec<Frame> {
         frames.retain(|f| f.function != "runtime.goexit");
-        let first_user = frames.iter().position(|f| !is_runtime_function(&f.function));
+        let first_user = frames
+            .iter()
+            .position(|f| !is_runtime_function(&f.function));
         if let Some(i) = first_user {
             frames.drain(..i);
         }

@@ -172,11 +172,18 @@ static GOROUTINE_SAMPLES: LazyLock<SchemaRef> = LazyLock::new(|| {
         // pprof labels as a JSON object with sorted keys ("{}" when none).
         Field::new("labels", DataType::Utf8, false),
         Field::new("goroutines", DataType::Int64, false),
+        // Residence, where the format has goroutine ids (debug=2): ids first seen in this
+        // snapshot (enough to rebuild first-seen times), the smallest id (the oldest, goids
+        // grow), and the ages summarised at write time from first-seen tracking.
         Field::new(
-            "goroutine_ids",
+            "new_goroutine_ids",
             DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
             true,
         ),
+        Field::new("min_goroutine_id", DataType::Int64, true),
+        Field::new("oldest_first_seen", ts_type(), true),
+        Field::new("alive_over_5m", DataType::Int64, true),
+        Field::new("age_p99_s", DataType::Float64, true),
         // The runtime itself reported these as leaked (goroutineleak profile, `(leaked)`).
         Field::new("leaked", DataType::Boolean, false),
     ]);
@@ -210,7 +217,11 @@ mod tests {
         for t in Table::ALL {
             assert_eq!(Table::from_name(t.name()), Some(t));
             for p in t.partitioning().columns() {
-                assert!(t.schema().field_with_name(p).is_err(), "{p} in {}", t.name());
+                assert!(
+                    t.schema().field_with_name(p).is_err(),
+                    "{p} in {}",
+                    t.name()
+                );
             }
         }
     }

@@ -46,7 +46,9 @@ pub enum PromJsonError {
     },
     #[error("Prometheus answered status {status:?}: {error}")]
     Status { status: String, error: String },
-    #[error("resultType is {0:?}, expected \"matrix\" (save the output of /api/v1/query_range, not /api/v1/query)")]
+    #[error(
+        "resultType is {0:?}, expected \"matrix\" (save the output of /api/v1/query_range, not /api/v1/query)"
+    )]
     NotMatrix(String),
     #[error("series {index}: {message}")]
     Series { index: usize, message: String },
@@ -69,7 +71,9 @@ pub fn parse_query_range(bytes: &[u8], source: &str) -> Result<Vec<CountRow>, Pr
             error: resp.error.unwrap_or_default(),
         });
     }
-    let data = resp.data.ok_or_else(|| PromJsonError::NotMatrix("(no data)".into()))?;
+    let data = resp
+        .data
+        .ok_or_else(|| PromJsonError::NotMatrix("(no data)".into()))?;
     if data.result_type != "matrix" {
         return Err(PromJsonError::NotMatrix(data.result_type));
     }
@@ -83,7 +87,11 @@ pub fn parse_query_range(bytes: &[u8], source: &str) -> Result<Vec<CountRow>, Pr
                 s.metric
             ),
         })?;
-        let name = s.metric.get("__name__").map(String::as_str).unwrap_or("go_goroutines");
+        let name = s
+            .metric
+            .get("__name__")
+            .map(String::as_str)
+            .unwrap_or("go_goroutines");
         for (t, v) in s.values {
             let Ok(v) = v.parse::<f64>() else {
                 return Err(PromJsonError::Series {

@@ -1,0 +1,240 @@
+//! Throughput and memory of the debug=2 parser against DataDog/gostackparse, on the same large
+//! dump, in the same run.
+//!
+//! ```text
+//! cargo bench -p leakhound-ingest --bench parse_bench              # 200 MiB dump
+//! PARSE_BENCH_MB=1000 PARSE_BENCH_RUNS=5 cargo bench -p leakhound-ingest --bench parse_bench
+//! ```
+//!
+//! The dump is a real capture (`tests/data/captures/go1.26/goroutine.debug2.txt`, or
+//! `PARSE_BENCH_SOURCE`) repeated to the size asked, written once to `/tmp`. Each measurement
+//! runs in a child process so that its peak RSS (`VmHWM`, or `ru_maxrss` for Go) is its own:
+//! - `ours-records`: `Debug2Parser` over the file, every record built (frames, labels, ids);
+//! - `ours-snapshot`: `parse_snapshot`, i.e. the above plus aggregation into a `Snapshot`;
+//! - `gostackparse`: `gostackparse.Parse` (tests/bench/gostackparse, built with the installed
+//!   Go from the module proxy).
+//!
+//! The best of `PARSE_BENCH_RUNS` (default 3) wall times is reported, with MiB/s,
+//! goroutines/s, peak RSS, and the ratio to gostackparse. Numbers are printed, not asserted
+//! (STYLE.md: speed is measured by benchmarks, never by timed unit tests).
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use leakhound_ingest::parse::{Debug2Parser, ParseOptions, parse_snapshot};
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Measured {
+    parser: String,
+    bytes: u64,
+    goroutines: u64,
+    frames: u64,
+    seconds: f64,
+    max_rss_kb: u64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes `--bench`; the child mode is ours.
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let (Some(mode), Some(file)) = (args.get(i + 1), args.get(i + 2)) else {
+            eprintln!("usage: parse_bench --child MODE FILE");
+            std::process::exit(2);
+        };
+        child(mode, Path::new(file));
+        return;
+    }
+
+    let mb: u64 = env_num("PARSE_BENCH_MB", 200);
+    let runs: usize = env_num("PARSE_BENCH_RUNS", 3);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = std::env::var_os("PARSE_BENCH_SOURCE").map_or_else(
+        || root.join("tests/data/captures/go1.26/goroutine.debug2.txt"),
+        PathBuf::from,
+    );
+    let source = if source.exists() {
+        source
+    } else {
+        root.join("ingest/src/parse/testdata/gs-go1.26/goroutine.debug2.txt")
+    };
+    let dump = PathBuf::from(format!("/tmp/leakhound-parse-bench-{mb}MiB.txt"));
+    build_dump(&source, &dump, mb << 20);
+    println!(
+        "input: {} ({:.1} MiB, {} repeated)",
+        dump.display(),
+        file_len(&dump) as f64 / (1 << 20) as f64,
+        source.display()
+    );
+
+    let me = std::env::current_exe().expect("current exe");
+    let mut results: Vec<Measured> = Vec::new();
+    for mode in ["ours-records", "ours-snapshot"] {
+        let cmd = || {
+            let mut c = Command::new(&me);
+            c.args(["--child", mode]).arg(&dump);
+            c
+        };
+        results.push(best_of(runs, cmd));
+    }
+    match build_go_harness(&root) {
+        Some(bin) => results.push(best_of(runs, || {
+            let mut c = Command::new(&bin);
+            c.arg(&dump);
+            c
+        })),
+        None => println!("gostackparse: Go harness not built (no `go`?): skipped"),
+    }
+
+    let base = results.iter().find(|r| r.parser == "gostackparse").cloned();
+    println!(
+        "\n{:<15} {:>10} {:>12} {:>14} {:>12} {:>10} {:>8}",
+        "parser", "seconds", "MiB/s", "goroutines/s", "goroutines", "peak RSS", "speedup"
+    );
+    for r in &results {
+        let mibs = r.bytes as f64 / (1 << 20) as f64 / r.seconds;
+        let speedup = base
+            .as_ref()
+            .map_or("-".to_owned(), |b| format!("{:.1}x", b.seconds / r.seconds));
+        println!(
+            "{:<15} {:>10.3} {:>12.1} {:>14.0} {:>12} {:>7} MiB {:>8}",
+            r.parser,
+            r.seconds,
+            mibs,
+            r.goroutines as f64 / r.seconds,
+            r.goroutines,
+            r.max_rss_kb / 1024,
+            speedup
+        );
+    }
+    for r in &results {
+        if let Some(b) = &base
+            && r.goroutines != b.goroutines
+            && r.parser != b.parser
+        {
+            println!(
+                "note: {} counted {} goroutines, gostackparse {} (frames {} vs {})",
+                r.parser, r.goroutines, b.goroutines, r.frames, b.frames
+            );
+        }
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Repeat `source` (separated by a blank line, as records are) until `size` bytes.
+fn build_dump(source: &Path, dump: &Path, size: u64) {
+    let mut unit = std::fs::read(source).expect("read the source capture");
+    if !unit.ends_with(b"\n") {
+        unit.push(b'\n');
+    }
+    unit.push(b'\n');
+    let copies = size.div_ceil(unit.len() as u64).max(1);
+    let want = copies * unit.len() as u64;
+    if file_len(dump) == want {
+        return;
+    }
+    let f = std::fs::File::create(dump).expect("create the dump");
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    for _ in 0..copies {
+        w.write_all(&unit).expect("write the dump");
+    }
+    w.flush().expect("write the dump");
+}
+
+fn best_of(runs: usize, cmd: impl Fn() -> Command) -> Measured {
+    let mut best: Option<Measured> = None;
+    for _ in 0..runs.max(1) {
+        let out = cmd().output().expect("run the measurement");
+        assert!(
+            out.status.success(),
+            "measurement failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout);
+        let m: Measured = serde_json::from_str(line.trim()).expect("measurement output");
+        best = Some(match best {
+            Some(b) if b.seconds <= m.seconds => Measured {
+                max_rss_kb: b.max_rss_kb.max(m.max_rss_kb),
+                ..b
+            },
+            Some(b) => Measured {
+                max_rss_kb: b.max_rss_kb.max(m.max_rss_kb),
+                ..m
+            },
+            None => m,
+        });
+    }
+    best.expect("at least one run")
+}
+
+/// One measurement in this (child) process; prints a JSON line.
+fn child(mode: &str, file: &Path) {
+    let bytes = file_len(file);
+    let f = std::fs::File::open(file).expect("open the dump");
+    let start = Instant::now();
+    let (goroutines, frames) = match mode {
+        "ours-records" => {
+            let (mut g, mut fr) = (0u64, 0u64);
+            for r in Debug2Parser::new(f, &ParseOptions::default()) {
+                let r = r.expect("parse");
+                g += r.count;
+                fr += r.stack.frames.len() as u64;
+            }
+            (g, fr)
+        }
+        "ours-snapshot" => {
+            let s = parse_snapshot(f, "bench").expect("parse");
+            let frames = s
+                .groups
+                .iter()
+                .map(|g| g.count * g.stack.frames.len() as u64)
+                .sum();
+            (s.total(), frames)
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let max_rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "parser": mode, "bytes": bytes, "goroutines": goroutines, "frames": frames,
+            "seconds": seconds, "max_rss_kb": max_rss_kb,
+        })
+    );
+}
+
+/// `go build` the gostackparse harness (module proxy, shared caches).
+fn build_go_harness(root: &Path) -> Option<PathBuf> {
+    let dir = root.join("tests/bench/gostackparse");
+    let bin = PathBuf::from("/var/tmp/leakhound-gostackparse-bench");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&dir)
+        .env("GOCACHE", "/var/tmp/leakhound-gocache")
+        .env("GOMODCACHE", "/var/tmp/leakhound-gomodcache")
+        .env("GOFLAGS", "-mod=mod")
+        .status()
+        .ok()?;
+    status.success().then_some(bin)
+}

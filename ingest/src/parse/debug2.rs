@@ -1,0 +1,571 @@
+//! The runtime's traceback text: `/debug/pprof/goroutine?debug=2`, `runtime.Stack(buf, true)`,
+//! and what a Go program prints when it dies (panic, `fatal error:`, SIGQUIT, `GOTRACEBACK`
+//! `all|system|crash`).
+//!
+//! ```text
+//! panic: boom                                        <- any text outside records is skipped
+//!
+//! goroutine 7 gp=0xc0 m=nil [chan send (leaked), 2 minutes, locked to thread labels:{"k": "v"}]:
+//! main.(*T).send(0xc000010000, {0x1, 0x2})           <- function line: name + argument list
+//!         /src/main.go:42 +0x1d fp=0x.. sp=0x.. pc=0x..   <- file line (suffixes optional)
+//! main.F[...](...)                                   <- inlined frame, generic function
+//!         /src/main.go:12
+//! ...3 frames elided...
+//! created by main.main in goroutine 1                <- creation site (+ its file line)
+//!         /src/main.go:30 +0x45
+//! [originating from goroutine 1]:                    <- GODEBUG=tracebackancestors: skipped
+//! main.main(...)
+//!         /src/main.go:30 +0x45
+//!                                                    <- blank line ends the record
+//! ```
+//!
+//! The header is written by `goroutineheader` in Go's `runtime/traceback.go`: the status (a
+//! wait reason, which may itself contain parentheses: `chan receive (nil chan)`,
+//! `select (no cases)`, `force gc (idle)`), then ` (leaked)`, ` (scan)`, ` (durable)`, then
+//! `, N minutes`, `, locked to thread`, `, synctest bubble N`, then Go 1.27's ` labels:{...}`
+//! (Go-quoted keys and values, sorted).
+//!
+//! Decisions:
+//! - Lines that are not part of a record (panic messages, `SIGQUIT: quit`, `PC=...`, register
+//!   dumps, `-----`, `exit status 2`, log lines) are skipped, inside records too.
+//! - `goroutine 0` records (an M's g0 stack under `GOTRACEBACK=crash|system`) are OS-thread
+//!   stacks, not goroutines: their lines are consumed and the record is not yielded.
+//! - Truncation: records are yielded up to the cut, then one `Err(Truncated)` naming the
+//!   offset of the cut record's last line; iteration then ends. A dump is cut if its last line
+//!   inside a record has no `\n`, or if it ends on a function line whose file line is missing.
+//!   (`runtime/pprof` cuts its debug=2 buffer at 64 MiB mid-line; that is caught.)
+//! - After any error the iterator ends (it is fused).
+
+use std::io::Read;
+
+use leakhound_schemas::model::{Frame, GoroutineRecord};
+
+use super::ParseOptions;
+use super::error::{ParseError, Position, Result};
+use super::lines::{Line, LineReader};
+use super::normalise::canonical_frames;
+use super::quote::parse_label_set;
+
+const FORMAT: &str = "debug=2";
+
+/// Streaming parser of debug=2 / crash text. Yields one record per goroutine (`count == 1`).
+pub struct Debug2Parser<R> {
+    lines: LineReader<R>,
+    st: State,
+}
+
+struct State {
+    max_record_bytes: usize,
+    max_frames: usize,
+    max_line: usize,
+    cur: Option<Building>,
+    done: bool,
+    records: u64,
+    first_line: Option<String>,
+}
+
+struct Building {
+    id: u64,
+    rec: GoroutineRecord,
+    frames: Vec<Frame>,
+    pos: Position,
+    pending: Option<Pending>,
+    in_ancestors: bool,
+    bytes: usize,
+}
+
+struct Pending {
+    function: String,
+    created_by: bool,
+    pos: Position,
+}
+
+// Not boxed: a record is emitted for every goroutine, and a Box would be one more
+// allocation each; the enum lives on the stack for one call.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Continue,
+    Emit(GoroutineRecord),
+    Fail(ParseError),
+}
+
+impl<R: Read> Debug2Parser<R> {
+    /// A parser over `reader` (any `Read`; it is read in large chunks, so a `BufRead` wrapper
+    /// adds nothing but costs nothing either).
+    pub fn new(reader: R, opts: &ParseOptions) -> Self {
+        Debug2Parser {
+            lines: LineReader::new(reader, opts.max_line_bytes),
+            st: State {
+                max_record_bytes: opts.max_record_bytes,
+                max_frames: opts.max_frames,
+                max_line: opts.max_line_bytes,
+                cur: None,
+                done: false,
+                records: 0,
+                first_line: None,
+            },
+        }
+    }
+
+    /// Goroutine records yielded so far.
+    pub fn records(&self) -> u64 {
+        self.st.records
+    }
+
+    /// Bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.lines.offset()
+    }
+
+    /// The first non-blank line of the input (at most 200 bytes), for error messages about
+    /// text that holds no dump.
+    pub fn first_line(&self) -> Option<&str> {
+        self.st.first_line.as_deref()
+    }
+}
+
+impl<R: Read> Iterator for Debug2Parser<R> {
+    type Item = Result<GoroutineRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.st.done {
+            return None;
+        }
+        loop {
+            let line = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    self.st.done = true;
+                    return self.st.at_eof();
+                }
+                Err(e) => {
+                    self.st.done = true;
+                    return Some(Err(e));
+                }
+            };
+            match self.st.on_line(&line) {
+                Step::Continue => {}
+                Step::Emit(rec) => {
+                    self.st.records += 1;
+                    return Some(Ok(rec));
+                }
+                Step::Fail(e) => {
+                    self.st.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    fn at_eof(&mut self) -> Option<Result<GoroutineRecord>> {
+        let cur = self.cur.take()?;
+        if let Some(p) = cur.pending {
+            return Some(Err(ParseError::Truncated {
+                pos: p.pos,
+                what: "function line without its file line at the end of the input",
+            }));
+        }
+        let id = cur.id;
+        let rec = finish(cur);
+        if id == 0 {
+            return None;
+        }
+        self.records += 1;
+        Some(Ok(rec))
+    }
+
+    fn on_line(&mut self, line: &Line<'_>) -> Step {
+        let b = line.bytes;
+        if self.first_line.is_none() && !b.iter().all(u8::is_ascii_whitespace) {
+            self.first_line = Some(super::error::excerpt(b));
+        }
+        let Some(cur) = self.cur.as_mut() else {
+            // Outside a record: only a header matters.
+            if line.overlong || !b.starts_with(b"goroutine ") {
+                return Step::Continue;
+            }
+            if !line.terminated && b.get(10).is_some_and(u8::is_ascii_digit) {
+                return Step::Fail(truncated(line.pos, "goroutine header is cut (no newline)"));
+            }
+            return match parse_header(b, line.pos) {
+                Ok(Some(h)) => {
+                    if !line.terminated {
+                        return Step::Fail(truncated(line.pos, "goroutine header"));
+                    }
+                    self.cur = Some(h);
+                    Step::Continue
+                }
+                Ok(None) => Step::Continue,
+                Err(e) => Step::Fail(e),
+            };
+        };
+
+        if line.overlong {
+            return Step::Fail(ParseError::LineTooLong {
+                pos: line.pos,
+                limit: self.max_line,
+            });
+        }
+        if b.is_empty() {
+            // Blank line: end of the record (an unterminated empty line cannot exist).
+            return self.emit(None);
+        }
+        if !line.terminated && looks_like_dump_line(b) {
+            // The input stops mid-line inside a record. (A trailing `exit status 2` without a
+            // newline is not a cut; a half-written frame is.)
+            return Step::Fail(truncated(
+                line.pos,
+                "last line of a goroutine record is cut (no newline)",
+            ));
+        }
+        cur.bytes = cur.bytes.saturating_add(b.len() + 1);
+        if cur.bytes > self.max_record_bytes {
+            return Step::Fail(ParseError::RecordTooLarge {
+                pos: cur.pos,
+                limit: self.max_record_bytes,
+                what: "bytes",
+            });
+        }
+        match b[0] {
+            b'\t' => {
+                let Some(p) = cur.pending.take() else {
+                    // `\tgoroutine running on other thread; stack unavailable`, or noise.
+                    return Step::Continue;
+                };
+                let Some((file, line_no)) = parse_file_line(&b[1..]) else {
+                    return Step::Fail(ParseError::malformed(
+                        FORMAT,
+                        line.pos,
+                        "expected `\\tFILE:LINE` after a function line",
+                        b,
+                    ));
+                };
+                let Ok(line_no) = u32::try_from(line_no) else {
+                    return Step::Fail(absurd(line.pos, "line number", line_no, u32::MAX.into()));
+                };
+                let frame = Frame {
+                    function: p.function,
+                    file: lossy(file),
+                    line: line_no,
+                };
+                if p.created_by {
+                    cur.rec.stack.created_by = Some(frame);
+                } else {
+                    if cur.frames.len() >= self.max_frames {
+                        return Step::Fail(ParseError::RecordTooLarge {
+                            pos: cur.pos,
+                            limit: self.max_frames,
+                            what: "frames",
+                        });
+                    }
+                    cur.frames.push(frame);
+                }
+                Step::Continue
+            }
+            b'g' if b.starts_with(b"goroutine ") => match parse_header(b, line.pos) {
+                // A header without the blank line before it: the previous record ends here.
+                Ok(Some(h)) => self.emit(Some(h)),
+                Ok(None) => Step::Continue,
+                Err(e) => Step::Fail(e),
+            },
+            b'c' if b.starts_with(b"created by ") => {
+                if cur.in_ancestors {
+                    return Step::Continue;
+                }
+                let rest = &b[b"created by ".len()..];
+                let name = match memchr::memmem::rfind(rest, b" in goroutine ") {
+                    Some(i) => {
+                        let n = &rest[i + b" in goroutine ".len()..];
+                        match parse_u64(n) {
+                            Some(Ok(v)) => cur.rec.creator_goroutine = Some(v),
+                            Some(Err(())) => {
+                                return Step::Fail(absurd(
+                                    line.pos,
+                                    "goroutine id",
+                                    lossy(n),
+                                    u64::MAX,
+                                ));
+                            }
+                            None => {}
+                        }
+                        &rest[..i]
+                    }
+                    None => rest,
+                };
+                cur.pending = Some(Pending {
+                    function: print_name(name),
+                    created_by: true,
+                    pos: line.pos,
+                });
+                Step::Continue
+            }
+            b'.' if b.starts_with(b"...") && b.ends_with(b" elided...") => {
+                if !cur.in_ancestors {
+                    cur.rec.stack.elided = true;
+                }
+                Step::Continue
+            }
+            b'[' if b.starts_with(b"[originating from goroutine ") => {
+                // GODEBUG=tracebackancestors: the stacks of the goroutines that created this
+                // one, at the time they did. Not goroutines of this dump; skipped to the end
+                // of the record.
+                cur.in_ancestors = true;
+                cur.pending = None;
+                Step::Continue
+            }
+            _ => {
+                if cur.in_ancestors {
+                    return Step::Continue;
+                }
+                if let Some(name) = parse_func_line(b) {
+                    cur.pending = Some(Pending {
+                        function: print_name(name),
+                        created_by: false,
+                        pos: line.pos,
+                    });
+                }
+                // Anything else (register dumps under GOTRACEBACK=crash, `non-Go function at
+                // pc=`, interleaved log lines) is skipped.
+                Step::Continue
+            }
+        }
+    }
+
+    /// Finish the current record, start `next` (if a header came without a blank line), and
+    /// yield the finished one unless it is a g0 (`goroutine 0`).
+    fn emit(&mut self, next: Option<Building>) -> Step {
+        let Some(cur) = std::mem::replace(&mut self.cur, next) else {
+            return Step::Continue;
+        };
+        let id = cur.id;
+        let rec = finish(cur);
+        if id == 0 {
+            return Step::Continue;
+        }
+        Step::Emit(rec)
+    }
+}
+
+fn finish(cur: Building) -> GoroutineRecord {
+    let mut rec = cur.rec;
+    rec.stack.frames = canonical_frames(cur.frames);
+    rec
+}
+
+/// Lines of the traceback itself, as opposed to text interleaved with it.
+fn looks_like_dump_line(b: &[u8]) -> bool {
+    b.first() == Some(&b'\t')
+        || memchr::memchr(b'(', b).is_some()
+        || b.starts_with(b"goroutine ")
+        || b.starts_with(b"created by ")
+        || b.starts_with(b"...")
+        || b.starts_with(b"[originating")
+}
+
+fn truncated(pos: Position, what: &'static str) -> ParseError {
+    ParseError::Truncated { pos, what }
+}
+
+fn absurd(pos: Position, what: &'static str, value: impl ToString, limit: u64) -> ParseError {
+    ParseError::AbsurdNumber {
+        pos,
+        what,
+        value: value.to_string(),
+        limit,
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// The traceback prints `runtime.gopanic` as `panic` (Go `printFuncName`); every other format
+/// has the symbol.
+fn print_name(name: &[u8]) -> String {
+    if name == b"panic" {
+        "runtime.gopanic".to_owned()
+    } else {
+        lossy(name)
+    }
+}
+
+/// Decimal digits to the end of `b`: `None` if `b` is not all digits (or empty), `Some(Err)` on
+/// overflow.
+fn parse_u64(b: &[u8]) -> Option<Result<u64, ()>> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in b {
+        v = match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d - b'0')))
+        {
+            Some(v) => v,
+            None => return Some(Err(())),
+        };
+    }
+    Some(Ok(v))
+}
+
+/// `name(args)` → `name`. The argument list never contains `(` (hex words, `{`, `}`, `...`,
+/// `?`, `_`), while names may (`main.(*T).m`), so the list starts at the last `(`.
+fn parse_func_line(b: &[u8]) -> Option<&[u8]> {
+    if b.last() != Some(&b')') {
+        return None;
+    }
+    let i = memchr::memrchr(b'(', b)?;
+    let name = &b[..i];
+    if name.is_empty() || name.contains(&b' ') {
+        return None;
+    }
+    Some(name)
+}
+
+/// `FILE:LINE[ +0xOFF][ fp=0x.. sp=0x.. pc=0x..]` → (FILE, LINE). Paths may contain `:` and
+/// spaces (`C:/Program Files/...`), the suffixes contain neither `:` nor digits right after a
+/// colon, so the line number follows the last `:`.
+fn parse_file_line(b: &[u8]) -> Option<(&[u8], u64)> {
+    let colon = memchr::memrchr(b':', b)?;
+    let rest = &b[colon + 1..];
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || (digits < rest.len() && rest[digits] != b' ') {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in &rest[..digits] {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some((&b[..colon], v))
+}
+
+/// Parse `goroutine N[ gp=.. m=.. mp=..] [STATUS...]:`. `Ok(None)` if the line is not a header
+/// at all (text that merely starts with "goroutine "); `Err` if it is one with impossible
+/// content.
+fn parse_header(b: &[u8], pos: Position) -> Result<Option<Building>> {
+    let rest = &b[b"goroutine ".len()..];
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || rest.get(digits) != Some(&b' ') || !b.ends_with(b":") {
+        return Ok(None);
+    }
+    // ` gp=0x.. m=N mp=0x..` (GOTRACEBACK=system|crash, or a fatal error's current
+    // goroutine) comes before ` [`.
+    let after = &rest[digits..];
+    let Some(lb) = memchr::memchr(b'[', after) else {
+        return Ok(None);
+    };
+    if lb == 0 || after[lb - 1] != b' ' || after[..lb].contains(&b']') {
+        return Ok(None);
+    }
+    let content = &after[lb + 1..];
+    // The status part never contains `]` nor `labels:{`; labels are quoted and may contain
+    // anything, so find the end of the status before looking at them.
+    let close = memchr::memchr(b']', content);
+    let old_labels = memchr::memmem::find(content, b" labels:{");
+    let (status_part, labels) = match (close, old_labels) {
+        // Go 1.26 with GODEBUG=tracebacklabels=1: `[STATUS labels:{"k": "v"}]:`.
+        (_, Some(i)) if close.is_none_or(|c| i < c) => {
+            let set = &content[i + b" labels:".len()..];
+            match parse_label_set(set) {
+                Ok((labels, n)) if &set[n..] == b"]:" => (&content[..i], labels),
+                Ok(_) => return Ok(None),
+                Err(what) => return Err(ParseError::malformed(FORMAT, pos, what, b)),
+            }
+        }
+        (Some(c), _) => {
+            let tail = &content[c + 1..];
+            if tail == b":" {
+                (&content[..c], Default::default())
+            } else if let Some(set) = tail.strip_prefix(b" ") {
+                // Go 1.27: `[STATUS] {k: v, k2: "v 2"}:`.
+                match super::quote::parse_bare_label_set(set) {
+                    Ok((labels, n)) if &set[n..] == b":" => (&content[..c], labels),
+                    Ok(_) => return Ok(None),
+                    Err(what) => return Err(ParseError::malformed(FORMAT, pos, what, b)),
+                }
+            } else {
+                return Ok(None);
+            }
+        }
+        _ => return Ok(None),
+    };
+    let id = match parse_u64(&rest[..digits]) {
+        Some(Ok(v)) => v,
+        _ => {
+            return Err(absurd(
+                pos,
+                "goroutine id",
+                lossy(&rest[..digits]),
+                u64::MAX,
+            ));
+        }
+    };
+
+    let mut rec = GoroutineRecord {
+        count: 1,
+        goroutine_ids: vec![id],
+        labels,
+        ..Default::default()
+    };
+
+    let mut parts = status_part.split(|&c| c == b',');
+    let mut status = parts.next().unwrap_or_default();
+    // Annotations after the status, in the order the runtime prints them; `(durable)` may
+    // also be part of the wait reason itself (`chan receive (durable)`).
+    loop {
+        if let Some(s) = status.strip_suffix(b" (leaked)") {
+            rec.leaked = true;
+            status = s;
+        } else if let Some(s) = status.strip_suffix(b" (scan)") {
+            status = s;
+        } else if let Some(s) = status.strip_suffix(b" (durable)") {
+            rec.durable = true;
+            status = s;
+        } else {
+            break;
+        }
+    }
+    rec.state = lossy(status);
+    for part in parts {
+        let part = part.strip_prefix(b" ").unwrap_or(part);
+        if let Some(n) = part.strip_suffix(b" minutes") {
+            match parse_u64(n) {
+                Some(Ok(v)) => match u32::try_from(v) {
+                    Ok(v) => rec.wait_minutes = Some(v),
+                    Err(_) => return Err(absurd(pos, "wait minutes", v, u32::MAX.into())),
+                },
+                Some(Err(())) => {
+                    return Err(absurd(pos, "wait minutes", lossy(n), u32::MAX.into()));
+                }
+                None => {}
+            }
+        } else if part == b"locked to thread" {
+            rec.locked_to_thread = true;
+        } else if let Some(n) = part
+            .strip_prefix(b"synctest bubble ")
+            .or_else(|| part.strip_prefix(b"synctest group "))
+        {
+            match parse_u64(n) {
+                Some(Ok(v)) => rec.synctest_bubble = Some(v),
+                Some(Err(())) => return Err(absurd(pos, "synctest bubble", lossy(n), u64::MAX)),
+                None => {}
+            }
+        }
+        // Anything else: an annotation from a future Go; ignored.
+    }
+
+    Ok(Some(Building {
+        id,
+        rec,
+        frames: Vec::with_capacity(16),
+        pos,
+        pending: None,
+        in_ancestors: false,
+        bytes: b.len() + 1,
+    }))
+}

@@ -1,0 +1,320 @@
+//! A line reader with a fixed memory bound, for the text formats.
+//!
+//! `BufRead::read_until` would grow its buffer to the longest line, so one 10 GB line (a
+//! corrupted file, a binary blob) would take 10 GB. Here a line longer than the limit is
+//! returned cut at the limit with `overlong = true` and its remainder is skipped, so memory
+//! stays at `limit + chunk` whatever the input. Lines are borrowed from an internal buffer:
+//! no allocation per line.
+
+use std::io::Read;
+
+use super::error::{Position, Result, from_io};
+
+/// Bytes read from the input per `read` call. Large enough that the per-call overhead
+/// vanishes, small enough to stay in L2 cache.
+const CHUNK: usize = 256 * 1024;
+
+/// One line, without its `\n` (and without a `\r` before it).
+#[derive(Debug)]
+pub(crate) struct Line<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: Position,
+    /// `false` for a last line that ends at EOF without `\n`.
+    pub(crate) terminated: bool,
+    /// The line was longer than the limit: `bytes` holds only its first `limit` bytes.
+    pub(crate) overlong: bool,
+}
+
+pub(crate) struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Start of unconsumed data in `buf`.
+    start: usize,
+    /// End of valid data in `buf`.
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    offset: u64,
+    /// Lines returned so far.
+    line_no: u64,
+    max_line: usize,
+    eof: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    pub(crate) fn new(inner: R, max_line: usize) -> Self {
+        let max_line = max_line.max(1);
+        LineReader {
+            inner,
+            buf: vec![0; CHUNK.min(max_line.saturating_add(1)).max(4096)],
+            start: 0,
+            end: 0,
+            offset: 0,
+            line_no: 0,
+            max_line,
+            eof: false,
+        }
+    }
+
+    /// Bytes consumed so far (the offset of the next line).
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The position just past the last line returned: where the next line would start.
+    pub(crate) fn here(&self) -> Position {
+        Position {
+            offset: self.offset,
+            line: self.line_no + 1,
+        }
+    }
+
+    /// Read more bytes into `buf[end..]`, compacting or growing first if needed. Returns the
+    /// number of bytes read (0 at EOF).
+    fn fill(&mut self) -> Result<usize> {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                // A line longer than the buffer: grow, but never past the line limit plus one
+                // chunk (the caller stops at `max_line` and skips the rest).
+                let cap = self.max_line.saturating_add(CHUNK);
+                let new_len = (self.buf.len().saturating_mul(2))
+                    .min(cap)
+                    .max(self.end + 1);
+                self.buf.resize(new_len, 0);
+            }
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(from_io(e, self.offset + (self.end - self.start) as u64)),
+            }
+        }
+    }
+
+    /// The next line, or `None` at EOF.
+    pub(crate) fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        let mut scanned = 0usize; // bytes of the current line already searched for '\n'
+        loop {
+            let avail = &self.buf[self.start + scanned..self.end];
+            if let Some(i) = memchr::memchr(b'\n', avail) {
+                let line_start = self.start;
+                let nl = self.start + scanned + i;
+                let pos = Position {
+                    offset: self.offset,
+                    line: self.line_no + 1,
+                };
+                self.line_no += 1;
+                self.offset += (nl + 1 - line_start) as u64;
+                self.start = nl + 1;
+                let len = nl - line_start;
+                let (len, overlong) = if len > self.max_line {
+                    (self.max_line, true)
+                } else {
+                    (len, false)
+                };
+                return Ok(Some(Line {
+                    bytes: strip_cr(&self.buf[line_start..line_start + len]),
+                    pos,
+                    terminated: true,
+                    overlong,
+                }));
+            }
+            scanned = self.end - self.start;
+            if self.eof {
+                if scanned == 0 {
+                    return Ok(None);
+                }
+                let line_start = self.start;
+                let pos = Position {
+                    offset: self.offset,
+                    line: self.line_no + 1,
+                };
+                self.line_no += 1;
+                self.offset += scanned as u64;
+                self.start = self.end;
+                let (len, overlong) = if scanned > self.max_line {
+                    (self.max_line, true)
+                } else {
+                    (scanned, false)
+                };
+                return Ok(Some(Line {
+                    bytes: strip_cr(&self.buf[line_start..line_start + len]),
+                    pos,
+                    terminated: false,
+                    overlong,
+                }));
+            }
+            if scanned > self.max_line {
+                return self.skip_overlong();
+            }
+            self.fill()?;
+            // `fill` may have moved the data to the front of the buffer; `scanned` is
+            // relative to `start`, so it stays valid.
+        }
+    }
+
+    /// The current line (from `start`) is longer than the limit: keep its first `max_line`
+    /// bytes at the front of the buffer, discard input up to the next `\n`, and return the kept
+    /// prefix.
+    fn skip_overlong(&mut self) -> Result<Option<Line<'_>>> {
+        let pos = Position {
+            offset: self.offset,
+            line: self.line_no + 1,
+        };
+        let keep = self.max_line;
+        self.buf.copy_within(self.start..self.start + keep, 0);
+        let mut skipped = (self.end - self.start - keep) as u64;
+        // Everything after the kept prefix has been searched and holds no '\n'.
+        self.start = 0;
+        self.end = keep;
+        if self.buf.len() < keep + 4096 {
+            self.buf.resize(keep + 4096, 0);
+        }
+        let mut terminated = false;
+        loop {
+            let n = loop {
+                match self.inner.read(&mut self.buf[keep..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(from_io(e, self.offset + keep as u64 + skipped)),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[keep..keep + n]) {
+                skipped += (i + 1) as u64;
+                let rest = keep + i + 1..keep + n;
+                let rest_len = rest.len();
+                self.buf.copy_within(rest, keep);
+                self.end = keep + rest_len;
+                terminated = true;
+                break;
+            }
+            skipped += n as u64;
+        }
+        self.line_no += 1;
+        self.offset += keep as u64 + skipped;
+        // The next line starts after the kept prefix.
+        self.start = keep;
+        if !terminated {
+            self.end = keep;
+        }
+        Ok(Some(Line {
+            bytes: strip_cr(&self.buf[..keep]),
+            pos,
+            terminated,
+            overlong: true,
+        }))
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    match line.split_last() {
+        Some((b'\r', rest)) => rest,
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &[u8], max: usize) -> Vec<(Vec<u8>, u64, u64, bool, bool)> {
+        let mut r = LineReader::new(input, max);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            out.push((
+                l.bytes.to_vec(),
+                l.pos.offset,
+                l.pos.line,
+                l.terminated,
+                l.overlong,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_with_offsets() {
+        let got = collect(b"ab\r\n\ncd\nef", 100);
+        assert_eq!(
+            got,
+            vec![
+                (b"ab".to_vec(), 0, 1, true, false),
+                (b"".to_vec(), 4, 2, true, false),
+                (b"cd".to_vec(), 5, 3, true, false),
+                (b"ef".to_vec(), 8, 4, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn overlong_line_is_cut_and_skipped_with_bounded_buffer() {
+        let mut input = vec![b'x'; 3 * CHUNK + 17];
+        input.push(b'\n');
+        input.extend_from_slice(b"next\n");
+        let mut r = LineReader::new(&input[..], 1000);
+        let l = r.next_line().unwrap().unwrap();
+        assert!(l.overlong && l.terminated);
+        assert_eq!(l.bytes.len(), 1000);
+        assert_eq!(l.pos.offset, 0);
+        let l = r.next_line().unwrap().unwrap();
+        assert_eq!(l.bytes, b"next");
+        assert_eq!(l.pos.offset, (3 * CHUNK + 18) as u64);
+        assert_eq!(l.pos.line, 2);
+        assert!(r.next_line().unwrap().is_none());
+        assert!(r.buf.len() <= 1000 + CHUNK + 4096);
+    }
+
+    #[test]
+    fn overlong_last_line_without_newline() {
+        let input = vec![b'y'; 5000];
+        let got = collect(&input, 100);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.len(), 100);
+        assert!(!got[0].3 && got[0].4);
+    }
+
+    #[test]
+    fn byte_at_a_time_reader() {
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() || buf.is_empty() {
+                    return Ok(0);
+                }
+                buf[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let data = b"hello\nworld\n\nlast";
+        let mut r = LineReader::new(OneByte(data), 3);
+        let mut lines = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            lines.push((l.bytes.to_vec(), l.overlong, l.pos.offset));
+        }
+        assert_eq!(
+            lines,
+            vec![
+                (b"hel".to_vec(), true, 0),
+                (b"wor".to_vec(), true, 6),
+                (b"".to_vec(), false, 12),
+                (b"las".to_vec(), true, 13),
+            ]
+        );
+    }
+}

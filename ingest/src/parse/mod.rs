@@ -1,0 +1,309 @@
+//! Goroutine-dump parsers: every format Go writes goroutines in, read as a stream.
+//!
+//! ```text
+//!  bytes ──▶ detect ──gzip?──▶ gunzip (capped) ──▶ detect ─┬─▶ Debug2Parser ─┐
+//!                                                          ├─▶ Debug1Parser ─┼─▶ GoroutineRecord* ─▶ SnapshotBuilder ─▶ Snapshot
+//!                                                          ├─▶ ProtoParser ──┘
+//!                                                          └─▶ Prometheus JSON (handed back, not parsed here)
+//! ```
+//!
+//! - [`detect`]: the format from the first bytes (gzip, profile.proto, debug=1, debug=2 /
+//!   crash text, Prometheus JSON), with clear refusals for HTML error pages, other pprof
+//!   profiles and binary data.
+//! - [`debug2`]: `?debug=2`, `runtime.Stack(buf, true)`, panic / `fatal error` / SIGQUIT /
+//!   `GOTRACEBACK=crash` output. One record per goroutine, with state, wait minutes, ids,
+//!   `created by`, Go 1.27 header labels.
+//! - [`debug1`]: `?debug=1` (`goroutine profile: total N` and `goroutineleak profile`). One
+//!   record per distinct stack and label set, with its count and labels.
+//! - [`proto`]: `?debug=0`, profile.proto, decoded with prost; same grain as debug=1.
+//! - [`normalise`]: the canonical frame list that makes one capture give the same stack ids at
+//!   debug=0, 1 and 2.
+//!
+//! Truncated dumps: the iterators yield every record before the cut, then one error naming
+//! the offset and line of the cut record, then end; [`parse_snapshot`] turns that into an error
+//! for the whole dump (a partial snapshot would under-count and fake a drop in goroutines).
+//!
+//! Not supported: tracebacks whose lines carry a prefix (log collectors that prepend a
+//! timestamp to every line); strip it first.
+//!
+//! Memory: the text parsers hold one line (at most [`ParseOptions::max_line_bytes`]) and one
+//! record (at most [`ParseOptions::max_record_bytes`]) whatever the dump size; profile.proto is
+//! decoded whole, within [`ParseOptions::max_decompressed_bytes`]. No input makes them panic:
+//! everything ends in a [`ParseError`] naming the offset and line where it matters.
+
+pub mod debug1;
+pub mod debug2;
+pub mod detect;
+pub mod error;
+mod lines;
+pub mod normalise;
+pub mod proto;
+mod quote;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{Cursor, Read};
+
+use leakhound_schemas::model::{DumpFormat, GoroutineRecord, ProfileKind, Snapshot};
+
+pub use debug1::Debug1Parser;
+pub use debug2::Debug2Parser;
+pub use detect::{DETECT_PREFIX, Detected, detect};
+pub use error::{ParseError, Position, Result};
+pub use normalise::canonical_frames;
+pub use proto::ProtoParser;
+
+use error::{GzipFailure, LimitExceeded, from_io};
+
+/// Limits that keep a hostile or broken input from taking unbounded memory or time. The
+/// defaults fit every real dump we know of by a wide margin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Cap on the bytes a gzip'd input may decompress to (and on an uncompressed
+    /// profile.proto, which is read whole). Default 1 GiB.
+    pub max_decompressed_bytes: u64,
+    /// Longest line the text parsers accept inside a record. Longer lines outside records
+    /// (log noise around a crash) are skipped without being buffered. Default 16 MiB.
+    pub max_line_bytes: usize,
+    /// Largest single record (one goroutine's text in debug=2). Default 16 MiB.
+    pub max_record_bytes: usize,
+    /// Most frames in one record. The runtime prints at most 100 per goroutine in a traceback
+    /// and at most 1024 PCs per profile stack. Default 10,000.
+    pub max_frames: usize,
+    /// Most goroutines in one record, and in a declared total: more cannot exist in one
+    /// process (each needs at least a 2 KiB stack). Default 10^9.
+    pub max_goroutines: u64,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            max_decompressed_bytes: 1 << 30,
+            max_line_bytes: 16 << 20,
+            max_record_bytes: 16 << 20,
+            max_frames: 10_000,
+            max_goroutines: 1_000_000_000,
+        }
+    }
+}
+
+/// The records of one dump, whichever format it is in.
+pub enum DumpRecords<'a> {
+    Debug2(Debug2Parser<Box<dyn Read + 'a>>),
+    Debug1(Debug1Parser<Box<dyn Read + 'a>>),
+    Proto(ProtoParser),
+}
+
+impl DumpRecords<'_> {
+    /// The detected format.
+    pub fn format(&self) -> DumpFormat {
+        match self {
+            DumpRecords::Debug2(_) => DumpFormat::Debug2,
+            DumpRecords::Debug1(_) => DumpFormat::Debug1,
+            DumpRecords::Proto(_) => DumpFormat::Proto,
+        }
+    }
+
+    /// Which profile: debug=0/1 say; debug=2 text is always reported as `Goroutine` (a
+    /// `goroutineleak?debug=2` dump lists every goroutine, the leaked ones marked `(leaked)`,
+    /// which sets [`GoroutineRecord::leaked`]).
+    pub fn kind(&self) -> ProfileKind {
+        match self {
+            DumpRecords::Debug2(_) => ProfileKind::Goroutine,
+            DumpRecords::Debug1(p) => p.kind(),
+            DumpRecords::Proto(p) => p.kind(),
+        }
+    }
+
+    /// `goroutine profile: total N` (debug=1 only).
+    pub fn declared_total(&self) -> Option<u64> {
+        match self {
+            DumpRecords::Debug1(p) => Some(p.declared_total()),
+            _ => None,
+        }
+    }
+
+    /// When the profile was taken (profile.proto only).
+    pub fn time_nanos(&self) -> Option<i64> {
+        match self {
+            DumpRecords::Proto(p) => p.time_nanos(),
+            _ => None,
+        }
+    }
+
+    /// Bytes of (decompressed) input consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            DumpRecords::Debug2(p) => p.bytes_read(),
+            DumpRecords::Debug1(p) => p.bytes_read(),
+            DumpRecords::Proto(p) => p.bytes_read(),
+        }
+    }
+}
+
+impl Iterator for DumpRecords<'_> {
+    type Item = Result<GoroutineRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            DumpRecords::Debug2(p) => p.next(),
+            DumpRecords::Debug1(p) => p.next(),
+            DumpRecords::Proto(p) => p.next(),
+        }
+    }
+}
+
+/// An input opened by [`open`].
+// One per input, moved once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Opened<'a> {
+    /// A goroutine dump: iterate its records.
+    Dump {
+        records: DumpRecords<'a>,
+        /// The input was gzip'd (error offsets are into the decompressed text).
+        compressed: bool,
+    },
+    /// Prometheus `query_range` JSON, for the Prometheus backfill to parse: the reader yields
+    /// the (decompressed, capped) JSON from its first byte.
+    PrometheusQueryRange(Box<dyn Read + 'a>),
+}
+
+/// Detect the format of `reader` from its content, gunzipping transparently (within
+/// [`ParseOptions::max_decompressed_bytes`]), and return a streaming record iterator.
+pub fn open<'a>(reader: impl Read + 'a, opts: &ParseOptions) -> Result<Opened<'a>> {
+    let mut reader: Box<dyn Read + 'a> = Box::new(reader);
+    let prefix = read_prefix(&mut reader, DETECT_PREFIX)?;
+    let mut detected = detect(&prefix)?;
+    let mut reader: Box<dyn Read + 'a> = Box::new(Cursor::new(prefix).chain(reader));
+    let mut compressed = false;
+    if detected == Detected::Gzip {
+        compressed = true;
+        let mut gz: Box<dyn Read + 'a> = Box::new(Capped {
+            inner: flate2::read::MultiGzDecoder::new(reader),
+            produced: 0,
+            limit: opts.max_decompressed_bytes,
+        });
+        let prefix = read_prefix(&mut gz, DETECT_PREFIX)?;
+        if prefix.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        detected = detect(&prefix)?;
+        reader = Box::new(Cursor::new(prefix).chain(gz));
+    }
+    let records = match detected {
+        // Only after a first gunzip: one layer is what servers and archivers produce; more is
+        // refused rather than unwrapped (each layer would multiply the bomb).
+        Detected::Gzip => {
+            return Err(ParseError::NotAGoroutineDump {
+                reason: "gzip data inside gzip data".into(),
+            });
+        }
+        Detected::PrometheusQueryRange => return Ok(Opened::PrometheusQueryRange(reader)),
+        Detected::Proto => DumpRecords::Proto(ProtoParser::new(reader, opts)?),
+        Detected::Debug1(_) => DumpRecords::Debug1(Debug1Parser::new(reader, opts)?),
+        Detected::Debug2 => DumpRecords::Debug2(Debug2Parser::new(reader, opts)),
+    };
+    Ok(Opened::Dump {
+        records,
+        compressed,
+    })
+}
+
+/// Parse a whole dump of any format (detected from content, gunzipped transparently) into an
+/// aggregated [`Snapshot`], with the default [`ParseOptions`]. `source_name` is used only for
+/// logging; callers add it to the error.
+pub fn parse_snapshot(reader: impl Read, source_name: &str) -> Result<Snapshot> {
+    parse_snapshot_with(reader, source_name, &ParseOptions::default())
+}
+
+/// [`parse_snapshot`] with explicit limits.
+///
+/// Any error fails the whole dump, including one found after some records were read (a
+/// truncated dump): a partial snapshot would under-count goroutines and fake a drop.
+pub fn parse_snapshot_with(
+    reader: impl Read,
+    source_name: &str,
+    opts: &ParseOptions,
+) -> Result<Snapshot> {
+    let Opened::Dump {
+        mut records,
+        compressed,
+    } = open(reader, opts)?
+    else {
+        return Err(ParseError::PrometheusQueryRange);
+    };
+    let mut b = Snapshot::builder(records.kind());
+    b.set_format(records.format());
+    if let Some(t) = records.declared_total() {
+        b.set_declared_total(t);
+    }
+    if let Some(t) = records.time_nanos() {
+        b.set_time_nanos(t);
+    }
+    let mut n: u64 = 0;
+    for rec in records.by_ref() {
+        b.push(rec?);
+        n += 1;
+    }
+    if let DumpRecords::Debug2(p) = &records
+        && n == 0
+    {
+        return Err(ParseError::NoGoroutines {
+            bytes: p.bytes_read(),
+            first_line: p.first_line().unwrap_or_default().to_owned(),
+        });
+    }
+    tracing::debug!(
+        source = source_name,
+        format = records.format().as_str(),
+        compressed,
+        records = n,
+        bytes = records.bytes_read(),
+        "Parsed goroutine dump."
+    );
+    Ok(b.finish())
+}
+
+/// Read up to `n` bytes (fewer only at EOF).
+fn read_prefix(r: &mut dyn Read, n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(from_io(e, got as u64)),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// A decompressor with a cap on its output, whose errors say which layer failed.
+struct Capped<R> {
+    inner: R,
+    produced: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                return Err(std::io::Error::other(GzipFailure {
+                    decompressed: self.produced,
+                    source: e,
+                }));
+            }
+        };
+        self.produced += n as u64;
+        if self.produced > self.limit {
+            return Err(std::io::Error::other(LimitExceeded { limit: self.limit }));
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,3 @@
+module gs
+
+go 1.26

@@ -1,0 +1,157 @@
+//! Residence time that can be trusted: goroutine ids are stable for a goroutine's life, so a
+//! goroutine's age is "now minus the first snapshot that showed its id". The runtime's
+//! `, N minutes` annotation is stamped at GC time and lies both ways, so it is used only for
+//! goroutines this tracker has no history of (the first snapshot of a target).
+//!
+//! Storing every id of every snapshot would cost one value per goroutine observation — the
+//! bulk of a store for a leaking service. Instead each sample row carries the ids first seen in
+//! that snapshot (`new_goroutine_ids`, enough to rebuild first-seen times), and the ages are
+//! summarised when the row is written: oldest first-seen, how many are older than five minutes,
+//! and the P99 age.
+
+use std::collections::{HashMap, HashSet};
+
+use leakhound_schemas::model::SampleGroup;
+
+use crate::rows::Target;
+
+const FIVE_MINUTES_US: i64 = 5 * 60 * 1_000_000;
+
+/// Ages of one sample group's goroutines at the snapshot time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupAges {
+    pub new_ids: Vec<u64>,
+    pub min_id: Option<u64>,
+    pub oldest_first_seen_us: Option<i64>,
+    pub alive_over_5m: Option<i64>,
+    pub age_p99_s: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+struct TargetState {
+    /// goroutine id → first seen (µs).
+    first_seen: HashMap<u64, i64>,
+    latest_ts: i64,
+}
+
+/// Tracks first-seen times per target across snapshots processed in time order.
+#[derive(Debug, Default)]
+pub struct IdTracker {
+    targets: HashMap<Target, TargetState>,
+}
+
+impl IdTracker {
+    /// Fold in one snapshot's groups of `target` at `ts_us`; returns each group's ages, in
+    /// the order of `groups`. Groups without ids (debug=0/1) get empty ages.
+    pub fn observe(
+        &mut self,
+        target: &Target,
+        ts_us: i64,
+        groups: &[SampleGroup],
+    ) -> Vec<GroupAges> {
+        let state = self.targets.entry(target.clone()).or_default();
+        let had_history = !state.first_seen.is_empty();
+        let mut out = Vec::with_capacity(groups.len());
+        let mut alive: HashSet<u64> = HashSet::new();
+        let any_ids = groups.iter().any(|g| !g.goroutine_ids.is_empty());
+        for g in groups {
+            if g.goroutine_ids.is_empty() {
+                out.push(GroupAges::default());
+                continue;
+            }
+            let mut ages_us: Vec<i64> = Vec::with_capacity(g.goroutine_ids.len());
+            let mut new_ids = Vec::new();
+            let mut oldest = i64::MAX;
+            for &id in &g.goroutine_ids {
+                alive.insert(id);
+                let first = match state.first_seen.get(&id) {
+                    Some(&f) if f <= ts_us => f,
+                    _ => {
+                        new_ids.push(id);
+                        // No history: trust the annotation (a lower bound at best).
+                        let fallback = if had_history {
+                            ts_us
+                        } else {
+                            ts_us - i64::from(g.wait_minutes_max.unwrap_or(0)) * 60_000_000
+                        };
+                        let f = state
+                            .first_seen
+                            .get(&id)
+                            .map_or(fallback, |&f| f.min(fallback));
+                        state.first_seen.insert(id, f);
+                        f
+                    }
+                };
+                oldest = oldest.min(first);
+                ages_us.push(ts_us - first);
+            }
+            ages_us.sort_unstable();
+            let p99 = ages_us
+                .get(((ages_us.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0);
+            new_ids.sort_unstable();
+            out.push(GroupAges {
+                new_ids,
+                min_id: g.goroutine_ids.iter().min().copied(),
+                oldest_first_seen_us: Some(oldest),
+                alive_over_5m: Some(
+                    ages_us.iter().filter(|a| **a >= FIVE_MINUTES_US).count() as i64
+                ),
+                age_p99_s: Some(p99 as f64 / 1e6),
+            });
+        }
+        // Goroutines gone from the newest snapshot are gone for good (ids are not reused).
+        if any_ids && ts_us >= state.latest_ts {
+            state.first_seen.retain(|id, _| alive.contains(id));
+            state.latest_ts = ts_us;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakhound_schemas::model::Stack;
+    use std::collections::BTreeMap;
+
+    fn group(ids: &[u64], minutes: Option<u32>) -> SampleGroup {
+        SampleGroup {
+            stack_id: Stack::default().id(),
+            stack: Stack::default(),
+            state: "chan send".into(),
+            wait_bucket: "<1m",
+            wait_minutes_min: minutes,
+            wait_minutes_max: minutes,
+            labels: BTreeMap::new(),
+            count: ids.len() as u64,
+            goroutine_ids: ids.to_vec(),
+            leaked: false,
+        }
+    }
+
+    #[test]
+    fn ages_follow_ids_not_annotations() {
+        let t = Target::default();
+        let mut tr = IdTracker::default();
+        let m = 60_000_000;
+        // First snapshot: no history, the annotation says 2 minutes.
+        let a = tr.observe(&t, 10 * m, &[group(&[5, 6], Some(2))]);
+        assert_eq!(a[0].oldest_first_seen_us, Some(8 * m));
+        assert_eq!(a[0].new_ids, vec![5, 6]);
+        // Later: 5 and 6 still there, 7 new; annotations are ignored once there is history.
+        let a = tr.observe(&t, 16 * m, &[group(&[5, 6, 7], None)]);
+        assert_eq!(a[0].new_ids, vec![7]);
+        assert_eq!(a[0].alive_over_5m, Some(2));
+        assert_eq!(a[0].age_p99_s, Some(480.0));
+        assert_eq!(a[0].min_id, Some(5));
+        // 5 and 6 finished; 7 stays and keeps its first-seen time.
+        let a = tr.observe(&t, 17 * m, &[group(&[7], Some(40))]);
+        assert_eq!(a[0].oldest_first_seen_us, Some(16 * m));
+        assert!(a[0].new_ids.is_empty());
+        // A debug=1 group has no ids and no ages.
+        let a = tr.observe(&t, 18 * m, &[group(&[], None)]);
+        assert_eq!(a[0], GroupAges::default());
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: one binary (ripgrep's `tests/tests.rs` layout) driving the real `leakhound`
+//! binary, real Go programs' captures, a real S3-compatible server and a real Kubernetes API
+//! server where the modules below need them.
+
+mod support;
+
+mod backfill;
+mod compact;
+mod golden;
+mod s3;
