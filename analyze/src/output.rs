@@ -64,7 +64,7 @@ pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Re
             }
         }
         Format::Json => {
-            let mut w = arrow::json::ArrayWriter::new(out);
+            let mut w = arrow::json::ArrayWriter::new(&mut *out);
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             w.write_batches(&refs).map_err(|source| Error::Output {
                 format: "json",
@@ -73,6 +73,11 @@ pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Re
             w.finish().map_err(|source| Error::Output {
                 format: "json",
                 source,
+            })?;
+            drop(w);
+            writeln!(out).map_err(|e| Error::Output {
+                format: "json",
+                source: e.into(),
             })?;
         }
     }

@@ -8,7 +8,8 @@
 //! print, so the content per minute is what a real leaking pod dumps.
 //!
 //! Run: `cargo bench -p leakhound-ingest --bench store_size` (env: LEAKHOUND_BENCH_MINUTES=1440,
-//! LEAKHOUND_BENCH_RATE=1 goroutines per leaking stack per minute).
+//! LEAKHOUND_BENCH_RATE=5 goroutines per leaking stack per minute: a slow leak, 1,440 x 5 = 7,200
+//! goroutines per stack after a day).
 
 use std::io::Write;
 use std::time::Instant;
@@ -43,7 +44,7 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let minutes = env_u64("LEAKHOUND_BENCH_MINUTES", 1440);
-    let rate = env_u64("LEAKHOUND_BENCH_RATE", 1);
+    let rate = env_u64("LEAKHOUND_BENCH_RATE", 5);
     let capture = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/data/captures/go1.26/goroutine.debug2.txt"),
@@ -55,13 +56,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             records.push(block.trim_end().to_string());
         }
     }
-    let is_leak = |r: &str| r.contains("main.leakChanSend(") || r.contains("main.leakHTTPBody(");
+    // The goroutines a blocked send and an unclosed response body pin: the sender, and the
+    // client's readLoop/writeLoop plus the server side of each body never closed.
+    let is_leak = |r: &str| {
+        r.contains("main.leakChanSend(")
+            || r.contains("persistConn).readLoop(")
+            || r.contains("persistConn).writeLoop(")
+            || r.contains("main.waitForStreamEnd(")
+    };
     let templates: Vec<String> = {
         let mut seen = std::collections::HashSet::new();
         records
             .iter()
             .filter(|r| is_leak(r))
-            .filter(|r| seen.insert(r.lines().nth(1).unwrap_or_default().to_string()))
+            .filter(|r| {
+                seen.insert(
+                    r.split_once('\n')
+                        .map(|x| x.1)
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
             .cloned()
             .collect()
     };

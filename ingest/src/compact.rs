@@ -205,13 +205,14 @@ pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSumm
                 source,
             })?;
             let merged = if table == Table::Stacks {
-                dedup_stacks(&merged).map_err(|source| Error::Arrow {
-                    table: table.name(),
-                    source,
-                })?
+                dedup_stacks(&merged)
             } else {
-                merged
-            };
+                sort_for_table(table, &merged)
+            }
+            .map_err(|source| Error::Arrow {
+                table: table.name(),
+                source,
+            })?;
             let mut h = xxhash_rust::xxh3::Xxh3::new();
             for f in &files {
                 h.update(f.location.as_ref().as_bytes());
@@ -249,6 +250,43 @@ pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSumm
         }
     }
     Ok(summary)
+}
+
+/// Order rows so that each series is contiguous and time-ordered: runs of equal values (pod,
+/// stack, state, labels) and slowly changing ones (first-seen times, counts) then encode and
+/// compress far better than rows in arrival order.
+fn sort_for_table(
+    table: Table,
+    b: &RecordBatch,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let keys: &[&str] = match table {
+        Table::GoroutineSamples => &[
+            "namespace",
+            "pod",
+            "profile",
+            "stack_id",
+            "state",
+            "labels",
+            "wait_bucket",
+            "ts",
+        ],
+        Table::GoroutineCounts => &["namespace", "pod", "ts"],
+        Table::IngestLog => &["ingested_at"],
+        Table::Stacks => &["stack_id"],
+    };
+    let columns: Vec<arrow::compute::SortColumn> = keys
+        .iter()
+        .filter_map(|k| b.column_by_name(k))
+        .map(|c| arrow::compute::SortColumn {
+            values: c.clone(),
+            options: None,
+        })
+        .collect();
+    if columns.is_empty() || b.num_rows() == 0 {
+        return Ok(b.clone());
+    }
+    let idx = arrow::compute::lexsort_to_indices(&columns, None)?;
+    arrow::compute::take_record_batch(b, &idx)
 }
 
 /// Keep the first row of each stack id.

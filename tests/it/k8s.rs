@@ -11,7 +11,7 @@
 //! The kubeconfig comes from `LEAKHOUND_KUBECONFIG` (the restricted identity's from
 //! `LEAKHOUND_KUBECONFIG_RESTRICTED`, else `restricted.kubeconfig` beside the admin one). When
 //! it is unset, the first test runs `tests/k8s/start` and uses the path it prints last.
-//! `LEAKHOUND_SKIP_K8S=1` skips these tests (for a machine without Go).
+//! `LEAKHOUND_SKIP_K8S=1` skips these tests (for a machine without Go), as it does in `tests/run`.
 //!
 //! Every test works in its own namespace, so the tests run in parallel and a cluster can be
 //! reused across runs. Waits poll with a deadline; nothing sleeps for a fixed time.
@@ -56,8 +56,9 @@ struct Kubeconfigs {
 }
 
 fn skip() -> bool {
-    if std::env::var("LEAKHOUND_SKIP_K8S").is_ok_and(|v| v == "1") {
-        eprintln!("LEAKHOUND_SKIP_K8S=1: skipping a Kubernetes test");
+    // Same rule as tests/run: any non-empty value skips.
+    if std::env::var("LEAKHOUND_SKIP_K8S").is_ok_and(|v| !v.is_empty()) {
+        eprintln!("LEAKHOUND_SKIP_K8S is set: skipping a Kubernetes test");
         return true;
     }
     false

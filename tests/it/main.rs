@@ -7,4 +7,6 @@ mod support;
 mod backfill;
 mod compact;
 mod golden;
+mod inspect;
 mod s3;
+mod sql;

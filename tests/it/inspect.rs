@@ -1,0 +1,119 @@
+//! `leakhound inspect` as a person runs it: on a file, on stdin, text and JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn inspect_json(path: &std::path::Path) -> Value {
+    let out = ok(&["inspect", "--format", "json", path.to_str().unwrap()]);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Goroutines per stack id, leaving out the goroutine that served the capture request itself
+/// (each of the three formats was a separate HTTP request, so that one differs by design).
+fn ids(v: &Value) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for s in v["stacks"].as_array().unwrap() {
+        let profiler = s["frames"].as_array().unwrap().iter().any(|f| {
+            let f = f["function"].as_str().unwrap();
+            f.starts_with("runtime/pprof.") || f.starts_with("net/http/pprof.")
+        });
+        if !profiler {
+            *m.entry(s["stack_id"].as_str().unwrap().to_string())
+                .or_default() += s["count"].as_i64().unwrap();
+        }
+    }
+    m
+}
+
+/// Equal but for at most two goroutines caught mid-flight by one of the three requests (the
+/// request's own connection, a goroutine created but not started yet).
+fn assert_same_stacks(a: &Value, b: &Value) {
+    let (ia, ib) = (ids(a), ids(b));
+    let keys: BTreeSet<&String> = ia.keys().chain(ib.keys()).collect();
+    let off: i64 = keys
+        .iter()
+        .map(|k| (ia.get(*k).unwrap_or(&0) - ib.get(*k).unwrap_or(&0)).abs())
+        .sum();
+    assert!(
+        off <= 2,
+        "{} vs {}: {ia:?} {ib:?}",
+        a["format"],
+        b["format"]
+    );
+    let shared = ia.keys().filter(|k| ib.contains_key(*k)).count();
+    assert!(shared >= 15, "{shared} shared stacks");
+}
+
+#[test]
+fn same_capture_in_three_formats_agrees() {
+    let dir = data().join("captures/go1.26");
+    let d0 = inspect_json(&dir.join("goroutine.debug0.pb.gz"));
+    let d1 = inspect_json(&dir.join("goroutine.debug1.txt"));
+    let d2 = inspect_json(&dir.join("goroutine.debug2.txt"));
+    assert_eq!(d0["format"], "proto");
+    assert_eq!(d1["format"], "debug1");
+    assert_eq!(d2["format"], "debug2");
+    assert_eq!(d0["total"], d1["total"]);
+    assert_eq!(d1["total"], d2["total"]);
+    assert_same_stacks(&d0, &d1);
+    assert_same_stacks(&d1, &d2);
+    // debug=2 knows states, ids and creators; stacks are largest first.
+    let stacks = d2["stacks"].as_array().unwrap();
+    let counts: Vec<u64> = stacks
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    let send = stacks
+        .iter()
+        .find(|s| s["frames"][0]["function"] == "main.leakChanSend")
+        .expect("the blocked-send leak");
+    assert_eq!(send["state"], "chan send");
+    assert_eq!(
+        send["goroutine_ids"].as_array().unwrap().len() as u64,
+        send["count"].as_u64().unwrap()
+    );
+    assert_eq!(send["created_by"]["function"], "main.spawnChanSend");
+    // debug=1 keeps the pprof labels.
+    let send1 = d1["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["frames"][0]["function"] == "main.leakChanSend")
+        .unwrap();
+    assert_eq!(send1["labels"][0]["pattern"], "chansend");
+    assert_eq!(send1["count"], send["count"]);
+}
+
+#[test]
+fn stdin_and_text_output() {
+    let dump = std::fs::read(data().join("captures/go1.26/panic.stderr.txt")).unwrap();
+    let mut child = Command::new(bin())
+        .args(["inspect", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&dump).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("stdin: "), "{text}");
+    assert!(text.contains("by state:"), "{text}");
+    assert!(text.contains("main.leakChanSend"), "{text}");
+}
+
+#[test]
+fn bad_input_names_the_file_and_exits_1() {
+    let bad = data().join("bad/bad_gateway.debug2.txt");
+    let out = run(&["inspect", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad_gateway.debug2.txt"), "{err}");
+    assert!(err.to_lowercase().contains("html"), "{err}");
+}
