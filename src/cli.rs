@@ -44,6 +44,9 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Scrape Go targets: /metrics, goroutine profiles (debug=1 every pass, debug=2 when due),
+    /// the goroutineleak profile where served. One pass by default (CronJob); --every loops.
+    Ingest(IngestArgs),
     /// Import archived dumps, profiles, tarballs and saved Prometheus query_range JSON.
     Backfill(BackfillArgs),
     /// Read dumps or profiles (or stdin) and print what a person debugging a leak wants first.
@@ -88,6 +91,41 @@ pub struct BackfillArgs {
     /// Largest decompressed size accepted per file or archive, in bytes (gzip-bomb guard).
     #[arg(long, env = "LEAKHOUND_MAX_DECOMPRESSED", default_value_t = backfill::DEFAULT_MAX_DECOMPRESSED)]
     pub max_decompressed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// A target: URL or NAMESPACE/POD=URL (repeatable).
+    #[arg(long = "target", env = "LEAKHOUND_TARGETS", value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// A JSON file: an array of {url, namespace, pod, workload, metrics_path, pprof_path,
+    /// bearer_token_file, basic_auth_user, basic_auth_password_file, ca_file,
+    /// insecure_skip_verify, ...}.
+    #[arg(long, env = "LEAKHOUND_TARGETS_FILE")]
+    pub targets_file: Option<PathBuf>,
+    /// Loop: one pass every this long (e.g. 60s). Without it, one pass.
+    #[arg(long, env = "LEAKHOUND_EVERY")]
+    pub every: Option<String>,
+    /// With --every: stop after this many passes.
+    #[arg(long, env = "LEAKHOUND_PASSES")]
+    pub passes: Option<u64>,
+    /// Targets scraped at once.
+    #[arg(long, env = "LEAKHOUND_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// Per target, all its requests together.
+    #[arg(long, env = "LEAKHOUND_SCRAPE_TIMEOUT", default_value = "10s")]
+    pub timeout: String,
+    /// For the whole pass.
+    #[arg(long, env = "LEAKHOUND_PASS_DEADLINE", default_value = "50s")]
+    pub deadline: String,
+    /// Largest response accepted, in bytes (after gzip decoding).
+    #[arg(long, env = "LEAKHOUND_MAX_BODY", default_value_t = 64 << 20)]
+    pub max_body: usize,
+    /// Take a debug=2 dump at least every N passes (and whenever goroutines grew by 20%).
+    #[arg(long, env = "LEAKHOUND_DEBUG2_EVERY", default_value_t = 10)]
+    pub debug2_every: u64,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +224,7 @@ pub fn init_logging(format: &str) {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Ingest(a) => run_ingest(a).await,
         Command::Backfill(a) => run_backfill(a).await,
         Command::Inspect(a) => crate::inspect::run(a),
         Command::Sql(a) => run_sql(a).await,
@@ -197,6 +236,80 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 fn open_store(a: &StoreArgs) -> Result<Store> {
     Store::open(&a.store).with_context(|| format!("cannot open the store {:?}", a.store))
+}
+
+fn duration_arg(flag: &str, v: &str) -> Result<std::time::Duration> {
+    compact::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+}
+
+async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
+    use leakhound_ingest::scrape::{self, targets};
+    let store = open_store(&a.store)?;
+    let mut specs = Vec::new();
+    for t in &a.targets {
+        specs.push(targets::parse_target_flag(t).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(f) = &a.targets_file {
+        specs.extend(targets::read_targets_file(f).map_err(anyhow::Error::msg)?);
+    }
+    if specs.is_empty() {
+        bail!("no targets: pass --target URL, --targets-file FILE");
+    }
+    let mut list = Vec::new();
+    for s in specs {
+        list.push(s.into_target().map_err(anyhow::Error::msg)?);
+    }
+    let opts = scrape::PassOptions {
+        concurrency: a.concurrency.max(1),
+        timeout: duration_arg("timeout", &a.timeout)?,
+        deadline: duration_arg("deadline", &a.deadline)?,
+        max_body: a.max_body,
+        debug2_every: a.debug2_every.max(1),
+        ..Default::default()
+    };
+    let every = match &a.every {
+        Some(e) => Some(duration_arg("every", e)?),
+        None => None,
+    };
+    let clients = scrape::http::Clients::new();
+    let mut writer = leakhound_ingest::writer::Writer::new(store.clone());
+    let mut state = scrape::IngestState::load(&store).await?;
+    let mut n = 0u64;
+    let mut last_ok: bool;
+    loop {
+        let pass_start = tokio::time::Instant::now();
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let s = scrape::run_pass(&mut writer, &clients, &list, &mut state, &opts, now_us).await?;
+        n += 1;
+        println!(
+            "pass {n}: {} targets, {} up, {} debug=2 dumps, {} leak profiles, {} with errors; {} rows in {} files; {:.0} ms",
+            s.targets,
+            s.up,
+            s.debug2_taken,
+            s.leak_profiles,
+            s.failed.len(),
+            s.commit.rows,
+            s.commit.files,
+            s.duration.as_secs_f64() * 1000.0
+        );
+        for (t, e) in &s.failed {
+            println!("  {t}: {e}");
+        }
+        last_ok = s.up > 0;
+        match every {
+            Some(d) if a.passes.is_none_or(|p| n < p) => {
+                tokio::time::sleep_until(pass_start + d).await;
+            }
+            _ => break,
+        }
+    }
+    // Down targets are recorded in scrape_status (like Prometheus' `up`); the run fails only
+    // when no target answered at all.
+    Ok(if last_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn run_backfill(a: BackfillArgs) -> Result<ExitCode> {

@@ -270,7 +270,7 @@ fn sort_for_table(
             "wait_bucket",
             "ts",
         ],
-        Table::GoroutineCounts => &["namespace", "pod", "ts"],
+        Table::GoroutineCounts | Table::ScrapeStatus => &["namespace", "pod", "ts"],
         Table::IngestLog => &["ingested_at"],
         Table::Stacks => &["stack_id"],
     };

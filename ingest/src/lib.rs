@@ -17,6 +17,7 @@
 //! - [`compact`]: merging small files and retention.
 //! - [`residence`]: first-seen tracking of goroutine ids, ages per sample group.
 //! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
+//! - [`scrape`]: live ingest passes over targets (metrics, debug=1/2, leak profile).
 //! - [`sources`]: non-dump sources (Prometheus query_range).
 
 pub mod backfill;
@@ -26,6 +27,7 @@ pub mod parse;
 pub mod pathpattern;
 pub mod residence;
 pub mod rows;
+pub mod scrape;
 pub mod sources;
 pub mod store;
 pub mod visibility;

@@ -40,7 +40,32 @@ pub struct IdTracker {
     targets: HashMap<Target, TargetState>,
 }
 
+/// What a tracker knows of one target, to carry it from one ingest run to the next.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrackedIds {
+    /// goroutine id → first seen (µs).
+    pub first_seen: std::collections::BTreeMap<u64, i64>,
+    pub latest_ts_us: i64,
+}
+
 impl IdTracker {
+    pub fn export(&self, target: &Target) -> Option<TrackedIds> {
+        self.targets.get(target).map(|s| TrackedIds {
+            first_seen: s.first_seen.iter().map(|(k, v)| (*k, *v)).collect(),
+            latest_ts_us: s.latest_ts,
+        })
+    }
+
+    pub fn import(&mut self, target: &Target, ids: TrackedIds) {
+        self.targets.insert(
+            target.clone(),
+            TargetState {
+                first_seen: ids.first_seen.into_iter().collect(),
+                latest_ts: ids.latest_ts_us,
+            },
+        );
+    }
+
     /// Fold in one snapshot's groups of `target` at `ts_us`; returns each group's ages, in
     /// the order of `groups`. Groups without ids (debug=0/1) get empty ages.
     pub fn observe(

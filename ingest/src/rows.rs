@@ -41,6 +41,8 @@ pub struct CountRow {
     pub syscall: Option<i64>,
     pub threads: Option<i64>,
     pub heap_bytes: Option<i64>,
+    pub gc_count: Option<i64>,
+    pub process_start_time_us: Option<i64>,
     pub pod_start_time_us: Option<i64>,
     pub container_restarts: Option<i64>,
     pub scrape_duration_ms: Option<f64>,
@@ -172,6 +174,8 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
     let mut syscall = Int64Builder::new();
     let mut threads = Int64Builder::new();
     let mut heap = Int64Builder::new();
+    let mut gc = Int64Builder::new();
+    let mut pstart = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut start = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut restarts = Int64Builder::new();
     let mut dur = Float64Builder::new();
@@ -187,6 +191,8 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         syscall.append_option(r.syscall);
         threads.append_option(r.threads);
         heap.append_option(r.heap_bytes);
+        gc.append_option(r.gc_count);
+        pstart.append_option(r.process_start_time_us);
         start.append_option(r.pod_start_time_us);
         restarts.append_option(r.container_restarts);
         dur.append_option(r.scrape_duration_ms);
@@ -195,7 +201,7 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         hash.append_option(r.content_hash.as_deref());
     }
     let mut cols = t.finish();
-    cols.extend::<[ArrayRef; 13]>([
+    cols.extend::<[ArrayRef; 15]>([
         Arc::new(goroutines.finish()),
         Arc::new(running.finish()),
         Arc::new(runnable.finish()),
@@ -203,6 +209,8 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         Arc::new(syscall.finish()),
         Arc::new(threads.finish()),
         Arc::new(heap.finish()),
+        Arc::new(gc.finish()),
+        Arc::new(pstart.finish()),
         Arc::new(start.finish()),
         Arc::new(restarts.finish()),
         Arc::new(dur.finish()),
@@ -392,6 +400,55 @@ pub fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
     RecordBatch::try_new(Table::IngestLog.schema(), cols).map_err(arrow_err(Table::IngestLog))
 }
 
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusRow {
+    pub target: Target,
+    pub ts_us: i64,
+    pub up: bool,
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    pub metrics_ok: bool,
+    pub debug1_ok: bool,
+    pub debug2_taken: bool,
+    pub leak_profile: &'static str,
+    pub bytes: i64,
+}
+
+pub fn status_batch(rows: &[StatusRow]) -> Result<RecordBatch> {
+    let mut t = TargetCols::new();
+    let mut up = BooleanBuilder::new();
+    let mut error = StringBuilder::new();
+    let mut dur = Float64Builder::new();
+    let mut m = BooleanBuilder::new();
+    let mut d1 = BooleanBuilder::new();
+    let mut d2 = BooleanBuilder::new();
+    let mut lp = StringBuilder::new();
+    let mut bytes = Int64Builder::new();
+    for r in rows {
+        t.push(&r.target, r.ts_us);
+        up.append_value(r.up);
+        error.append_option(r.error.as_deref());
+        dur.append_value(r.duration_ms);
+        m.append_value(r.metrics_ok);
+        d1.append_value(r.debug1_ok);
+        d2.append_value(r.debug2_taken);
+        lp.append_value(r.leak_profile);
+        bytes.append_value(r.bytes);
+    }
+    let mut cols = t.finish();
+    cols.extend::<[ArrayRef; 8]>([
+        Arc::new(up.finish()),
+        Arc::new(error.finish()),
+        Arc::new(dur.finish()),
+        Arc::new(m.finish()),
+        Arc::new(d1.finish()),
+        Arc::new(d2.finish()),
+        Arc::new(lp.finish()),
+        Arc::new(bytes.finish()),
+    ]);
+    RecordBatch::try_new(Table::ScrapeStatus.schema(), cols).map_err(arrow_err(Table::ScrapeStatus))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,5 +506,6 @@ mod tests {
         .unwrap();
         assert_eq!(b.num_rows(), 1);
         log_batch(&[LogRow::default()]).unwrap();
+        status_batch(&[StatusRow::default()]).unwrap();
     }
 }

@@ -15,8 +15,8 @@ use leakhound_schemas::{ProfileKind, Table};
 use crate::error::Result;
 use crate::residence::IdTracker;
 use crate::rows::{
-    CountRow, LogRow, SampleRow, StackRow, Target, counts_batch, log_batch, samples_batch,
-    stacks_batch, state_counts,
+    CountRow, LogRow, SampleRow, StackRow, StatusRow, Target, counts_batch, log_batch,
+    samples_batch, stacks_batch, state_counts, status_batch,
 };
 use crate::store::{Partition, Store};
 
@@ -24,6 +24,7 @@ use crate::store::{Partition, Store};
 #[derive(Debug, Default)]
 pub struct Batch {
     pub counts: Vec<CountRow>,
+    pub status: Vec<StatusRow>,
     pub samples: Vec<SampleRow>,
     pub stacks: HashMap<StackId, StackRow>,
     pub log: Vec<LogRow>,
@@ -39,16 +40,19 @@ pub struct CommitStats {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.samples.is_empty() && self.log.is_empty()
+        self.counts.is_empty()
+            && self.samples.is_empty()
+            && self.log.is_empty()
+            && self.status.is_empty()
     }
 
     pub fn rows(&self) -> usize {
         self.counts.len() + self.samples.len() + self.stacks.len()
     }
 
-    /// Add a parsed capture of `target` taken at `ts_us`. Returns the number of data rows
-    /// added. A leak profile adds samples only: the goroutine count row belongs to the
-    /// ordinary goroutine profile.
+    /// Add a parsed capture of `target` taken at `ts_us`: its count row (for the goroutine
+    /// profile) and its samples. Returns the number of data rows added. A leak profile adds
+    /// samples only: the goroutine count belongs to the ordinary goroutine profile.
     pub fn add_snapshot(
         &mut self,
         tracker: &mut IdTracker,
@@ -77,6 +81,20 @@ impl Batch {
             });
             rows += 1;
         }
+        rows + self.add_samples(tracker, target, ts_us, content_hash, snap)
+    }
+
+    /// Add the samples (and stacks) of a capture, without a count row.
+    pub fn add_samples(
+        &mut self,
+        tracker: &mut IdTracker,
+        target: &Target,
+        ts_us: i64,
+        content_hash: &str,
+        snap: &Snapshot,
+    ) -> usize {
+        let format = snap.format.unwrap_or(DumpFormat::Debug2);
+        let mut rows = 0;
         let ages = if snap.kind == ProfileKind::Goroutine {
             tracker.observe(target, ts_us, &snap.groups)
         } else {
@@ -109,6 +127,12 @@ impl Batch {
     pub fn add_counts(&mut self, rows: Vec<CountRow>, content_hash: &str) {
         self.counts.extend(rows);
         self.content_hashes.push(content_hash.to_string());
+    }
+
+    /// Make the batch's name depend on `s` too (a pass's time): two batches with no content
+    /// hash in common must not share file names.
+    pub fn salt(&mut self, s: &str) {
+        self.content_hashes.push(s.to_string());
     }
 
     pub fn add_log(&mut self, row: LogRow) {
@@ -239,6 +263,22 @@ impl Writer {
             stats.rows += rows.len();
             let known = self.stacks_in(&date).await?;
             known.extend(rows.iter().map(|r| r.stack_id.as_i64()));
+        }
+
+        let mut status: BTreeMap<Partition, Vec<StatusRow>> = BTreeMap::new();
+        for r in batch.status {
+            status
+                .entry(Partition::for_ts(Table::ScrapeStatus, r.ts_us))
+                .or_default()
+                .push(r);
+        }
+        for (p, rows) in status {
+            let b = status_batch(&rows)?;
+            self.store
+                .write_file(Table::ScrapeStatus, &p, &file, &b)
+                .await?;
+            stats.files += 1;
+            stats.rows += rows.len();
         }
 
         let mut logs: BTreeMap<Partition, Vec<LogRow>> = BTreeMap::new();

@@ -39,14 +39,16 @@ pub enum Table {
     Stacks,
     GoroutineSamples,
     IngestLog,
+    ScrapeStatus,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::GoroutineCounts,
         Table::Stacks,
         Table::GoroutineSamples,
         Table::IngestLog,
+        Table::ScrapeStatus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +57,7 @@ impl Table {
             Table::Stacks => "stacks",
             Table::GoroutineSamples => "goroutine_samples",
             Table::IngestLog => "ingest_log",
+            Table::ScrapeStatus => "scrape_status",
         }
     }
 
@@ -76,6 +79,7 @@ impl Table {
             Table::Stacks => STACKS.clone(),
             Table::GoroutineSamples => GOROUTINE_SAMPLES.clone(),
             Table::IngestLog => INGEST_LOG.clone(),
+            Table::ScrapeStatus => SCRAPE_STATUS.clone(),
         }
     }
 }
@@ -119,6 +123,8 @@ static GOROUTINE_COUNTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("syscall", DataType::Int64, true),
         Field::new("threads", DataType::Int64, true),
         Field::new("heap_bytes", DataType::Int64, true),
+        Field::new("gc_count", DataType::Int64, true),
+        Field::new("process_start_time", ts_type(), true),
         Field::new("pod_start_time", ts_type(), true),
         Field::new("container_restarts", DataType::Int64, true),
         Field::new("scrape_duration_ms", DataType::Float64, true),
@@ -206,6 +212,23 @@ static INGEST_LOG: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
     ]))
+});
+
+/// One row per target per ingest pass, like Prometheus' `up`: whether each endpoint answered.
+static SCRAPE_STATUS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = target_fields();
+    f.extend([
+        Field::new("up", DataType::Boolean, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("duration_ms", DataType::Float64, false),
+        Field::new("metrics_ok", DataType::Boolean, false),
+        Field::new("debug1_ok", DataType::Boolean, false),
+        Field::new("debug2_taken", DataType::Boolean, false),
+        // supported | unsupported | unknown
+        Field::new("leak_profile", DataType::Utf8, false),
+        Field::new("bytes", DataType::Int64, false),
+    ]);
+    Arc::new(Schema::new(f))
 });
 
 #[cfg(test)]
