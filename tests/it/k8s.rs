@@ -78,12 +78,20 @@ fn locate_or_start() -> Result<Kubeconfigs> {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/start");
-            eprintln!("LEAKHOUND_KUBECONFIG is unset: running {}", script.display());
+            eprintln!(
+                "LEAKHOUND_KUBECONFIG is unset: running {}",
+                script.display()
+            );
             let out = Command::new(&script)
                 .stderr(std::process::Stdio::inherit())
                 .output()
                 .with_context(|| format!("running {}", script.display()))?;
-            ensure!(out.status.success(), "{} failed: {}", script.display(), out.status);
+            ensure!(
+                out.status.success(),
+                "{} failed: {}",
+                script.display(),
+                out.status
+            );
             let stdout = String::from_utf8(out.stdout).context("start printed non-UTF-8")?;
             let last = stdout
                 .lines()
@@ -124,7 +132,10 @@ async fn restricted_client() -> Result<Client> {
 fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000)
+        .unwrap_or(0);
     format!("lh-{tag}-{}-{n}-{t}", std::process::id())
 }
 
@@ -132,13 +143,17 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({
         "metadata": { "name": name, "labels": { "leakhound.dev/test": "it" } }
     }))?;
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
     Ok(())
 }
 
 /// Best effort: the namespace controller finishes the deletion in the background.
 async fn delete_namespace(client: &Client, name: &str) {
-    let _ = Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::default()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
 }
 
 /// The HTTP status of an API error, if the error is one.
@@ -180,37 +195,59 @@ where
 
 fn pod_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Waits for `want` Ready pods matching `selector`; returns their names, sorted.
 async fn wait_ready_pods(pods: &Api<Pod>, selector: &str, want: usize) -> Result<Vec<String>> {
-    poll(&format!("{want} Ready pods with {selector}"), Duration::from_secs(120), async || {
-        let list = pods.list(&ListParams::default().labels(selector)).await?;
-        let mut ready: Vec<String> =
-            list.items.iter().filter(|p| pod_ready(p)).filter_map(|p| p.metadata.name.clone()).collect();
-        ready.sort();
-        if ready.len() == want {
-            Ok(Ok(ready))
-        } else {
-            let phases: Vec<String> = list
+    poll(
+        &format!("{want} Ready pods with {selector}"),
+        Duration::from_secs(120),
+        async || {
+            let list = pods.list(&ListParams::default().labels(selector)).await?;
+            let mut ready: Vec<String> = list
                 .items
                 .iter()
-                .map(|p| {
-                    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                    format!("{}={phase}{}", p.metadata.name.clone().unwrap_or_default(), if pod_ready(p) { "/Ready" } else { "" })
-                })
+                .filter(|p| pod_ready(p))
+                .filter_map(|p| p.metadata.name.clone())
                 .collect();
-            Ok(Err(format!("{} Ready: {}", ready.len(), phases.join(", "))))
-        }
-    })
+            ready.sort();
+            if ready.len() == want {
+                Ok(Ok(ready))
+            } else {
+                let phases: Vec<String> = list
+                    .items
+                    .iter()
+                    .map(|p| {
+                        let phase = p
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase.clone())
+                            .unwrap_or_default();
+                        format!(
+                            "{}={phase}{}",
+                            p.metadata.name.clone().unwrap_or_default(),
+                            if pod_ready(p) { "/Ready" } else { "" }
+                        )
+                    })
+                    .collect();
+                Ok(Err(format!("{} Ready: {}", ready.len(), phases.join(", "))))
+            }
+        },
+    )
     .await
 }
 
 /// Waits until the disruption controller has computed the PDB's status for its current spec.
-async fn wait_pdb(pdbs: &Api<PodDisruptionBudget>, name: &str, healthy: i32, allowed: i32) -> Result<()> {
+async fn wait_pdb(
+    pdbs: &Api<PodDisruptionBudget>,
+    name: &str,
+    healthy: i32,
+    allowed: i32,
+) -> Result<()> {
     poll(&format!("PDB {name}: {healthy} healthy, {allowed} disruptions allowed"), Duration::from_secs(60), async || {
         let pdb = pdbs.get(name).await?;
         let Some(st) = pdb.status else { return Ok(Err("no status".into())) };
@@ -232,17 +269,25 @@ async fn wait_pdb(pdbs: &Api<PodDisruptionBudget>, name: &str, healthy: i32, all
 /// Adds (`Some`) or removes (`None`) a label on every fake node.
 async fn label_fake_nodes(client: &Client, key: &str, value: Option<&str>) -> Result<usize> {
     let nodes = Api::<Node>::all(client.clone());
-    let list = nodes.list(&ListParams::default().labels(&format!("{FAKE_NODE_LABEL}=true"))).await?;
+    let list = nodes
+        .list(&ListParams::default().labels(&format!("{FAKE_NODE_LABEL}=true")))
+        .await?;
     ensure!(!list.items.is_empty(), "the cluster has no fake nodes");
     let patch = json!({ "metadata": { "labels": { key: value } } });
     for n in &list.items {
         let name = n.metadata.name.as_deref().context("node without a name")?;
-        nodes.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(list.items.len())
 }
 
-fn deployment(name: &str, replicas: i32, node_selector: &BTreeMap<String, String>) -> Result<Deployment> {
+fn deployment(
+    name: &str,
+    replicas: i32,
+    node_selector: &BTreeMap<String, String>,
+) -> Result<Deployment> {
     Ok(serde_json::from_value(json!({
         "metadata": { "name": name, "labels": { "app": name } },
         "spec": {
@@ -297,7 +342,9 @@ async fn pdb_scenario(client: &Client, ns: &str, node_key: &str) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     let selector = BTreeMap::from([(node_key.to_owned(), "true".to_owned())]);
-    deployments.create(&PostParams::default(), &deployment("web", 3, &selector)?).await?;
+    deployments
+        .create(&PostParams::default(), &deployment("web", 3, &selector)?)
+        .await?;
     let ready = wait_ready_pods(&pods, "app=web", 3).await?;
 
     let pdb: PodDisruptionBudget = serde_json::from_value(json!({
@@ -316,27 +363,44 @@ async fn pdb_scenario(client: &Client, ns: &str, node_key: &str) -> Result<()> {
     let second = pods.evict(&ready[1], &EvictParams::default()).await;
     match &second {
         Err(kube::Error::Api(s)) if s.code == 429 => {
-            ensure!(s.message.contains("disruption budget"), "429 for another reason: {}", s.message);
+            ensure!(
+                s.message.contains("disruption budget"),
+                "429 for another reason: {}",
+                s.message
+            );
         }
         other => bail!("second eviction: want 429, got {}", describe(other)),
     }
     // The first pod's replacement exists but cannot run: that is why the budget is exhausted.
-    poll("one unscheduled replacement pod", Duration::from_secs(30), async || {
-        let list = pods.list(&ListParams::default().labels("app=web")).await?;
-        let pending = list
-            .items
-            .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()) && p.metadata.deletion_timestamp.is_none())
-            .count();
-        Ok(if pending == 1 { Ok(()) } else { Err(format!("{pending} unscheduled pods")) })
-    })
+    poll(
+        "one unscheduled replacement pod",
+        Duration::from_secs(30),
+        async || {
+            let list = pods.list(&ListParams::default().labels("app=web")).await?;
+            let pending = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.spec.as_ref().is_some_and(|s| s.node_name.is_none())
+                        && p.metadata.deletion_timestamp.is_none()
+                })
+                .count();
+            Ok(if pending == 1 {
+                Ok(())
+            } else {
+                Err(format!("{pending} unscheduled pods"))
+            })
+        },
+    )
     .await?;
 
     // Let the replacement schedule: 3 Ready again, and one eviction is allowed again.
     label_fake_nodes(client, node_key, Some("true")).await?;
     let ready = wait_ready_pods(&pods, "app=web", 3).await?;
     wait_pdb(&pdbs, "web", 3, 1).await?;
-    pods.evict(&ready[1], &EvictParams::default()).await.context("eviction after the replacement became Ready")?;
+    pods.evict(&ready[1], &EvictParams::default())
+        .await
+        .context("eviction after the replacement became Ready")?;
     Ok(())
 }
 
@@ -360,17 +424,23 @@ async fn k8s_restricted_identity_can_evict_but_not_delete_namespace() -> Result<
             { "apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"] }
         ]
     }))?;
-    Api::<Role>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &role).await?;
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await?;
     let binding: RoleBinding = serde_json::from_value(json!({
         "metadata": { "name": "leakhound-evictor" },
         "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leakhound-evictor" },
         "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": RESTRICTED_USER }]
     }))?;
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await?;
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await?;
 
     for namespace in [&ns, &other] {
         let d = deployment("victim", 1, &BTreeMap::new())?;
-        Api::<Deployment>::namespaced(admin.clone(), namespace).create(&PostParams::default(), &d).await?;
+        Api::<Deployment>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &d)
+            .await?;
     }
     let own = wait_ready_pods(&Api::namespaced(admin.clone(), &ns), "app=victim", 1).await?;
     let foreign = wait_ready_pods(&Api::namespaced(admin.clone(), &other), "app=victim", 1).await?;
@@ -378,22 +448,36 @@ async fn k8s_restricted_identity_can_evict_but_not_delete_namespace() -> Result<
     let restricted = restricted_client().await?;
     let own_pods: Api<Pod> = Api::namespaced(restricted.clone(), &ns);
     // The RBAC authorizer sees a new binding through an informer: allow it a moment.
-    poll("the restricted identity's eviction", Duration::from_secs(15), async || {
-        match own_pods.evict(&own[0], &EvictParams::default()).await {
+    poll(
+        "the restricted identity's eviction",
+        Duration::from_secs(15),
+        async || match own_pods.evict(&own[0], &EvictParams::default()).await {
             Ok(_) => Ok(Ok(())),
             Err(e) if api_code(&e) == Some(403) => Ok(Err(e.to_string())),
             Err(e) => Err(e.into()),
-        }
-    })
+        },
+    )
     .await?;
 
-    let del = Api::<Namespace>::all(restricted.clone()).delete(&ns, &DeleteParams::default()).await;
-    ensure!(matches!(&del, Err(e) if api_code(e) == Some(403)), "namespace deletion: want 403, got {}", describe(&del));
+    let del = Api::<Namespace>::all(restricted.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+    ensure!(
+        matches!(&del, Err(e) if api_code(e) == Some(403)),
+        "namespace deletion: want 403, got {}",
+        describe(&del)
+    );
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(restricted.clone(), &ns)
         .list(&ListParams::default())
         .await;
-    ensure!(matches!(&secrets, Err(e) if api_code(e) == Some(403)), "listing secrets: want 403, got {}", describe(&secrets));
-    let elsewhere = Api::<Pod>::namespaced(restricted.clone(), &other).evict(&foreign[0], &EvictParams::default()).await;
+    ensure!(
+        matches!(&secrets, Err(e) if api_code(e) == Some(403)),
+        "listing secrets: want 403, got {}",
+        describe(&secrets)
+    );
+    let elsewhere = Api::<Pod>::namespaced(restricted.clone(), &other)
+        .evict(&foreign[0], &EvictParams::default())
+        .await;
     ensure!(
         matches!(&elsewhere, Err(e) if api_code(e) == Some(403)),
         "eviction outside the bound namespace: want 403, got {}",
@@ -433,7 +517,15 @@ async fn k8s_hpa_v2_pods_metric_is_validated() -> Result<()> {
     };
 
     let created = hpas
-        .create(&PostParams::default(), &hpa("good", 2, 10, json!({ "type": "AverageValue", "averageValue": "500" }))?)
+        .create(
+            &PostParams::default(),
+            &hpa(
+                "good",
+                2,
+                10,
+                json!({ "type": "AverageValue", "averageValue": "500" }),
+            )?,
+        )
         .await
         .context("creating a valid HPA")?;
     let metric = created
@@ -443,7 +535,11 @@ async fn k8s_hpa_v2_pods_metric_is_validated() -> Result<()> {
         .and_then(|m| m.first())
         .and_then(|m| m.pods.as_ref())
         .context("created HPA lost its Pods metric")?;
-    ensure!(metric.metric.name == "go_goroutines", "metric name {}", metric.metric.name);
+    ensure!(
+        metric.metric.name == "go_goroutines",
+        "metric name {}",
+        metric.metric.name
+    );
     ensure!(
         metric.target.average_value.as_ref().map(|q| q.0.as_str()) == Some("500"),
         "averageValue {:?}",
@@ -452,14 +548,37 @@ async fn k8s_hpa_v2_pods_metric_is_validated() -> Result<()> {
 
     for (name, bad) in [
         // An AverageValue target without the value.
-        ("no-average-value", hpa("bad-1", 2, 10, json!({ "type": "AverageValue" }))?),
+        (
+            "no-average-value",
+            hpa("bad-1", 2, 10, json!({ "type": "AverageValue" }))?,
+        ),
         // Pods metrics only support AverageValue targets.
-        ("utilization-on-pods", hpa("bad-2", 2, 10, json!({ "type": "Utilization", "averageUtilization": 50 }))?),
+        (
+            "utilization-on-pods",
+            hpa(
+                "bad-2",
+                2,
+                10,
+                json!({ "type": "Utilization", "averageUtilization": 50 }),
+            )?,
+        ),
         // maxReplicas below minReplicas.
-        ("max-below-min", hpa("bad-3", 5, 2, json!({ "type": "AverageValue", "averageValue": "500" }))?),
+        (
+            "max-below-min",
+            hpa(
+                "bad-3",
+                5,
+                2,
+                json!({ "type": "AverageValue", "averageValue": "500" }),
+            )?,
+        ),
     ] {
         let r = hpas.create(&PostParams::default(), &bad).await;
-        ensure!(matches!(&r, Err(e) if api_code(e) == Some(422)), "{name}: want 422, got {}", describe(&r));
+        ensure!(
+            matches!(&r, Err(e) if api_code(e) == Some(422)),
+            "{name}: want 422, got {}",
+            describe(&r)
+        );
     }
     delete_namespace(&client, &ns).await;
     Ok(())
@@ -511,7 +630,10 @@ spec:
     );
     let docs = parse_documents(&builtin, "builtin")?;
     let report = dry_run_all(&client, &docs).await?;
-    ensure!(report.applied == 3 && report.failures.is_empty(), "builtin manifests: {report:?}");
+    ensure!(
+        report.applied == 3 && report.failures.is_empty(),
+        "builtin manifests: {report:?}"
+    );
 
     let broken = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{ name: broken, namespace: {ns} }}\nspec: {{ replicas: -1, selector: {{ matchLabels: {{ app: broken }} }}, template: {{ metadata: {{ labels: {{ app: other }} }}, spec: {{ containers: [] }} }} }}\n"
@@ -526,8 +648,13 @@ spec:
     let files = yaml_files(&deploy_dir)?;
     let mut docs = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let origin = f.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(f).display().to_string();
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let origin = f
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(f)
+            .display()
+            .to_string();
         docs.extend(parse_documents(&text, &origin)?);
     }
     let report = dry_run_all(&client, &docs).await?;
@@ -538,7 +665,11 @@ spec:
         report.skipped.len(),
         report.skipped
     );
-    ensure!(report.failures.is_empty(), "deploy/ manifests failed server-side dry-run:\n{}", report.failures.join("\n"));
+    ensure!(
+        report.failures.is_empty(),
+        "deploy/ manifests failed server-side dry-run:\n{}",
+        report.failures.join("\n")
+    );
     delete_namespace(&client, &ns).await;
     Ok(())
 }
@@ -587,7 +718,10 @@ fn parse_documents(text: &str, origin: &str) -> Result<Vec<Doc>> {
         .into_iter()
         .enumerate()
         .filter(|(_, v)| !v.is_null())
-        .map(|(i, value)| Doc { origin: format!("{origin}#{i}"), value })
+        .map(|(i, value)| Doc {
+            origin: format!("{origin}#{i}"),
+            value,
+        })
         .collect())
 }
 
@@ -618,16 +752,27 @@ async fn dry_run_all(client: &Client, docs: &[Doc]) -> Result<DryRunReport> {
 
     for d in docs {
         let Some(gvk) = gvk_of(&d.value) else {
-            report.skipped.push(format!("{}: no apiVersion/kind (not a Kubernetes object)", d.origin));
+            report.skipped.push(format!(
+                "{}: no apiVersion/kind (not a Kubernetes object)",
+                d.origin
+            ));
             continue;
         };
         if gvk.group == "kustomize.config.k8s.io" || gvk.group == "config.kubernetes.io" {
-            report.skipped.push(format!("{}: {} is a build file, not an object", d.origin, gvk.kind));
+            report.skipped.push(format!(
+                "{}: {} is a build file, not an object",
+                d.origin, gvk.kind
+            ));
             continue;
         }
         match dry_run_one(client, &gvk, d, &crds).await {
             Ok(()) => report.applied += 1,
-            Err(e) => report.failures.push(format!("{} ({}/{}): {e:#}", d.origin, gvk.api_version(), gvk.kind)),
+            Err(e) => report.failures.push(format!(
+                "{} ({}/{}): {e:#}",
+                d.origin,
+                gvk.api_version(),
+                gvk.kind
+            )),
         }
     }
     Ok(report)
@@ -650,12 +795,14 @@ async fn dry_run_one(
             } else {
                 bail!("kind not served by this cluster (no CRD for it in the manifests)");
             }
-            poll(&format!("discovery of {}", gvk.kind), Duration::from_secs(30), async || {
-                match kube::discovery::pinned_kind(client, gvk).await {
+            poll(
+                &format!("discovery of {}", gvk.kind),
+                Duration::from_secs(30),
+                async || match kube::discovery::pinned_kind(client, gvk).await {
                     Ok(found) => Ok(Ok(found)),
                     Err(e) => Ok(Err(e.to_string())),
-                }
-            })
+                },
+            )
             .await?
         }
     };
@@ -671,13 +818,20 @@ async fn dry_run_one(
     match meta["name"].as_str() {
         Some(name) => {
             let pp = PatchParams::apply(MANAGER).force().dry_run();
-            api.patch(name, &pp, &Patch::Apply(&d.value)).await.map_err(|e| anyhow!(describe::<()>(&Err(e))))?;
+            api.patch(name, &pp, &Patch::Apply(&d.value))
+                .await
+                .map_err(|e| anyhow!(describe::<()>(&Err(e))))?;
         }
         None => {
             // generateName objects cannot be applied; create them instead.
             let obj: DynamicObject = serde_json::from_value(d.value.clone())?;
-            let pp = PostParams { dry_run: true, ..PostParams::default() };
-            api.create(&pp, &obj).await.map_err(|e| anyhow!(describe::<()>(&Err(e))))?;
+            let pp = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            api.create(&pp, &obj)
+                .await
+                .map_err(|e| anyhow!(describe::<()>(&Err(e))))?;
         }
     }
     Ok(())
@@ -718,15 +872,31 @@ fn stand_in_crd(gvk: &GroupVersionKind) -> Value {
 
 async fn install_crd(client: &Client, crd: Value) -> Result<()> {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
-    let name = crd["metadata"]["name"].as_str().context("CRD without a name")?.to_owned();
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await?;
-    poll(&format!("CRD {name} Established"), Duration::from_secs(30), async || {
-        let c = api.get(&name).await?;
-        let established = c
-            .status
-            .and_then(|s| s.conditions)
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-        Ok(if established { Ok(()) } else { Err("not Established".to_owned()) })
-    })
+    let name = crd["metadata"]["name"]
+        .as_str()
+        .context("CRD without a name")?
+        .to_owned();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    poll(
+        &format!("CRD {name} Established"),
+        Duration::from_secs(30),
+        async || {
+            let c = api.get(&name).await?;
+            let established = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            Ok(if established {
+                Ok(())
+            } else {
+                Err("not Established".to_owned())
+            })
+        },
+    )
     .await
 }

@@ -7,6 +7,8 @@ mod support;
 mod backfill;
 mod compact;
 mod golden;
+mod goprog;
+mod ingest;
 mod inspect;
 mod s3;
 mod sql;

@@ -1,0 +1,99 @@
+//! The leaking Go program of `tests/goprogs` (`leaky`), built once per test run with the
+//! machine's Go toolchain, started on a kernel-chosen loopback port.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::support::*;
+
+static LEAKY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Build `tests/goprogs/cmd/leaky` (cached by Go's build cache).
+pub fn leaky_binary() -> PathBuf {
+    LEAKY
+        .get_or_init(|| {
+            let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| std::env::temp_dir());
+            let bin = out_dir.join("leaky-test");
+            let gocache =
+                std::env::var("GOCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gocache".into());
+            let gomod = std::env::var("GOMODCACHE")
+                .unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
+            let status = Command::new("go")
+                .args(["build", "-o", bin.to_str().unwrap(), "./cmd/leaky"])
+                .current_dir(repo().join("tests/goprogs"))
+                .env("GOCACHE", gocache)
+                .env("GOMODCACHE", gomod)
+                .env("CGO_ENABLED", "0")
+                .status()
+                .expect("run go build (is Go installed?)");
+            assert!(
+                status.success(),
+                "go build of tests/goprogs/cmd/leaky failed"
+            );
+            bin
+        })
+        .clone()
+}
+
+pub struct Leaky {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Leaky {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Leaky {
+    /// Start leaky with `args`; returns once it printed its address.
+    pub fn start(args: &[&str]) -> Leaky {
+        let mut child = Command::new(leaky_binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start leaky");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from leaky: {line:?}"))
+            .to_string();
+        Leaky { child, url }
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}{path}", self.url)])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET {path} failed");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn leaks(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/leaks")).unwrap()
+    }
+
+    /// Wait until every finite leak spec has started.
+    pub fn wait_steady(&self) -> serde_json::Value {
+        wait_until(
+            "leaky to finish starting its leaks",
+            Duration::from_secs(30),
+            || self.leaks()["steady"] == true,
+        );
+        self.leaks()
+    }
+}
