@@ -66,8 +66,26 @@ pub struct BackfillArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Files, directories, .tar / .tar.gz / .gz archives.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "prometheus")]
     pub paths: Vec<PathBuf>,
+    /// Import history from this Prometheus server's query_range API instead of files.
+    #[arg(long, env = "LEAKHOUND_PROMETHEUS_URL", conflicts_with = "paths")]
+    pub prometheus: Option<String>,
+    /// With --prometheus: the PromQL query.
+    #[arg(long, default_value = "go_goroutines")]
+    pub query: String,
+    /// With --prometheus: start (RFC 3339, Unix seconds, or now-7d).
+    #[arg(long, default_value = "now-1d")]
+    pub from: String,
+    /// With --prometheus: end.
+    #[arg(long, default_value = "now")]
+    pub to: String,
+    /// With --prometheus: resolution (e.g. 15s, 1m).
+    #[arg(long, default_value = "60s")]
+    pub step: String,
+    /// With --prometheus: points per series per request (the server refuses more than 11,000).
+    #[arg(long, default_value_t = leakhound_ingest::sources::prometheus::DEFAULT_POINTS_PER_PAGE)]
+    pub points_per_page: i64,
     /// How target identity and time are read from each file's path (matched against its last
     /// components). Placeholders: {namespace} {pod} {workload} {container} {cluster} {node}
     /// {timestamp}; `*` matches any component.
@@ -312,7 +330,41 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
     })
 }
 
+async fn run_backfill_prometheus(a: BackfillArgs, url: &str) -> Result<ExitCode> {
+    let store = open_store(&a.store)?;
+    let now = chrono::Utc::now();
+    let t = |flag: &str, v: &str| {
+        queries::parse_time(v, now)
+            .map(|t| t.timestamp())
+            .with_context(|| {
+                format!("--{flag} {v:?} is not a time (RFC 3339, Unix seconds, now-2h)")
+            })
+    };
+    let (from, to) = (t("from", &a.from)?, t("to", &a.to)?);
+    let step = duration_arg("step", &a.step)?.as_secs().max(1) as i64;
+    let mut progress = |_done: i64, _total: i64| {};
+    let s = backfill::backfill_prometheus(
+        &store,
+        url,
+        &a.query,
+        from,
+        to,
+        step,
+        a.points_per_page,
+        &mut progress,
+    )
+    .await?;
+    println!(
+        "backfill from {url} ({}): {} pages, {} imported, {} already imported; {} rows, {} files written",
+        a.query, s.items, s.imported, s.already_imported, s.rows, s.files_written
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run_backfill(a: BackfillArgs) -> Result<ExitCode> {
+    if let Some(url) = a.prometheus.clone() {
+        return run_backfill_prometheus(a, &url).await;
+    }
     let store = open_store(&a.store)?;
     let pattern = PathPattern::parse(&a.path_pattern).map_err(anyhow::Error::msg)?;
     let timestamp_us = match &a.timestamp {

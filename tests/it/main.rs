@@ -10,5 +10,6 @@ mod golden;
 mod goprog;
 mod ingest;
 mod inspect;
+mod prometheus;
 mod s3;
 mod sql;

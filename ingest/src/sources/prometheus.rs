@@ -187,3 +187,62 @@ mod tests {
         ));
     }
 }
+
+/// Prometheus refuses a `query_range` whose answer would exceed this many points per series.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// Points per page by default: a margin below the server's limit.
+pub const DEFAULT_POINTS_PER_PAGE: i64 = 10_000;
+
+/// Fetch `query` over `[from, to]` at `step_s` from a Prometheus server, in pages that stay
+/// under [`MAX_POINTS_PER_SERIES`], and turn every page into count rows. Each page's rows carry
+/// a content hash of that page's answer.
+pub async fn fetch_query_range(
+    client: &reqwest::Client,
+    base_url: &str,
+    query: &str,
+    from_s: i64,
+    to_s: i64,
+    step_s: i64,
+    points_per_page: i64,
+    progress: &mut dyn FnMut(i64, i64),
+) -> Result<Vec<(String, Vec<CountRow>)>, String> {
+    if step_s <= 0 || to_s < from_s {
+        return Err(format!("bad range: from {from_s} to {to_s} step {step_s}s"));
+    }
+    let per_page = points_per_page.clamp(2, MAX_POINTS_PER_SERIES);
+    let span = step_s * (per_page - 1);
+    let url = format!("{}/api/v1/query_range", base_url.trim_end_matches('/'));
+    let mut pages = Vec::new();
+    let mut start = from_s;
+    while start <= to_s {
+        let end = (start + span).min(to_s);
+        let resp = client
+            .get(&url)
+            .query(&[
+                ("query", query.to_string()),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+                ("step", format!("{step_s}s")),
+            ])
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", e.without_url()))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("{url}: {}", e.without_url()))?;
+        if !status.is_success() && body.first() != Some(&b'{') {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&body));
+        let rows =
+            parse_query_range(&body, &hash).map_err(|e| format!("{url} [{start}, {end}]: {e}"))?;
+        pages.push((hash, rows));
+        progress(end - from_s, to_s - from_s);
+        // Prometheus includes both ends: the next page starts one step later.
+        start = end + step_s;
+    }
+    Ok(pages)
+}
