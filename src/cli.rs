@@ -123,6 +123,25 @@ pub struct IngestArgs {
     /// insecure_skip_verify, ...}.
     #[arg(long, env = "LEAKHOUND_TARGETS_FILE")]
     pub targets_file: Option<PathBuf>,
+    /// Discover targets in Kubernetes: running pods annotated leakhound.io/scrape=true.
+    #[arg(long, env = "LEAKHOUND_DISCOVER")]
+    pub discover: bool,
+    /// With --discover: kubeconfig file (default: in-cluster, then $KUBECONFIG).
+    #[arg(long, env = "LEAKHOUND_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --discover: namespaces to look in (repeatable; default all).
+    #[arg(
+        long = "namespace",
+        env = "LEAKHOUND_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// With --discover: a label selector (e.g. app=orders).
+    #[arg(long, env = "LEAKHOUND_SELECTOR")]
+    pub selector: Option<String>,
+    /// Cluster name recorded on every row.
+    #[arg(long, env = "LEAKHOUND_CLUSTER")]
+    pub cluster: Option<String>,
     /// Loop: one pass every this long (e.g. 60s). Without it, one pass.
     #[arg(long, env = "LEAKHOUND_EVERY")]
     pub every: Option<String>,
@@ -263,20 +282,31 @@ fn duration_arg(flag: &str, v: &str) -> Result<std::time::Duration> {
 async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
     use leakhound_ingest::scrape::{self, targets};
     let store = open_store(&a.store)?;
-    let mut specs = Vec::new();
+    let mut static_specs = Vec::new();
     for t in &a.targets {
-        specs.push(targets::parse_target_flag(t).map_err(anyhow::Error::msg)?);
+        static_specs.push(targets::parse_target_flag(t).map_err(anyhow::Error::msg)?);
     }
     if let Some(f) = &a.targets_file {
-        specs.extend(targets::read_targets_file(f).map_err(anyhow::Error::msg)?);
+        static_specs.extend(targets::read_targets_file(f).map_err(anyhow::Error::msg)?);
     }
-    if specs.is_empty() {
-        bail!("no targets: pass --target URL, --targets-file FILE");
+    for s in &mut static_specs {
+        if s.cluster.is_none() {
+            s.cluster = a.cluster.clone();
+        }
     }
-    let mut list = Vec::new();
-    for s in specs {
-        list.push(s.into_target().map_err(anyhow::Error::msg)?);
+    if static_specs.is_empty() && !a.discover {
+        bail!("no targets: pass --target URL, --targets-file FILE or --discover");
     }
+    let kube = if a.discover {
+        Some(scrape::discovery::client(a.kubeconfig.as_deref()).await?)
+    } else {
+        None
+    };
+    let dopts = scrape::discovery::DiscoveryOptions {
+        namespaces: a.namespaces.clone(),
+        label_selector: a.selector.clone(),
+        cluster: a.cluster.clone(),
+    };
     let opts = scrape::PassOptions {
         concurrency: a.concurrency.max(1),
         timeout: duration_arg("timeout", &a.timeout)?,
@@ -296,6 +326,29 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
     let mut last_ok: bool;
     loop {
         let pass_start = tokio::time::Instant::now();
+        let mut specs = static_specs.clone();
+        if let Some(client) = &kube {
+            match scrape::discovery::discover(client, &dopts).await {
+                Ok((found, skipped)) => {
+                    for (pod, why) in skipped {
+                        tracing::info!(pod = %pod, reason = %why, "Skipped an annotated pod.");
+                    }
+                    specs.extend(found);
+                }
+                // A failed discovery keeps the static targets going; the pass reports it.
+                Err(e) => {
+                    tracing::warn!(error = %e, "Failed to discover pods.");
+                    println!("discovery failed: {e}");
+                }
+            }
+        }
+        let mut list = Vec::new();
+        for s in specs {
+            match s.into_target() {
+                Ok(t) => list.push(t),
+                Err(e) => println!("skipped target: {e}"),
+            }
+        }
         let now_us = chrono::Utc::now().timestamp_micros();
         let s = scrape::run_pass(&mut writer, &clients, &list, &mut state, &opts, now_us).await?;
         n += 1;

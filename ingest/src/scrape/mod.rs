@@ -14,6 +14,7 @@
 //! full dump, whether it serves the leak profile, first-seen times of its goroutines — lives in
 //! one JSON object in the store, written atomically at the end of each pass.
 
+pub mod discovery;
 pub mod http;
 pub mod metrics;
 pub mod targets;
