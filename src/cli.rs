@@ -396,17 +396,14 @@ async fn run_backfill_prometheus(a: BackfillArgs, url: &str) -> Result<ExitCode>
     let (from, to) = (t("from", &a.from)?, t("to", &a.to)?);
     let step = duration_arg("step", &a.step)?.as_secs().max(1) as i64;
     let mut progress = |_done: i64, _total: i64| {};
-    let s = backfill::backfill_prometheus(
-        &store,
-        url,
-        &a.query,
-        from,
-        to,
-        step,
-        a.points_per_page,
-        &mut progress,
-    )
-    .await?;
+    let range = leakhound_ingest::sources::prometheus::RangeQuery {
+        query: a.query.clone(),
+        from_s: from,
+        to_s: to,
+        step_s: step,
+        points_per_page: a.points_per_page,
+    };
+    let s = backfill::backfill_prometheus(&store, url, &range, &mut progress).await?;
     println!(
         "backfill from {url} ({}): {} pages, {} imported, {} already imported; {} rows, {} files written",
         a.query, s.items, s.imported, s.already_imported, s.rows, s.files_written

@@ -9,8 +9,11 @@
 //! The dump is a real capture (`tests/data/captures/go1.26/goroutine.debug2.txt`, or
 //! `PARSE_BENCH_SOURCE`) repeated to the size asked, written once to `/tmp`. Each measurement
 //! runs in a child process so that its peak RSS (`VmHWM`, or `ru_maxrss` for Go) is its own:
-//! - `ours-records`: `Debug2Parser` over the file, every record built (frames, labels, ids);
-//! - `ours-snapshot`: `parse_snapshot`, i.e. the above plus aggregation into a `Snapshot`;
+//! - `ours-1thread`: `Debug2Parser` over the file on one thread, every record built (frames,
+//!   labels, ids) — the like-for-like comparison with gostackparse;
+//! - `ours-records`: the same through `parse::open` (`ParallelDebug2`, with
+//!   `PARSE_BENCH_THREADS` threads: 1 by default, 0 = one per core);
+//! - `ours-snapshot`: `parse_snapshot`, i.e. `ours-records` plus aggregation into a `Snapshot`;
 //! - `gostackparse`: `gostackparse.Parse` (tests/bench/gostackparse, built with the installed
 //!   Go from the module proxy).
 //!
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use leakhound_ingest::parse::{Debug2Parser, ParseOptions, parse_snapshot};
+use leakhound_ingest::parse::{Debug2Parser, Opened, ParseOptions, open, parse_snapshot};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 struct Measured {
@@ -70,7 +73,7 @@ fn main() {
 
     let me = std::env::current_exe().expect("current exe");
     let mut results: Vec<Measured> = Vec::new();
-    for mode in ["ours-records", "ours-snapshot"] {
+    for mode in ["ours-1thread", "ours-records", "ours-snapshot"] {
         let cmd = || {
             let mut c = Command::new(&me);
             c.args(["--child", mode]).arg(&dump);
@@ -184,9 +187,25 @@ fn child(mode: &str, file: &Path) {
     let f = std::fs::File::open(file).expect("open the dump");
     let start = Instant::now();
     let (goroutines, frames) = match mode {
-        "ours-records" => {
+        "ours-1thread" => {
             let (mut g, mut fr) = (0u64, 0u64);
             for r in Debug2Parser::new(f, &ParseOptions::default()) {
+                let r = r.expect("parse");
+                g += r.count;
+                fr += r.stack.frames.len() as u64;
+            }
+            (g, fr)
+        }
+        "ours-records" => {
+            let opts = ParseOptions {
+                threads: env_num("PARSE_BENCH_THREADS", 1),
+                ..Default::default()
+            };
+            let Ok(Opened::Dump { records, .. }) = open(f, &opts) else {
+                panic!("not a dump");
+            };
+            let (mut g, mut fr) = (0u64, 0u64);
+            for r in records {
                 let r = r.expect("parse");
                 g += r.count;
                 fr += r.stack.frames.len() as u64;

@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             if ok {
-                assert_eq!(sum, declared, "a complete parse adds up to the header's total");
+                assert_eq!(
+                    sum, declared,
+                    "a complete parse adds up to the header's total"
+                );
             }
         }
     }

@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => break,
             }
         }
-        assert!(it.next().is_none(), "the parser is fused after an error or the end");
+        assert!(
+            it.next().is_none(),
+            "the parser is fused after an error or the end"
+        );
         assert!(it.records() >= n);
         assert!(it.bytes_read() <= data.len() as u64);
     }

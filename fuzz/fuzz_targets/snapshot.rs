@@ -11,8 +11,14 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = detect(data);
     for opts in [ParseOptions::default(), small_opts()] {
-        if let Ok(s) = parse_snapshot_with(data, "fuzz", &opts) {
-            assert!(s.total() <= u64::MAX);
+        if let Ok(s) = parse_snapshot_with(data, "fuzz", &opts)
+            && let Some(declared) = s.declared_total
+        {
+            assert_eq!(
+                declared,
+                s.total(),
+                "a debug=1 snapshot adds up to its header"
+            );
         }
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

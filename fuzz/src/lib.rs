@@ -14,5 +14,6 @@ pub fn small_opts() -> ParseOptions {
         max_record_bytes: 2048,
         max_frames: 32,
         max_goroutines: 1_000_000,
+        threads: 1,
     }
 }

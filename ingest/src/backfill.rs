@@ -111,13 +111,10 @@ impl Item {
 pub async fn backfill_prometheus(
     store: &Store,
     base_url: &str,
-    query: &str,
-    from_s: i64,
-    to_s: i64,
-    step_s: i64,
-    points_per_page: i64,
+    range: &prometheus::RangeQuery,
     progress: &mut dyn FnMut(i64, i64),
 ) -> Result<Summary> {
+    let (from_s, to_s) = (range.from_s, range.to_s);
     let client = reqwest::Client::builder()
         .gzip(true)
         .user_agent(format!("leakhound/{}", env!("CARGO_PKG_VERSION")))
@@ -126,21 +123,12 @@ pub async fn backfill_prometheus(
             source_name: base_url.to_string(),
             message: e.to_string(),
         })?;
-    let pages = prometheus::fetch_query_range(
-        &client,
-        base_url,
-        query,
-        from_s,
-        to_s,
-        step_s,
-        points_per_page,
-        progress,
-    )
-    .await
-    .map_err(|message| Error::Input {
-        source_name: base_url.to_string(),
-        message,
-    })?;
+    let pages = prometheus::fetch_query_range(&client, base_url, range, progress)
+        .await
+        .map_err(|message| Error::Input {
+            source_name: base_url.to_string(),
+            message,
+        })?;
     let mut writer = Writer::new(store.clone());
     let (done, _) = writer.imported_hashes().await?;
     // Points already stored (a re-run over an overlapping window pages differently, so page
@@ -212,7 +200,7 @@ pub async fn backfill_prometheus(
         batch.add_counts(rows, &hash);
         batch.add_log(LogRow {
             ingested_at_us: now_us,
-            source: format!("{base_url} query_range {query}"),
+            source: format!("{base_url} query_range {}", range.query),
             content_hash: hash,
             format: Some("prometheus".into()),
             snapshot_ts_us: first,

@@ -273,6 +273,9 @@ fn sort_for_table(
         Table::GoroutineCounts | Table::ScrapeStatus => &["namespace", "pod", "ts"],
         Table::IngestLog => &["ingested_at"],
         Table::Stacks => &["stack_id"],
+        Table::LeakEvents => &["namespace", "workload", "pod", "detected_at"],
+        Table::LeakClusters => &["event_id", "cluster_id", "detected_at"],
+        Table::Actions => &["decided_at"],
     };
     let columns: Vec<arrow::compute::SortColumn> = keys
         .iter()

@@ -12,6 +12,7 @@
 //! - [`tables`]: the one definition of each table's Arrow schema and partitioning, and the
 //!   schema version written into every file.
 
+pub mod events;
 pub mod model;
 pub mod tables;
 

@@ -40,15 +40,21 @@ pub enum Table {
     GoroutineSamples,
     IngestLog,
     ScrapeStatus,
+    LeakEvents,
+    LeakClusters,
+    Actions,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 8] = [
         Table::GoroutineCounts,
         Table::Stacks,
         Table::GoroutineSamples,
         Table::IngestLog,
         Table::ScrapeStatus,
+        Table::LeakEvents,
+        Table::LeakClusters,
+        Table::Actions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +64,9 @@ impl Table {
             Table::GoroutineSamples => "goroutine_samples",
             Table::IngestLog => "ingest_log",
             Table::ScrapeStatus => "scrape_status",
+            Table::LeakEvents => "leak_events",
+            Table::LeakClusters => "leak_clusters",
+            Table::Actions => "actions",
         }
     }
 
@@ -80,6 +89,9 @@ impl Table {
             Table::GoroutineSamples => GOROUTINE_SAMPLES.clone(),
             Table::IngestLog => INGEST_LOG.clone(),
             Table::ScrapeStatus => SCRAPE_STATUS.clone(),
+            Table::LeakEvents => LEAK_EVENTS.clone(),
+            Table::LeakClusters => LEAK_CLUSTERS.clone(),
+            Table::Actions => ACTIONS.clone(),
         }
     }
 }
@@ -229,6 +241,99 @@ static SCRAPE_STATUS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("bytes", DataType::Int64, false),
     ]);
     Arc::new(Schema::new(f))
+});
+
+/// What analyze decided: one row per scope (workload, or pod) per detector per evaluation in
+/// which the detector fired. `event_id` is stable for one episode (same scope, detector and
+/// onset), so a leak seen at many evaluations is one event whose level may rise; consumers key
+/// idempotency on it. Partitioned by the date of `detected_at`.
+static LEAK_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("detected_at", ts_type(), false),
+        Field::new("cluster", DataType::Utf8, true),
+        Field::new("namespace", DataType::Utf8, false),
+        Field::new("workload_kind", DataType::Utf8, true),
+        Field::new("workload", DataType::Utf8, true),
+        // Null for a workload-wide event.
+        Field::new("pod", DataType::Utf8, true),
+        // L1 | L2 | L3
+        Field::new("level", DataType::Utf8, false),
+        // baseline_rule | growth_rule | stl_iforest
+        Field::new("detector", DataType::Utf8, false),
+        Field::new("onset", ts_type(), false),
+        Field::new("window_start", ts_type(), false),
+        Field::new("window_end", ts_type(), false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("growth_per_s", DataType::Float64, false),
+        Field::new("residence_p99_s", DataType::Float64, true),
+        Field::new("alive_over_5m_share", DataType::Float64, true),
+        Field::new("goroutines", DataType::Int64, false),
+        Field::new("baseline_goroutines", DataType::Float64, true),
+        Field::new("sla_penalty", DataType::Float64, false),
+        // The event's clusters as the JSON array of the public `--format jsonl` interface.
+        Field::new("clusters", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+});
+
+/// Root-cause groups of stacks, per event: one leak is one cluster.
+static LEAK_CLUSTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("cluster_id", DataType::Utf8, false),
+        Field::new("detected_at", ts_type(), false),
+        Field::new("namespace", DataType::Utf8, false),
+        Field::new("workload", DataType::Utf8, true),
+        Field::new("pod", DataType::Utf8, true),
+        // chan_send | chan_receive | select | http_body | context | mutex | rwmutex | waitgroup
+        // | cond | sleep_timer | io_wait | other
+        Field::new("pattern", DataType::Utf8, false),
+        // The runtime's goroutineleak profile reported stacks of this cluster.
+        Field::new("confirmed", DataType::Boolean, false),
+        Field::new("representative_stack_id", DataType::Int64, false),
+        Field::new(
+            "stack_ids",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            false,
+        ),
+        Field::new("top_function", DataType::Utf8, false),
+        Field::new("top_file", DataType::Utf8, false),
+        Field::new("top_line", DataType::UInt32, false),
+        Field::new("blocking_site", DataType::Utf8, false),
+        Field::new("goroutines_now", DataType::Int64, false),
+        Field::new("goroutines_baseline", DataType::Int64, false),
+        Field::new("oldest_wait_s", DataType::Float64, true),
+    ]))
+});
+
+/// The audit log of actuation: every decision, taken, skipped, deferred or failed, dry-run or
+/// not. `action_key` is the idempotency key (source id + action + target); an action whose key
+/// already has a `taken`/`dry_run` row is not repeated.
+static ACTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("decided_at", ts_type(), false),
+        Field::new("action_key", DataType::Utf8, false),
+        // event | alert
+        Field::new("trigger", DataType::Utf8, false),
+        // event_id, or the alert's group key + fingerprint + startsAt + status
+        Field::new("trigger_id", DataType::Utf8, false),
+        Field::new("cluster", DataType::Utf8, true),
+        Field::new("namespace", DataType::Utf8, false),
+        Field::new("workload_kind", DataType::Utf8, true),
+        Field::new("workload", DataType::Utf8, true),
+        Field::new("pod", DataType::Utf8, true),
+        Field::new("level", DataType::Utf8, true),
+        // record | hpa_create | hpa_patch | min_replicas | vpa | capture | evict | rollout_restart
+        Field::new("action", DataType::Utf8, false),
+        Field::new("dry_run", DataType::Boolean, false),
+        // taken | dry_run | skipped | deferred | failed
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        // What was sent (JSON), for the audit.
+        Field::new("request", DataType::Utf8, true),
+        Field::new("http_status", DataType::Int32, true),
+    ]))
 });
 
 #[cfg(test)]

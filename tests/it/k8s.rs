@@ -629,7 +629,7 @@ spec:
 "#
     );
     let docs = parse_documents(&builtin, "builtin")?;
-    let report = dry_run_all(&client, &docs).await?;
+    let report = dry_run_all(&client, &ns, &docs).await?;
     ensure!(
         report.applied == 3 && report.failures.is_empty(),
         "builtin manifests: {report:?}"
@@ -638,7 +638,7 @@ spec:
     let broken = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{ name: broken, namespace: {ns} }}\nspec: {{ replicas: -1, selector: {{ matchLabels: {{ app: broken }} }}, template: {{ metadata: {{ labels: {{ app: other }} }}, spec: {{ containers: [] }} }} }}\n"
     );
-    let report = dry_run_all(&client, &parse_documents(&broken, "broken")?).await?;
+    let report = dry_run_all(&client, &ns, &parse_documents(&broken, "broken")?).await?;
     ensure!(
         report.failures.len() == 1 && report.failures[0].contains("422"),
         "an invalid Deployment must be refused by dry-run: {report:?}"
@@ -657,7 +657,7 @@ spec:
             .to_string();
         docs.extend(parse_documents(&text, &origin)?);
     }
-    let report = dry_run_all(&client, &docs).await?;
+    let report = dry_run_all(&client, &ns, &docs).await?;
     eprintln!(
         "deploy/: {} YAML files, {} documents passed server-side dry-run, {} skipped {:?}",
         files.len(),
@@ -736,7 +736,7 @@ fn gvk_of(v: &Value) -> Option<GroupVersionKind> {
 /// checked against a schema-less stand-in CRD (names, metadata, namespace), not their schema.
 const STAND_IN_GROUPS: &[&str] = &["monitoring.coreos.com"];
 
-async fn dry_run_all(client: &Client, docs: &[Doc]) -> Result<DryRunReport> {
+async fn dry_run_all(client: &Client, ns: &str, docs: &[Doc]) -> Result<DryRunReport> {
     let mut report = DryRunReport::default();
     // CRDs that the manifests define, by group/kind: installed for real if one of their objects
     // is to be dry-run (an object of a kind that is not served cannot be dry-run).
@@ -765,7 +765,7 @@ async fn dry_run_all(client: &Client, docs: &[Doc]) -> Result<DryRunReport> {
             ));
             continue;
         }
-        match dry_run_one(client, &gvk, d, &crds).await {
+        match dry_run_one(client, ns, &gvk, d, &crds).await {
             Ok(()) => report.applied += 1,
             Err(e) => report.failures.push(format!(
                 "{} ({}/{}): {e:#}",
@@ -780,6 +780,7 @@ async fn dry_run_all(client: &Client, docs: &[Doc]) -> Result<DryRunReport> {
 
 async fn dry_run_one(
     client: &Client,
+    ns: &str,
     gvk: &GroupVersionKind,
     d: &Doc,
     crds: &BTreeMap<(String, String), Value>,
@@ -806,25 +807,26 @@ async fn dry_run_one(
             .await?
         }
     };
-    let meta = &d.value["metadata"];
+    // Namespaced objects go to the test's own namespace, whatever the manifest says: their
+    // namespace need not exist here, and the dry-run leaves no trace for other tests to trip on.
+    let mut value = d.value.clone();
     let api: Api<DynamicObject> = match caps.scope {
         Scope::Namespaced => {
-            let ns = meta["namespace"].as_str().unwrap_or("default");
-            ensure_namespace(client, ns).await?;
+            value["metadata"]["namespace"] = Value::from(ns);
             Api::namespaced_with(client.clone(), ns, &ar)
         }
         Scope::Cluster => Api::all_with(client.clone(), &ar),
     };
-    match meta["name"].as_str() {
+    match value["metadata"]["name"].as_str() {
         Some(name) => {
             let pp = PatchParams::apply(MANAGER).force().dry_run();
-            api.patch(name, &pp, &Patch::Apply(&d.value))
+            api.patch(name, &pp, &Patch::Apply(&value))
                 .await
                 .map_err(|e| anyhow!(describe::<()>(&Err(e))))?;
         }
         None => {
             // generateName objects cannot be applied; create them instead.
-            let obj: DynamicObject = serde_json::from_value(d.value.clone())?;
+            let obj: DynamicObject = serde_json::from_value(value)?;
             let pp = PostParams {
                 dry_run: true,
                 ..PostParams::default()
@@ -832,18 +834,6 @@ async fn dry_run_one(
             api.create(&pp, &obj)
                 .await
                 .map_err(|e| anyhow!(describe::<()>(&Err(e))))?;
-        }
-    }
-    Ok(())
-}
-
-/// Namespaced objects can only be dry-run into a namespace that exists.
-async fn ensure_namespace(client: &Client, ns: &str) -> Result<()> {
-    let api = Api::<Namespace>::all(client.clone());
-    if api.get_opt(ns).await?.is_none() {
-        match create_namespace(client, ns).await {
-            Err(e) if e.downcast_ref::<kube::Error>().and_then(api_code) == Some(409) => {}
-            other => other?,
         }
     }
     Ok(())

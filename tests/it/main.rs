@@ -10,6 +10,7 @@ mod golden;
 mod goprog;
 mod ingest;
 mod inspect;
+mod k8s;
 mod prometheus;
 mod s3;
 mod sql;

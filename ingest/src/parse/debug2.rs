@@ -58,20 +58,43 @@ struct State {
     max_record_bytes: usize,
     max_frames: usize,
     max_line: usize,
-    cur: Option<Building>,
+    /// Inside a record: `cur` holds it. (`cur` is reused from record to record, which keeps its
+    /// frame buffer's capacity and saves moving it around.)
+    active: bool,
+    cur: Building,
     done: bool,
     records: u64,
     first_line: Option<String>,
 }
 
+#[derive(Default)]
 struct Building {
     id: u64,
     rec: GoroutineRecord,
+    /// Scratch: the record's frames are collected here, then copied out at their exact size.
     frames: Vec<Frame>,
     pos: Position,
     pending: Option<Pending>,
     in_ancestors: bool,
     bytes: usize,
+}
+
+/// A header line, parsed.
+struct Header {
+    id: u64,
+    rec: GoroutineRecord,
+}
+
+impl Building {
+    fn start(&mut self, h: Header, pos: Position, header_len: usize) {
+        self.id = h.id;
+        self.rec = h.rec;
+        self.frames.clear();
+        self.pos = pos;
+        self.pending = None;
+        self.in_ancestors = false;
+        self.bytes = header_len + 1;
+    }
 }
 
 struct Pending {
@@ -93,13 +116,20 @@ impl<R: Read> Debug2Parser<R> {
     /// A parser over `reader` (any `Read`; it is read in large chunks, so a `BufRead` wrapper
     /// adds nothing but costs nothing either).
     pub fn new(reader: R, opts: &ParseOptions) -> Self {
+        Self::with_base(reader, opts, Position::default())
+    }
+
+    /// A parser over a piece of a larger input that starts at `base` (byte offset, lines
+    /// before it) right after a blank line or at the start: positions are those of the whole.
+    pub(crate) fn with_base(reader: R, opts: &ParseOptions, base: Position) -> Self {
         Debug2Parser {
-            lines: LineReader::new(reader, opts.max_line_bytes),
+            lines: LineReader::with_base(reader, opts.max_line_bytes, base.offset, base.line),
             st: State {
                 max_record_bytes: opts.max_record_bytes,
                 max_frames: opts.max_frames,
                 max_line: opts.max_line_bytes,
-                cur: None,
+                active: false,
+                cur: Building::default(),
                 done: false,
                 records: 0,
                 first_line: None,
@@ -160,16 +190,18 @@ impl<R: Read> Iterator for Debug2Parser<R> {
 
 impl State {
     fn at_eof(&mut self) -> Option<Result<GoroutineRecord>> {
-        let cur = self.cur.take()?;
-        if let Some(p) = cur.pending {
+        if !self.active {
+            return None;
+        }
+        self.active = false;
+        if let Some(p) = self.cur.pending.take() {
             return Some(Err(ParseError::Truncated {
                 pos: p.pos,
                 what: "function line without its file line at the end of the input",
             }));
         }
-        let id = cur.id;
-        let rec = finish(cur);
-        if id == 0 {
+        let rec = finish(&mut self.cur);
+        if self.cur.id == 0 {
             return None;
         }
         self.records += 1;
@@ -181,7 +213,7 @@ impl State {
         if self.first_line.is_none() && !b.iter().all(u8::is_ascii_whitespace) {
             self.first_line = Some(super::error::excerpt(b));
         }
-        let Some(cur) = self.cur.as_mut() else {
+        if !self.active {
             // Outside a record: only a header matters.
             if line.overlong || !b.starts_with(b"goroutine ") {
                 return Step::Continue;
@@ -194,13 +226,15 @@ impl State {
                     if !line.terminated {
                         return Step::Fail(truncated(line.pos, "goroutine header"));
                     }
-                    self.cur = Some(h);
+                    self.cur.start(h, line.pos, b.len());
+                    self.active = true;
                     Step::Continue
                 }
                 Ok(None) => Step::Continue,
                 Err(e) => Step::Fail(e),
             };
-        };
+        }
+        let cur = &mut self.cur;
 
         if line.overlong {
             return Step::Fail(ParseError::LineTooLong {
@@ -210,7 +244,7 @@ impl State {
         }
         if b.is_empty() {
             // Blank line: end of the record (an unterminated empty line cannot exist).
-            return self.emit(None);
+            return self.emit(None, line.pos, 0);
         }
         if !line.terminated && looks_like_dump_line(b) {
             // The input stops mid-line inside a record. (A trailing `exit status 2` without a
@@ -266,7 +300,7 @@ impl State {
             }
             b'g' if b.starts_with(b"goroutine ") => match parse_header(b, line.pos) {
                 // A header without the blank line before it: the previous record ends here.
-                Ok(Some(h)) => self.emit(Some(h)),
+                Ok(Some(h)) => self.emit(Some(h), line.pos, b.len()),
                 Ok(None) => Step::Continue,
                 Err(e) => Step::Fail(e),
             },
@@ -275,7 +309,7 @@ impl State {
                     return Step::Continue;
                 }
                 let rest = &b[b"created by ".len()..];
-                let name = match memchr::memmem::rfind(rest, b" in goroutine ") {
+                let name = match rfind_in_goroutine(rest) {
                     Some(i) => {
                         let n = &rest[i + b" in goroutine ".len()..];
                         match parse_u64(n) {
@@ -335,12 +369,13 @@ impl State {
 
     /// Finish the current record, start `next` (if a header came without a blank line), and
     /// yield the finished one unless it is a g0 (`goroutine 0`).
-    fn emit(&mut self, next: Option<Building>) -> Step {
-        let Some(cur) = std::mem::replace(&mut self.cur, next) else {
-            return Step::Continue;
-        };
-        let id = cur.id;
-        let rec = finish(cur);
+    fn emit(&mut self, next: Option<Header>, pos: Position, header_len: usize) -> Step {
+        let id = self.cur.id;
+        let rec = finish(&mut self.cur);
+        match next {
+            Some(h) => self.cur.start(h, pos, header_len),
+            None => self.active = false,
+        }
         if id == 0 {
             return Step::Continue;
         }
@@ -348,10 +383,18 @@ impl State {
     }
 }
 
-fn finish(cur: Building) -> GoroutineRecord {
-    let mut rec = cur.rec;
-    rec.stack.frames = canonical_frames(cur.frames);
+fn finish(cur: &mut Building) -> GoroutineRecord {
+    let mut rec = std::mem::take(&mut cur.rec);
+    rec.stack.frames = canonical_frames(cur.frames.drain(..).collect());
     rec
+}
+
+/// Where ` in goroutine N` starts in a `created by` line, if it has one.
+fn rfind_in_goroutine(rest: &[u8]) -> Option<usize> {
+    let sp = memchr::memrchr(b' ', rest)?;
+    rest[..sp]
+        .ends_with(b" in goroutine")
+        .then(|| sp - b" in goroutine".len())
 }
 
 /// Lines of the traceback itself, as opposed to text interleaved with it.
@@ -421,7 +464,7 @@ fn parse_func_line(b: &[u8]) -> Option<&[u8]> {
     }
     let i = memchr::memrchr(b'(', b)?;
     let name = &b[..i];
-    if name.is_empty() || name.contains(&b' ') {
+    if name.is_empty() || memchr::memchr(b' ', name).is_some() {
         return None;
     }
     Some(name)
@@ -447,7 +490,7 @@ fn parse_file_line(b: &[u8]) -> Option<(&[u8], u64)> {
 /// Parse `goroutine N[ gp=.. m=.. mp=..] [STATUS...]:`. `Ok(None)` if the line is not a header
 /// at all (text that merely starts with "goroutine "); `Err` if it is one with impossible
 /// content.
-fn parse_header(b: &[u8], pos: Position) -> Result<Option<Building>> {
+fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
     let rest = &b[b"goroutine ".len()..];
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 || rest.get(digits) != Some(&b' ') || !b.ends_with(b":") {
@@ -466,7 +509,14 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Building>> {
     // The status part never contains `]` nor `labels:{`; labels are quoted and may contain
     // anything, so find the end of the status before looking at them.
     let close = memchr::memchr(b']', content);
-    let old_labels = memchr::memmem::find(content, b" labels:{");
+    // `{` cannot be in a status; only look for the Go 1.26 form when there is one before `]`.
+    let brace = memchr::memchr(b'{', content);
+    let old_labels = match brace {
+        Some(i) if close.is_none_or(|c| i < c) => {
+            memchr::memmem::find(&content[..i + 1], b" labels:{")
+        }
+        _ => None,
+    };
     let (status_part, labels) = match (close, old_labels) {
         // Go 1.26 with GODEBUG=tracebacklabels=1: `[STATUS labels:{"k": "v"}]:`.
         (_, Some(i)) if close.is_none_or(|c| i < c) => {
@@ -559,13 +609,5 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Building>> {
         // Anything else: an annotation from a future Go; ignored.
     }
 
-    Ok(Some(Building {
-        id,
-        rec,
-        frames: Vec::with_capacity(16),
-        pos,
-        pending: None,
-        in_ancestors: false,
-        bytes: b.len() + 1,
-    }))
+    Ok(Some(Header { id, rec }))
 }

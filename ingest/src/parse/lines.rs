@@ -55,6 +55,15 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// A reader whose first byte is at stream offset `offset`, after `line_no` lines: for a
+    /// piece of a larger input, so that positions are those of the whole.
+    pub(crate) fn with_base(inner: R, max_line: usize, offset: u64, line_no: u64) -> Self {
+        let mut r = Self::new(inner, max_line);
+        r.offset = offset;
+        r.line_no = line_no;
+        r
+    }
+
     /// Bytes consumed so far (the offset of the next line).
     pub(crate) fn offset(&self) -> u64 {
         self.offset

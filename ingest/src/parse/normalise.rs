@@ -29,19 +29,14 @@ use super::quote::func_name_for_print;
 /// function `name` (Go `showfuncinfo` with level <= 1). `first` is true when no frame has been
 /// shown yet.
 pub fn shown_in_traceback(name: &str, first: bool) -> bool {
-    // `?`: a PC that debug=0/1 could not symbolise. Kept: it is all we know of that frame.
-    if name == "runtime.runFinalizers" || name == "runtime.runCleanups" || name == "?" {
-        return true;
-    }
-    if name == "runtime.gopanic" {
-        return !first;
-    }
-    if !name.contains('.') {
-        return false;
-    }
-    match name.strip_prefix("runtime.") {
-        None => true,
-        Some(rest) => is_exported_runtime(rest),
+    let Some(rest) = name.strip_prefix("runtime.") else {
+        // `?`: a PC that debug=0/1 could not symbolise. Kept: it is all we know of that frame.
+        return memchr::memchr(b'.', name.as_bytes()).is_some() || name == "?";
+    };
+    match rest {
+        "runFinalizers" | "runCleanups" => true,
+        "gopanic" => !first,
+        _ => is_exported_runtime(rest),
     }
 }
 
@@ -64,18 +59,21 @@ fn is_exported_runtime(rest: &str) -> bool {
 /// frames the traceback hides dropped (unless that drops them all), then
 /// [`Stack::normalise`].
 pub fn canonical_frames(mut frames: Vec<Frame>) -> Vec<Frame> {
+    let (mut shown, mut first) = (0, true);
     for f in &mut frames {
-        if let Some(n) = func_name_for_print(&f.function) {
+        if memchr::memchr(b'[', f.function.as_bytes()).is_some()
+            && let Some(n) = func_name_for_print(&f.function)
+        {
             f.function = n;
         }
+        if shown_in_traceback(&f.function, first) {
+            shown += 1;
+            first = false;
+        }
     }
-    let mut shown_any = false;
-    let any_shown = frames.iter().any(|f| {
-        let s = shown_in_traceback(&f.function, !shown_any);
-        shown_any |= s;
-        s
-    });
-    if any_shown {
+    // Usual cases first: debug=2 already hid what it hides (all shown), or nothing would be
+    // left (all kept).
+    if shown > 0 && shown < frames.len() {
         let mut first = true;
         frames.retain(|f| {
             let s = shown_in_traceback(&f.function, first);

@@ -32,7 +32,7 @@ pub fn parse_go_metrics(body: &[u8]) -> Result<GoMetrics, String> {
         .map(|l| Ok(l.to_string()));
     let scrape = Scrape::parse(lines).map_err(|e| format!("cannot parse metrics: {e}"))?;
     let mut m = GoMetrics::default();
-    let as_i64 = |x: f64| (x.is_finite() && x >= 0.0 && x < 9.0e18).then_some(x.round() as i64);
+    let as_i64 = |x: f64| (0.0..9.0e18).contains(&x).then_some(x.round() as i64);
     for s in &scrape.samples {
         let Some(v) = num(&s.value) else {
             continue;
@@ -43,10 +43,10 @@ pub fn parse_go_metrics(body: &[u8]) -> Result<GoMetrics, String> {
             "go_memstats_heap_alloc_bytes" => m.heap_alloc_bytes = as_i64(v),
             "go_gc_duration_seconds_count"
             | "go_gc_cycles_total_gc_cycles_total"
-            | "go_gc_cycles_total_gc_cycles" => {
-                if m.gc_count.is_none() {
-                    m.gc_count = as_i64(v);
-                }
+            | "go_gc_cycles_total_gc_cycles"
+                if m.gc_count.is_none() =>
+            {
+                m.gc_count = as_i64(v);
             }
             "process_start_time_seconds" => m.process_start_time_s = Some(v),
             _ => {}

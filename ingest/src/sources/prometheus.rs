@@ -194,23 +194,38 @@ pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 /// Points per page by default: a margin below the server's limit.
 pub const DEFAULT_POINTS_PER_PAGE: i64 = 10_000;
 
+/// A `query_range` request: PromQL, `[from, to]` in Unix seconds, the step, and how many points
+/// per series one page may hold.
+#[derive(Debug, Clone)]
+pub struct RangeQuery {
+    pub query: String,
+    pub from_s: i64,
+    pub to_s: i64,
+    pub step_s: i64,
+    pub points_per_page: i64,
+}
+
 /// Fetch `query` over `[from, to]` at `step_s` from a Prometheus server, in pages that stay
 /// under [`MAX_POINTS_PER_SERIES`], and turn every page into count rows. Each page's rows carry
 /// a content hash of that page's answer.
 pub async fn fetch_query_range(
     client: &reqwest::Client,
     base_url: &str,
-    query: &str,
-    from_s: i64,
-    to_s: i64,
-    step_s: i64,
-    points_per_page: i64,
+    range: &RangeQuery,
     progress: &mut dyn FnMut(i64, i64),
 ) -> Result<Vec<(String, Vec<CountRow>)>, String> {
+    let RangeQuery {
+        query,
+        from_s,
+        to_s,
+        step_s,
+        points_per_page,
+    } = range;
+    let (from_s, to_s, step_s) = (*from_s, *to_s, *step_s);
     if step_s <= 0 || to_s < from_s {
         return Err(format!("bad range: from {from_s} to {to_s} step {step_s}s"));
     }
-    let per_page = points_per_page.clamp(2, MAX_POINTS_PER_SERIES);
+    let per_page = (*points_per_page).clamp(2, MAX_POINTS_PER_SERIES);
     let span = step_s * (per_page - 1);
     let url = format!("{}/api/v1/query_range", base_url.trim_end_matches('/'));
     let mut pages = Vec::new();

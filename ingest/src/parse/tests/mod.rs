@@ -5,6 +5,7 @@
 mod captures;
 mod debug1;
 mod debug2;
+mod parallel;
 mod props;
 mod proto;
 mod snapshot;

@@ -15,6 +15,7 @@ fn small_opts() -> ParseOptions {
         max_record_bytes: 4096,
         max_frames: 64,
         max_goroutines: 1_000_000_000,
+        threads: 1,
     }
 }
 
