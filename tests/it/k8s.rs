@@ -50,12 +50,12 @@ const RESTRICTED_USER: &str = "leakhound-restricted";
 // Cluster access
 // ---------------------------------------------------------------------------------------------
 
-struct Kubeconfigs {
-    admin: PathBuf,
-    restricted: PathBuf,
+pub(crate) struct Kubeconfigs {
+    pub(crate) admin: PathBuf,
+    pub(crate) restricted: PathBuf,
 }
 
-fn skip() -> bool {
+pub(crate) fn skip() -> bool {
     // Same rule as tests/run: any non-empty value skips.
     if std::env::var("LEAKHOUND_SKIP_K8S").is_ok_and(|v| !v.is_empty()) {
         eprintln!("LEAKHOUND_SKIP_K8S is set: skipping a Kubernetes test");
@@ -66,7 +66,7 @@ fn skip() -> bool {
 
 /// The kubeconfig paths; starts the control plane (once per test binary) when the environment
 /// names none.
-fn kubeconfigs() -> Result<&'static Kubeconfigs> {
+pub(crate) fn kubeconfigs() -> Result<&'static Kubeconfigs> {
     static CELL: OnceLock<std::result::Result<Kubeconfigs, String>> = OnceLock::new();
     CELL.get_or_init(|| locate_or_start().map_err(|e| format!("{e:#}")))
         .as_ref()
@@ -111,7 +111,7 @@ fn locate_or_start() -> Result<Kubeconfigs> {
     Ok(Kubeconfigs { admin, restricted })
 }
 
-async fn client_from(path: &Path) -> Result<Client> {
+pub(crate) async fn client_from(path: &Path) -> Result<Client> {
     let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     // kube-rs retries 429 by default (up to 15 times, honouring Retry-After): an eviction refused
@@ -120,16 +120,16 @@ async fn client_from(path: &Path) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-async fn admin_client() -> Result<Client> {
+pub(crate) async fn admin_client() -> Result<Client> {
     client_from(&kubeconfigs()?.admin).await
 }
 
-async fn restricted_client() -> Result<Client> {
+pub(crate) async fn restricted_client() -> Result<Client> {
     client_from(&kubeconfigs()?.restricted).await
 }
 
 /// A namespace name unique to this test run: `lh-<tag>-<pid>-<n>-<time>`.
-fn unique_name(tag: &str) -> String {
+pub(crate) fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let t = SystemTime::now()
@@ -139,7 +139,7 @@ fn unique_name(tag: &str) -> String {
     format!("lh-{tag}-{}-{n}-{t}", std::process::id())
 }
 
-async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+pub(crate) async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({
         "metadata": { "name": name, "labels": { "leakhound.dev/test": "it" } }
     }))?;
@@ -150,21 +150,21 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
 }
 
 /// Best effort: the namespace controller finishes the deletion in the background.
-async fn delete_namespace(client: &Client, name: &str) {
+pub(crate) async fn delete_namespace(client: &Client, name: &str) {
     let _ = Api::<Namespace>::all(client.clone())
         .delete(name, &DeleteParams::default())
         .await;
 }
 
 /// The HTTP status of an API error, if the error is one.
-fn api_code(err: &kube::Error) -> Option<u16> {
+pub(crate) fn api_code(err: &kube::Error) -> Option<u16> {
     match err {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
     }
 }
 
-fn describe<T>(r: &kube::Result<T>) -> String {
+pub(crate) fn describe<T>(r: &kube::Result<T>) -> String {
     match r {
         Ok(_) => "success".to_owned(),
         Err(kube::Error::Api(s)) => format!("{} {}: {}", s.code, s.reason, s.message),
@@ -174,7 +174,7 @@ fn describe<T>(r: &kube::Result<T>) -> String {
 
 /// Calls `check` until it returns `Ok(Ok(value))` or the deadline passes; `Ok(Err(state))`
 /// means "not yet" and `state` ends up in the timeout error.
-async fn poll<T, F>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+pub(crate) async fn poll<T, F>(what: &str, timeout: Duration, mut check: F) -> Result<T>
 where
     F: AsyncFnMut() -> Result<std::result::Result<T, String>>,
 {
@@ -193,7 +193,7 @@ where
     }
 }
 
-fn pod_ready(p: &Pod) -> bool {
+pub(crate) fn pod_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && p.status
             .as_ref()
@@ -202,7 +202,11 @@ fn pod_ready(p: &Pod) -> bool {
 }
 
 /// Waits for `want` Ready pods matching `selector`; returns their names, sorted.
-async fn wait_ready_pods(pods: &Api<Pod>, selector: &str, want: usize) -> Result<Vec<String>> {
+pub(crate) async fn wait_ready_pods(
+    pods: &Api<Pod>,
+    selector: &str,
+    want: usize,
+) -> Result<Vec<String>> {
     poll(
         &format!("{want} Ready pods with {selector}"),
         Duration::from_secs(120),
@@ -242,7 +246,7 @@ async fn wait_ready_pods(pods: &Api<Pod>, selector: &str, want: usize) -> Result
 }
 
 /// Waits until the disruption controller has computed the PDB's status for its current spec.
-async fn wait_pdb(
+pub(crate) async fn wait_pdb(
     pdbs: &Api<PodDisruptionBudget>,
     name: &str,
     healthy: i32,
@@ -267,7 +271,11 @@ async fn wait_pdb(
 }
 
 /// Adds (`Some`) or removes (`None`) a label on every fake node.
-async fn label_fake_nodes(client: &Client, key: &str, value: Option<&str>) -> Result<usize> {
+pub(crate) async fn label_fake_nodes(
+    client: &Client,
+    key: &str,
+    value: Option<&str>,
+) -> Result<usize> {
     let nodes = Api::<Node>::all(client.clone());
     let list = nodes
         .list(&ListParams::default().labels(&format!("{FAKE_NODE_LABEL}=true")))
@@ -283,7 +291,7 @@ async fn label_fake_nodes(client: &Client, key: &str, value: Option<&str>) -> Re
     Ok(list.items.len())
 }
 
-fn deployment(
+pub(crate) fn deployment(
     name: &str,
     replicas: i32,
     node_selector: &BTreeMap<String, String>,

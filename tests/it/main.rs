@@ -6,6 +6,7 @@ mod support;
 
 mod backfill;
 mod compact;
+mod discovery;
 mod golden;
 mod goprog;
 mod ingest;

@@ -92,6 +92,12 @@ func prepareKwok(ctx context.Context, p paths) (func(context.Context) error, err
 		return nil, err
 	}
 	o := conf.Options
+	// Pod IPs on loopback (127.1.0.0/16 by default): a test can play a pod's server by listening
+	// on the pod IP the cluster reports, which is what pod discovery tests need.
+	o.CIDR = "127.1.0.1/16"
+	if v := os.Getenv("LEAKHOUND_K8S_POD_CIDR"); v != "" {
+		o.CIDR = v
+	}
 	ctr, err := controllers.NewController(controllers.Config{
 		Clock:                             clock.RealClock{},
 		DynamicClient:                     dynamicClient,

@@ -1,0 +1,211 @@
+//! `leakhound ingest --discover` against the real control plane: the cluster's fake kubelets
+//! (KWOK) give pods IPs in 127.1.0.0/16, and the test plays each annotated pod's server by
+//! starting the real leaking Go program on that pod IP and the annotated port.
+//!
+//! ```text
+//!  leakhound ingest --discover ──list pods──▶ kube-apiserver (annotations, IPs, owners, node)
+//!           │
+//!           └──scrape http://<pod IP>:<port>──▶ leaky (one per annotated pod, on 127.1.x.y)
+//! ```
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+
+use crate::goprog::Leaky;
+use crate::k8s::{
+    admin_client, create_namespace, delete_namespace, deployment, kubeconfigs, skip, unique_name,
+    wait_ready_pods,
+};
+use crate::support::*;
+
+fn annotate(d: &mut Deployment, ann: &[(&str, String)]) {
+    let t = d
+        .spec
+        .template
+        .metadata
+        .as_mut()
+        .expect("template metadata");
+    let a = t.annotations.get_or_insert_with(BTreeMap::new);
+    for (k, v) in ann {
+        a.insert((*k).to_string(), v.clone());
+    }
+}
+
+async fn pod_ips(pods: &Api<Pod>, selector: &str) -> Result<BTreeMap<String, String>> {
+    let list = pods.list(&ListParams::default().labels(selector)).await?;
+    let mut out = BTreeMap::new();
+    for p in list.items {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let ip = p
+            .status
+            .and_then(|s| s.pod_ip)
+            .with_context(|| format!("pod {name} has no IP"))?;
+        out.insert(name, ip);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn discovery_scrapes_exactly_the_annotated_pods_with_their_workload() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let (ns, other_ns) = (unique_name("disc"), unique_name("disc-other"));
+    create_namespace(&client, &ns).await?;
+    create_namespace(&client, &other_ns).await?;
+    let r = scenario(&client, &ns, &other_ns).await;
+    delete_namespace(&client, &ns).await;
+    delete_namespace(&client, &other_ns).await;
+    r
+}
+
+async fn scenario(client: &kube::Client, ns: &str, other_ns: &str) -> Result<()> {
+    // The port every annotated pod serves on (free on 127.0.0.1, so almost surely on 127.1.x.y).
+    let port = free_port();
+    let scrape = [
+        ("leakhound.io/scrape", "true".to_string()),
+        ("leakhound.io/port", port.to_string()),
+    ];
+    let none = BTreeMap::new();
+    // Annotated: a Deployment of 2 (owner chain Pod → ReplicaSet → Deployment).
+    let mut checkout = deployment("checkout", 2, &none)?;
+    annotate(&mut checkout, &scrape);
+    // Not annotated, and annotated "false": never scraped.
+    let plain = deployment("plain", 1, &none)?;
+    let mut off = deployment("off", 1, &none)?;
+    annotate(
+        &mut off,
+        &[
+            ("leakhound.io/scrape", "false".to_string()),
+            ("leakhound.io/port", port.to_string()),
+        ],
+    );
+    // Annotated, but in a namespace the run does not look at.
+    let mut elsewhere = deployment("elsewhere", 1, &none)?;
+    annotate(&mut elsewhere, &scrape);
+
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    for d in [&checkout, &plain, &off] {
+        deps.create(&PostParams::default(), d).await?;
+    }
+    Api::<Deployment>::namespaced(client.clone(), other_ns)
+        .create(&PostParams::default(), &elsewhere)
+        .await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let names = wait_ready_pods(&pods, "app=checkout", 2).await?;
+    wait_ready_pods(&pods, "app=plain", 1).await?;
+    wait_ready_pods(&pods, "app=off", 1).await?;
+    let other_pods: Api<Pod> = Api::namespaced(client.clone(), other_ns);
+    wait_ready_pods(&other_pods, "app=elsewhere", 1).await?;
+
+    // Serve every pod that has the port annotation (even those that must not be scraped: if
+    // discovery took them, the store would show it), each with a leak of its own size.
+    let mut servers = Vec::new();
+    let mut leaked = BTreeMap::new();
+    let mut all_ips = pod_ips(&pods, "app in (checkout,off)").await?;
+    all_ips.extend(pod_ips(&other_pods, "app=elsewhere").await?);
+    for (i, (pod, ip)) in all_ips.iter().enumerate() {
+        ensure!(
+            ip.starts_with("127."),
+            "pod {pod} has IP {ip}, not on loopback (the control plane's pod CIDR)"
+        );
+        let n = 3 + i;
+        let leaky = Leaky::start(&[
+            "-addr",
+            &format!("{ip}:{port}"),
+            "-leak",
+            &format!("chansend:{n}"),
+        ]);
+        leaky.wait_steady();
+        leaked.insert(pod.clone(), n as i64);
+        servers.push(leaky);
+    }
+
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("store");
+    let store = store.to_str().context("store path")?;
+    let kubeconfig = kubeconfigs()?.admin.to_str().context("path")?.to_string();
+    let out = ok(&[
+        "ingest",
+        "--store",
+        store,
+        "--discover",
+        "--kubeconfig",
+        &kubeconfig,
+        "--namespace",
+        ns,
+        "--cluster",
+        "test",
+        "--debug2-every",
+        "1",
+    ]);
+
+    // Exactly the two annotated checkout pods, with their workload, node and start time.
+    let rows = sql_json(
+        store,
+        "SELECT cluster, namespace, pod, workload_kind, workload, node, instance, \
+         CAST(pod_start_time AS VARCHAR) AS started, container_restarts FROM goroutine_counts \
+         WHERE format = 'metrics' ORDER BY pod",
+    );
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| r["pod"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ensure!(got == names, "scraped {got:?}, annotated {names:?}\n{out}");
+    for r in &rows {
+        let pod = r["pod"].as_str().unwrap_or_default();
+        ensure!(r["cluster"] == "test" && r["namespace"] == ns, "{r:?}");
+        ensure!(
+            r["workload_kind"] == "Deployment" && r["workload"] == "checkout",
+            "workload of {pod}: {r:?}"
+        );
+        ensure!(
+            r["node"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("kwok-node-")),
+            "node of {pod}: {r:?}"
+        );
+        ensure!(r["started"].is_string(), "pod start time of {pod}: {r:?}");
+        ensure!(r["container_restarts"] == 0, "restarts of {pod}: {r:?}");
+        let ip = &all_ips[pod];
+        ensure!(
+            r["instance"]
+                .as_str()
+                .is_some_and(|i| i.contains(ip.as_str())),
+            "instance of {pod} is not its pod IP {ip}: {r:?}"
+        );
+    }
+    // Each pod's own leak, from its own server: the stack counts tell the pods apart.
+    for pod in &names {
+        let n = sql_i64(
+            store,
+            &format!(
+                "SELECT SUM(g.goroutines) FROM goroutine_samples g \
+                 JOIN (SELECT DISTINCT stack_id, top_function FROM stacks) s ON g.stack_id = s.stack_id \
+                 WHERE g.pod = '{pod}' AND s.top_function = 'main.leakChanSend' AND g.format = 'debug2'"
+            ),
+        );
+        ensure!(
+            n == leaked[pod],
+            "{pod}: {n} chansend leaks stored, {} leaked",
+            leaked[pod]
+        );
+    }
+    let up = sql_json(
+        store,
+        "SELECT pod, up, debug2_taken FROM scrape_status ORDER BY pod",
+    );
+    ensure!(up.len() == 2, "{up:?}");
+    ensure!(
+        up.iter()
+            .all(|r| r["up"] == true && r["debug2_taken"] == true),
+        "{up:?}"
+    );
+    Ok(())
+}
