@@ -59,6 +59,11 @@ pub enum Command {
     Compact(CompactArgs),
     /// Print what is in the store: tables, rows, time range, targets.
     Status(StatusArgs),
+    /// Act on new leak events in the store (HPA, eviction, restart, capture) within the safety
+    /// bounds; dry-run unless --apply.
+    Actuate(crate::actuate_cmd::ActuateArgs),
+    /// Receive Alertmanager webhooks (payload v4) and act on firing alerts; dry-run unless --apply.
+    Serve(crate::actuate_cmd::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +273,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(a) => run_query(a).await,
         Command::Compact(a) => run_compact(a).await,
         Command::Status(a) => run_status(a).await,
+        Command::Actuate(a) => crate::actuate_cmd::run_actuate(a).await,
+        Command::Serve(a) => crate::actuate_cmd::run_serve(a).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `leakhound` binary: parses flags and wires the library crates together. Every decision
 //! lives in `leakhound-ingest` / `leakhound-analyze`; this file only dispatches.
 
+mod actuate_cmd;
 mod cli;
 mod inspect;
 

@@ -1,1 +1,55 @@
-//! placeholder
+//! Actuation: from leak events (the store) and Alertmanager alerts (a webhook) to safe
+//! Kubernetes actions, every decision audited.
+//!
+//! ```text
+//!  leak_events (store) ──events::run──┐                ┌─ HpaActuator ─────────── HPA create / patch
+//!                                     ├─▶ Engine ──────┼─ MinReplicasActuator ─── HPA minReplicas / scale
+//!  Alertmanager ─▶ server (auth, ─────┘   policy by    ├─ VpaActuator ─────────── VPA (CRD, dynamic API)
+//!   webhook v4     dedup, queue)          level, gates ├─ CaptureActuator ─────── debug=2 dump ─▶ store
+//!                                         │            ├─ EvictActuator ───────── Eviction API (PDB: 429 = deferred)
+//!                                         │            └─ RolloutRestartActuator ─ restartedAt annotation
+//!                                         └──▶ AuditLog ─▶ `actions` table + structured log
+//! ```
+//!
+//! - [`policy`]: what each level does and the safety bounds, with shipped defaults.
+//! - [`model`]: triggers, targets, steps, outcomes, the audit row and its idempotency key.
+//! - [`engine`]: the gates in order (replay, deny-list, age, cooldown, budget) and the calls.
+//! - [`actuators`]: one module per actuator behind the [`actuators::Actuator`] trait.
+//! - [`audit`]: the `actions` table, read back for idempotency, cooldowns and the budget.
+//! - [`events`]: `leakhound actuate` over new leak events; [`alertmanager`] and [`server`]:
+//!   `leakhound serve`.
+//! - [`clock`]: time is passed in, so cooldowns and windows are tested without sleeping.
+
+pub mod actuators;
+pub mod alertmanager;
+pub mod audit;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod model;
+pub mod policy;
+pub mod resolve;
+pub mod server;
+
+pub use error::{Error, Result};
+
+/// A Kubernetes client from a kubeconfig file, or inferred (in-cluster, then `$KUBECONFIG`),
+/// with kube-rs' retry of 429 turned off: a PodDisruptionBudget's "not now" must come back at
+/// once as `deferred`, not after minutes of retries.
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
+    let mut config = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| Error::KubeConfig(format!("{}: {e}", p.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::KubeConfig(format!("{}: {e}", p.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::KubeConfig(e.to_string()))?,
+    };
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(|e| Error::KubeConfig(e.to_string()))
+}

@@ -333,6 +333,8 @@ static ACTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
         // What was sent (JSON), for the audit.
         Field::new("request", DataType::Utf8, true),
         Field::new("http_status", DataType::Int32, true),
+        // For outcome `failed`: whether a later run may try again.
+        Field::new("retryable", DataType::Boolean, true),
     ]))
 });
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod actuate;
 mod backfill;
 mod compact;
 mod discovery;

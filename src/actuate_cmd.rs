@@ -1,0 +1,301 @@
+//! `leakhound actuate` and `leakhound serve`: flags and wiring only; every decision lives in
+//! `leakhound-actuate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use leakhound_actuate::clock::{Clock, ManualClock, SystemClock};
+use leakhound_actuate::engine::Engine;
+use leakhound_actuate::policy::Policy;
+use leakhound_actuate::server::{Auth, Server, ServerConfig, TlsFiles};
+use leakhound_ingest::compact::parse_duration;
+use leakhound_ingest::scrape::targets;
+use leakhound_ingest::store::Store;
+
+use crate::cli::StoreArgs;
+
+/// Policy and safety flags shared by `actuate` and `serve`; each overrides the policy file.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Act for real. Without it every write is sent with dryRun=All (validated, nothing changes).
+    #[arg(long, env = "LEAKHOUND_APPLY")]
+    pub apply: bool,
+    /// Kubeconfig file (default: in-cluster, then $KUBECONFIG).
+    #[arg(long, env = "LEAKHOUND_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A policy file (YAML or JSON): levels, deny-list, cooldown, budget, HPA bounds.
+    #[arg(long, env = "LEAKHOUND_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Namespaces never acted on (replaces the policy's list; default kube-system).
+    #[arg(
+        long = "deny-namespace",
+        env = "LEAKHOUND_DENY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub deny_namespaces: Vec<String>,
+    /// Per-workload cooldown between changes (e.g. 10m).
+    #[arg(long, env = "LEAKHOUND_COOLDOWN")]
+    pub cooldown: Option<String>,
+    /// Evictions allowed per window across the cluster.
+    #[arg(long, env = "LEAKHOUND_EVICTION_BUDGET")]
+    pub eviction_budget: Option<u32>,
+    /// The eviction budget's window (e.g. 10m).
+    #[arg(long, env = "LEAKHOUND_EVICTION_WINDOW")]
+    pub eviction_window: Option<String>,
+    /// Never leave a workload with fewer ready replicas than this.
+    #[arg(long, env = "LEAKHOUND_MIN_READY_REPLICAS")]
+    pub min_ready_replicas: Option<i32>,
+    /// Do not act on triggers detected longer ago than this (e.g. 2h).
+    #[arg(long, env = "LEAKHOUND_MAX_TRIGGER_AGE")]
+    pub max_trigger_age: Option<String>,
+    /// Where to capture a pod's debug=2 dump from: NAMESPACE/POD=URL (repeatable); other pods
+    /// are found through their leakhound.io/scrape annotations.
+    #[arg(
+        long = "capture-target",
+        env = "LEAKHOUND_CAPTURE_TARGETS",
+        value_delimiter = ','
+    )]
+    pub capture_targets: Vec<String>,
+    /// "Now", RFC 3339 (default: the clock). For replays and tests.
+    #[arg(long, env = "LEAKHOUND_NOW")]
+    pub now: Option<String>,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Result<Policy> {
+        let mut p = match &self.policy {
+            Some(f) => Policy::load(f)?,
+            None => Policy::default(),
+        };
+        let dur =
+            |flag: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"));
+        if !self.deny_namespaces.is_empty() {
+            p.deny_namespaces = self.deny_namespaces.clone();
+        }
+        if let Some(v) = &self.cooldown {
+            p.cooldown = dur("cooldown", v)?;
+        }
+        if let Some(v) = self.eviction_budget {
+            p.eviction_budget = v;
+        }
+        if let Some(v) = &self.eviction_window {
+            p.eviction_window = dur("eviction-window", v)?;
+        }
+        if let Some(v) = self.min_ready_replicas {
+            p.min_ready_replicas = v;
+        }
+        if let Some(v) = &self.max_trigger_age {
+            p.max_trigger_age = dur("max-trigger-age", v)?;
+        }
+        p.validate().map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+        Ok(p)
+    }
+
+    fn clock(&self) -> Result<Arc<dyn Clock>> {
+        Ok(match &self.now {
+            Some(t) => {
+                let t = chrono::DateTime::parse_from_rfc3339(t)
+                    .with_context(|| format!("--now {t:?} is not RFC 3339"))?;
+                Arc::new(ManualClock::new(t.with_timezone(&chrono::Utc)))
+            }
+            None => Arc::new(SystemClock),
+        })
+    }
+
+    async fn engine(&self, store: &Store) -> Result<Engine> {
+        let policy = self.policy()?;
+        // Without a kubeconfig and outside a cluster, L1 still works; other steps record why
+        // they could not act.
+        let client = match leakhound_actuate::kube_client(self.kubeconfig.as_deref()).await {
+            Ok(c) => Some(c),
+            Err(e) if self.kubeconfig.is_none() => {
+                tracing::warn!(error = %e, "No Kubernetes client; only record steps can act.");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut capture = Vec::new();
+        for t in &self.capture_targets {
+            let spec = targets::parse_target_flag(t)
+                .map_err(|e| anyhow::anyhow!("--capture-target {t:?}: {e}"))?;
+            if spec.namespace.is_none() || spec.pod.is_none() {
+                bail!("--capture-target {t:?}: want NAMESPACE/POD=URL");
+            }
+            capture.push(spec);
+        }
+        let engine = Engine::new(store, policy, client, !self.apply, self.clock()?)
+            .await?
+            .with_capture_targets(capture);
+        Ok(engine)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ActuateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+pub async fn run_actuate(a: ActuateArgs) -> Result<ExitCode> {
+    let store = Store::open(&a.store.store)
+        .with_context(|| format!("cannot open the store {:?}", a.store.store))?;
+    let mut engine = a.policy.engine(&store).await?;
+    let now = a.policy.clock()?.now();
+    let s = leakhound_actuate::events::run(&mut engine, &store, now).await?;
+    println!(
+        "actuate ({}): {} events, {} taken, {} dry-run, {} skipped, {} deferred, {} failed, {} already done; {} rows written to actions",
+        if engine.dry_run() {
+            "dry-run; --apply to act"
+        } else {
+            "apply"
+        },
+        s.events,
+        s.taken,
+        s.dry_run,
+        s.skipped,
+        s.deferred,
+        s.failed,
+        s.replayed,
+        s.rows_written
+    );
+    for r in engine.audit().pending() {
+        println!("  {r:?}");
+    }
+    for e in &s.unreadable {
+        println!("  unreadable: {e}");
+    }
+    Ok(if s.failed > 0 || !s.unreadable.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Address to listen on.
+    #[arg(long, env = "LEAKHOUND_LISTEN", default_value = "0.0.0.0:9095")]
+    pub listen: SocketAddr,
+    /// Path of the Alertmanager webhook.
+    #[arg(long, env = "LEAKHOUND_WEBHOOK_PATH", default_value = "/alertmanager")]
+    pub path: String,
+    /// Require `Authorization: Bearer <the file's content>`.
+    #[arg(
+        long,
+        env = "LEAKHOUND_BEARER_TOKEN_FILE",
+        conflicts_with = "basic_auth_user"
+    )]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Require basic auth with this user (and --basic-auth-password-file).
+    #[arg(
+        long,
+        env = "LEAKHOUND_BASIC_AUTH_USER",
+        requires = "basic_auth_password_file"
+    )]
+    pub basic_auth_user: Option<String>,
+    #[arg(long, env = "LEAKHOUND_BASIC_AUTH_PASSWORD_FILE")]
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// Accept unauthenticated requests (only behind something that authenticates).
+    #[arg(long, env = "LEAKHOUND_NO_AUTH")]
+    pub no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM) ...
+    #[arg(long, env = "LEAKHOUND_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// ... and this key (PEM).
+    #[arg(long, env = "LEAKHOUND_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest request body, in bytes (413 above).
+    #[arg(long, env = "LEAKHOUND_MAX_BODY", default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Deliveries queued for the worker (503 when full; Alertmanager retries).
+    #[arg(long, env = "LEAKHOUND_QUEUE", default_value_t = 1024)]
+    pub queue: usize,
+    /// How long a delivered alert is remembered for de-duplication.
+    #[arg(long, env = "LEAKHOUND_DEDUP_TTL", default_value = "24h")]
+    pub dedup_ttl: String,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
+    let auth = match (&a.bearer_token_file, &a.basic_auth_user, a.no_auth) {
+        (Some(f), None, false) => Auth::bearer_file(f)?,
+        (None, Some(u), false) => {
+            let f = a
+                .basic_auth_password_file
+                .as_deref()
+                .context("--basic-auth-user needs --basic-auth-password-file")?;
+            Auth::basic_file(u, f)?
+        }
+        (None, None, true) => Auth::None,
+        (None, None, false) => bail!(
+            "no credentials: pass --bearer-token-file FILE or --basic-auth-user USER --basic-auth-password-file FILE (or --no-auth)"
+        ),
+        _ => bail!("--no-auth excludes --bearer-token-file and --basic-auth-user"),
+    };
+    let tls = match (&a.tls_cert_file, &a.tls_key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let cfg = ServerConfig {
+        auth,
+        tls,
+        body_limit: a.max_body,
+        queue: a.queue,
+        dedup_ttl: parse_duration(&a.dedup_ttl).map_err(|e| anyhow::anyhow!("--dedup-ttl: {e}"))?,
+        path: a.path.clone(),
+    };
+    let store = Store::open(&a.store.store)
+        .with_context(|| format!("cannot open the store {:?}", a.store.store))?;
+    let engine = a.policy.engine(&store).await?;
+    let dry_run = engine.dry_run();
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let server = Server::bind(a.listen, cfg, engine).await?;
+    let addr = server.local_addr()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {scheme}://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, dry_run, "Alertmanager webhook receiver started.");
+    let stopped = server.run(shutdown_signal()).await?;
+    println!(
+        "stopped: {} rows pending in the audit log",
+        stopped.engine.audit().pending().len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

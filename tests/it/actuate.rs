@@ -1,0 +1,493 @@
+//! `leakhound actuate` end to end on the real control plane (tests/k8s): leak events written to
+//! a store drive the right Kubernetes calls per level, made by the restricted identity bound to
+//! exactly the rules of deploy/actuate-rbac.yaml (so the shipped least privilege is enough).
+//!
+//! - L2: dry-run changes nothing; --apply creates the goroutines HPA with the right spec; an
+//!   existing HPA is patched, not fought (its bounds and other metrics stay); replays do nothing.
+//! - L3 on a 3-replica Deployment with a PDB (maxUnavailable 1): the capture fails (the fake
+//!   pods serve nothing) and is recorded, non-fatal; the first eviction is taken; the second,
+//!   inside the budget, is refused by the PDB (429) and recorded as deferred; a replay retries
+//!   only the deferred one; once the replacement is Ready, the next run evicts it.
+//! - A deny-listed namespace is skipped with the reason, nothing is called.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use leakhound_actuate::model::ActionRecord;
+use leakhound_ingest::store::{Partition, Store};
+use leakhound_schemas::events::{EVENT_SCHEMA, LeakEvent, Level, events_to_batch};
+use leakhound_schemas::tables::Table;
+use serde_json::{Value, json};
+
+use crate::k8s::{
+    admin_client, create_namespace, delete_namespace, deployment, kubeconfigs, label_fake_nodes,
+    poll, skip, unique_name, wait_pdb, wait_ready_pods,
+};
+use crate::support::{bin, repo};
+
+const RESTRICTED_USER: &str = "leakhound-restricted";
+
+pub(crate) fn event(
+    id: &str,
+    ns: &str,
+    workload: &str,
+    pod: Option<&str>,
+    level: Level,
+) -> LeakEvent {
+    let now = Utc::now();
+    LeakEvent {
+        schema: EVENT_SCHEMA.into(),
+        event_id: id.into(),
+        cluster: None,
+        namespace: ns.into(),
+        workload_kind: Some("Deployment".into()),
+        workload: Some(workload.into()),
+        pod: pod.map(str::to_string),
+        level,
+        detector: "growth_rule".into(),
+        detected_at: now,
+        onset: now - chrono::Duration::minutes(20),
+        window_start: now - chrono::Duration::hours(1),
+        window_end: now,
+        score: 0.9,
+        growth_per_s: 5.0,
+        residence_p99_s: Some(600.0),
+        alive_over_5m_share: Some(0.05),
+        goroutines: 5000,
+        baseline_goroutines: Some(100.0),
+        sla_penalty: 10.0,
+        reason: "goroutines grow 5/s".into(),
+        clusters: vec![],
+    }
+}
+
+/// Write events to the store as analyze does (one file per call).
+pub(crate) async fn write_events(store: &str, events: &[LeakEvent]) -> Result<()> {
+    let store = Store::open(store)?;
+    let batch = events_to_batch(events)?;
+    let ts = events[0].detected_at.timestamp_micros();
+    let name = format!("events-{ts}-{}.parquet", events[0].event_id);
+    store
+        .write_file(
+            Table::LeakEvents,
+            &Partition::for_ts(Table::LeakEvents, ts),
+            &name,
+            &batch,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Every row of the actions table.
+pub(crate) async fn actions(store: &str) -> Result<Vec<ActionRecord>> {
+    let store = Store::open(store)?;
+    let schema = Table::Actions.schema();
+    let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut out = Vec::new();
+    for b in store.read_columns(Table::Actions, &cols, None).await? {
+        for r in leakhound_actuate::audit::records_from_batch(&b) {
+            out.push(r.map_err(anyhow::Error::msg)?);
+        }
+    }
+    out.sort_by_key(|r| r.decided_at);
+    Ok(out)
+}
+
+/// `leakhound actuate` as the restricted identity; returns (success, stdout + stderr).
+fn actuate(store: &str, kubeconfig: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["actuate", "--store", store, "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env_remove("LEAKHOUND_STORE")
+        .env_remove("LEAKHOUND_APPLY")
+        .output()
+        .expect("run leakhound actuate");
+    (
+        out.status.success(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Bind the restricted user, in `ns` only, to the rules of deploy/actuate-rbac.yaml's
+/// ClusterRole (copied under a name of this test's own).
+pub(crate) async fn bind_shipped_role(client: &Client, ns: &str) -> Result<String> {
+    let path = repo().join("deploy/actuate-rbac.yaml");
+    let text = std::fs::read_to_string(&path)?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .context("deploy/actuate-rbac.yaml has no ClusterRole")?;
+    let name = format!("{ns}-actuate");
+    let cr: ClusterRole = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "leakhound.dev/test": "it" } },
+        "rules": role["rules"],
+    }))?;
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &cr)
+        .await?;
+    let rb: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "actuate" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": RESTRICTED_USER }],
+    }))?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &rb)
+        .await?;
+    Ok(name)
+}
+
+pub(crate) async fn unbind(client: &Client, cluster_role: &str) {
+    let _ = Api::<ClusterRole>::all(client.clone())
+        .delete(cluster_role, &DeleteParams::default())
+        .await;
+}
+
+fn rows_for<'a>(rows: &'a [ActionRecord], trigger: &str, action: &str) -> Vec<&'a ActionRecord> {
+    rows.iter()
+        .filter(|r| r.trigger_id == trigger && r.action == action)
+        .collect()
+}
+
+#[tokio::test]
+async fn actuate_l2_creates_or_patches_the_goroutines_hpa() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let ns = unique_name("act-hpa");
+    create_namespace(&client, &ns).await?;
+    let role = bind_shipped_role(&client, &ns).await?;
+    let result = hpa_scenario(&client, &ns).await;
+    unbind(&client, &role).await;
+    if result.is_ok() {
+        delete_namespace(&client, &ns).await;
+    }
+    result
+}
+
+async fn hpa_scenario(client: &Client, ns: &str) -> Result<()> {
+    let kc = &kubeconfigs()?.restricted;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    let none = BTreeMap::new();
+    deployments
+        .create(&PostParams::default(), &deployment("orders", 3, &none)?)
+        .await?;
+    deployments
+        .create(&PostParams::default(), &deployment("cart", 2, &none)?)
+        .await?;
+    // cart already has an HPA of its own, on CPU, 2..5.
+    let theirs: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": { "name": "cart-cpu" },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "cart" },
+            "minReplicas": 2, "maxReplicas": 5,
+            "metrics": [{ "type": "Resource", "resource": { "name": "cpu",
+                "target": { "type": "Utilization", "averageUtilization": 80 } } }]
+        }
+    }))?;
+    hpas.create(&PostParams::default(), &theirs).await?;
+
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8 path")?;
+    write_events(
+        store,
+        &[event("ev-orders-l2", ns, "orders", None, Level::L2)],
+    )
+    .await?;
+    write_events(store, &[event("ev-cart-l2", ns, "cart", None, Level::L2)]).await?;
+
+    // A deny-listed namespace: skipped with the reason, nothing sent. (A skip is final for
+    // its trigger, so this runs on a store of its own.)
+    let denied = dir.path().join("denied");
+    let denied = denied.to_str().context("utf-8 path")?;
+    write_events(
+        denied,
+        &[event("ev-orders-l2", ns, "orders", None, Level::L2)],
+    )
+    .await?;
+    let (ok, out) = actuate(denied, kc, &["--deny-namespace", ns, "--apply"]);
+    ensure!(ok, "deny-listed run failed:\n{out}");
+    ensure!(out.contains("1 skipped"), "{out}");
+    let rows = actions(denied).await?;
+    ensure!(
+        rows.len() == 1 && rows[0].reason.contains("is on the deny-list"),
+        "{rows:#?}"
+    );
+    ensure!(
+        hpas.get_opt("leakhound-orders").await?.is_none(),
+        "deny-listed run created an HPA"
+    );
+
+    // Dry-run (the default): validated by the server, nothing changes.
+    let (ok, out) = actuate(store, kc, &[]);
+    ensure!(ok, "dry-run failed:\n{out}");
+    ensure!(out.contains("2 dry-run"), "{out}");
+    ensure!(
+        hpas.get_opt("leakhound-orders").await?.is_none(),
+        "dry-run created an HPA"
+    );
+    let cart = hpas.get("cart-cpu").await?;
+    ensure!(
+        cart.spec.metrics.as_ref().map(Vec::len) == Some(1),
+        "dry-run patched cart-cpu"
+    );
+    let rows = actions(store).await?;
+    let dry = rows_for(&rows, "ev-orders-l2", "hpa_create");
+    ensure!(
+        dry.len() == 1 && dry[0].outcome.as_str() == "dry_run" && dry[0].dry_run,
+        "{rows:#?}"
+    );
+    // A dry-run replay: nothing.
+    let (ok, out) = actuate(store, kc, &[]);
+    ensure!(
+        ok && out.contains("2 already done") && out.contains("0 rows written"),
+        "{out}"
+    );
+
+    // --apply: orders gets leakhound's HPA, cart's HPA gains the goroutines metric.
+    let (ok, out) = actuate(store, kc, &["--apply"]);
+    ensure!(ok, "apply failed:\n{out}");
+    ensure!(out.contains("2 taken"), "{out}");
+    let hpa = hpas.get("leakhound-orders").await?;
+    let full = serde_json::to_value(&hpa.spec)?;
+    let spec = json!({
+        "scaleTargetRef": full["scaleTargetRef"],
+        "minReplicas": full["minReplicas"],
+        "maxReplicas": full["maxReplicas"],
+        "metrics": full["metrics"],
+    });
+    ensure!(
+        spec == json!({
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "orders" },
+            // Never below the 3 replicas the Deployment has; the policy's max.
+            "minReplicas": 3,
+            "maxReplicas": 10,
+            "metrics": [{ "type": "Pods", "pods": {
+                "metric": { "name": "go_goroutines" },
+                "target": { "type": "AverageValue", "averageValue": "500" } } }]
+        }),
+        "HPA spec: {spec:#}"
+    );
+    let cart = hpas.get("cart-cpu").await?;
+    let metrics = serde_json::to_value(&cart.spec.metrics)?;
+    ensure!(
+        cart.spec.min_replicas == Some(2) && cart.spec.max_replicas == 5,
+        "bounds of cart-cpu changed: {:?}",
+        cart.spec
+    );
+    ensure!(
+        metrics[0]["resource"]["name"] == "cpu"
+            && metrics[1]["pods"]["metric"]["name"] == "go_goroutines"
+            && metrics[1]["pods"]["target"]["averageValue"] == "500",
+        "cart-cpu metrics: {metrics:#}"
+    );
+    ensure!(
+        hpas.get_opt("leakhound-cart").await?.is_none(),
+        "a second HPA was created for cart"
+    );
+    // The Deployments were never scaled directly.
+    for (name, want) in [("orders", 3), ("cart", 2)] {
+        let d = deployments.get(name).await?;
+        ensure!(
+            d.spec.replicas == Some(want),
+            "{name} was scaled: {:?}",
+            d.spec.replicas
+        );
+    }
+
+    // Replays do nothing: same HPAs (resourceVersion), no new rows.
+    let rv = (
+        hpa.metadata.resource_version.clone(),
+        cart.metadata.resource_version.clone(),
+    );
+    let before = actions(store).await?.len();
+    let (ok, out) = actuate(store, kc, &["--apply"]);
+    ensure!(
+        ok && out.contains("2 already done") && out.contains("0 rows written"),
+        "{out}"
+    );
+    ensure!(actions(store).await?.len() == before, "a replay wrote rows");
+    let now = (
+        hpas.get("leakhound-orders")
+            .await?
+            .metadata
+            .resource_version,
+        hpas.get("cart-cpu").await?.metadata.resource_version,
+    );
+    ensure!(now == rv, "a replay changed an HPA: {rv:?} → {now:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn actuate_l3_evicts_one_pod_and_defers_the_second_on_the_pdb() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let ns = unique_name("act-evict");
+    create_namespace(&client, &ns).await?;
+    let role = bind_shipped_role(&client, &ns).await?;
+    let node_key = format!("leakhound.dev/{ns}");
+    label_fake_nodes(&client, &node_key, Some("true")).await?;
+    let result = evict_scenario(&client, &ns, &node_key).await;
+    let _ = label_fake_nodes(&client, &node_key, None).await;
+    unbind(&client, &role).await;
+    if result.is_ok() {
+        delete_namespace(&client, &ns).await;
+    }
+    result
+}
+
+async fn pod_names(pods: &Api<Pod>) -> Result<Vec<String>> {
+    let list = pods.list(&ListParams::default().labels("app=web")).await?;
+    let mut names: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+async fn evict_scenario(client: &Client, ns: &str, node_key: &str) -> Result<()> {
+    let kc = &kubeconfigs()?.restricted;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let selector = BTreeMap::from([(node_key.to_owned(), "true".to_owned())]);
+    deployments
+        .create(&PostParams::default(), &deployment("web", 3, &selector)?)
+        .await?;
+    let ready = wait_ready_pods(&pods, "app=web", 3).await?;
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "web" } } }
+    }))?;
+    pdbs.create(&PostParams::default(), &pdb).await?;
+    wait_pdb(&pdbs, "web", 3, 1).await?;
+
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8 path")?;
+    let (a, b) = (ready[0].as_str(), ready[1].as_str());
+    write_events(store, &[event("ev-a", ns, "web", Some(a), Level::L3)]).await?;
+    write_events(store, &[event("ev-b", ns, "web", Some(b), Level::L3)]).await?;
+
+    // Dry-run: both evictions pass the server's checks (a dry-run does not use up the PDB), no
+    // pod goes.
+    let (ok, out) = actuate(store, kc, &[]);
+    // The captures fail (KWOK pods serve nothing, and are not annotated): exit 1, reported.
+    ensure!(
+        !ok && out.contains("2 dry-run") && out.contains("2 failed"),
+        "{out}"
+    );
+    ensure!(pod_names(&pods).await? == ready, "dry-run evicted a pod");
+
+    // No node takes new pods of this test from here on: the first eviction's replacement stays
+    // Pending, so the PDB allows no second disruption.
+    label_fake_nodes(client, node_key, None).await?;
+    let (_, out) = actuate(store, kc, &["--apply"]);
+    ensure!(
+        out.contains("1 taken") && out.contains("1 deferred"),
+        "{out}"
+    );
+    let rows = actions(store).await?;
+    let ev_a = rows_for(&rows, "ev-a", "evict");
+    let ev_b = rows_for(&rows, "ev-b", "evict");
+    let last_a = ev_a.last().context("no eviction row for ev-a")?;
+    let last_b = ev_b.last().context("no eviction row for ev-b")?;
+    ensure!(
+        last_a.outcome.as_str() == "taken"
+            && !last_a.dry_run
+            && last_a.target.pod.as_deref() == Some(a),
+        "{last_a:#?}"
+    );
+    ensure!(
+        last_b.outcome.as_str() == "deferred"
+            && last_b.http_status == Some(429)
+            && last_b.reason.contains("disruption budget"),
+        "{last_b:#?}"
+    );
+    let capture = rows_for(&rows, "ev-a", "capture");
+    ensure!(
+        capture.last().is_some_and(
+            |c| c.outcome.as_str() == "failed" && c.reason.contains("cannot be scraped")
+        ),
+        "{capture:#?}"
+    );
+    let names = pod_names(&pods).await?;
+    ensure!(
+        !names.contains(&a.to_string()) && names.contains(&b.to_string()),
+        "{names:?}"
+    );
+
+    // A replay: ev-a is done (nothing sent, nothing written for it); ev-b is retried, and
+    // deferred again while the PDB still says no.
+    let before = actions(store).await?.len();
+    let (_, out) = actuate(store, kc, &["--apply"]);
+    ensure!(
+        out.contains("0 taken") && out.contains("1 deferred"),
+        "{out}"
+    );
+    let rows = actions(store).await?;
+    let new: Vec<_> = rows[before..].iter().collect();
+    ensure!(
+        new.iter().all(|r| r.trigger_id == "ev-b") && new.iter().any(|r| r.action == "evict"),
+        "{new:#?}"
+    );
+
+    // The replacement schedules and becomes Ready: the next run takes the deferred eviction.
+    label_fake_nodes(client, node_key, Some("true")).await?;
+    wait_ready_pods(&pods, "app=web", 3).await?;
+    wait_pdb(&pdbs, "web", 3, 1).await?;
+    let (_, out) = actuate(store, kc, &["--apply"]);
+    ensure!(
+        out.contains("1 taken") && out.contains("0 deferred"),
+        "{out}"
+    );
+    poll("pod b evicted", Duration::from_secs(30), async || {
+        let names = pod_names(&pods).await?;
+        Ok(if names.contains(&b.to_string()) {
+            Err(format!("{names:?}"))
+        } else {
+            Ok(())
+        })
+    })
+    .await?;
+    // And now both are done: a replay sends nothing.
+    let before = actions(store).await?.len();
+    let (_, out) = actuate(store, kc, &["--apply"]);
+    ensure!(
+        out.contains("0 taken") && out.contains("0 deferred"),
+        "{out}"
+    );
+    let rows = actions(store).await?;
+    ensure!(
+        rows[before..].iter().all(|r| r.action == "capture"),
+        "only the failed captures may be retried: {:#?}",
+        &rows[before..]
+    );
+    Ok(())
+}
