@@ -293,9 +293,18 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(%addr, dry_run, "Alertmanager webhook receiver started.");
     let stopped = server.run(shutdown_signal()).await?;
-    println!(
-        "stopped: {} rows pending in the audit log",
-        stopped.engine.audit().pending().len()
-    );
-    Ok(ExitCode::SUCCESS)
+    let pending = stopped.engine.audit().pending().len();
+    // Whoever started us may have stopped reading stdout: not a reason to fail.
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "stopped: {pending} rows not written to the actions table"
+        );
+    }
+    Ok(if pending == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -14,5 +14,7 @@ mod ingest;
 mod inspect;
 mod k8s;
 mod prometheus;
+mod rules;
 mod s3;
+mod serve;
 mod sql;

@@ -131,10 +131,13 @@ impl Actuator for CaptureActuator {
         .map_err(|e| fail(format!("parser task: {e}")))?
         .map_err(|e| fail(format!("{url}: {e}")))?;
         let store = cx.store;
-        let raw_path = store.root().clone().join(format!(
-            "captures/{}/{pod}/{now_us}.debug2.txt",
-            target.namespace
-        ));
+        let raw_path = store
+            .root()
+            .clone()
+            .join("captures")
+            .join(target.namespace.as_str())
+            .join(pod)
+            .join(format!("{now_us}.debug2.txt"));
         store
             .raw()
             .put(&raw_path, PutPayload::from(body.clone()))
