@@ -374,14 +374,36 @@ async fn healthz(State(st): State<AppState>) -> Response {
     }
 }
 
-/// The worker: handles queued deliveries in order, one engine, one flush per drained batch.
+/// How long decided rows may wait in memory before they are written (they are logged at once).
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// ... or how many.
+const FLUSH_ROWS: usize = 2048;
+
+/// The worker: handles queued deliveries in order with one engine; writes the audit rows in
+/// batches (every `FLUSH_EVERY` or `FLUSH_ROWS`, and at shutdown), so a burst costs a few
+/// Parquet files, not one per delivery.
 async fn worker(
     mut rx: mpsc::Receiver<Job>,
     mut engine: Engine,
     dedup: Arc<Dedup>,
     metrics: Arc<Metrics>,
 ) -> Engine {
-    while let Some(first) = rx.recv().await {
+    let mut last_flush = Instant::now();
+    loop {
+        let next = if engine.audit().pending().is_empty() {
+            rx.recv().await
+        } else {
+            let left = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    flush(&mut engine, &metrics).await;
+                    last_flush = Instant::now();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = next else { break };
         let mut jobs = vec![first];
         while jobs.len() < 512 {
             match rx.try_recv() {
@@ -416,15 +438,20 @@ async fn worker(
                 }
             }
         }
-        if let Err(e) = engine.flush().await {
-            metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "Failed to write the actions table; rows kept for the next flush.");
+        if engine.audit().pending().len() >= FLUSH_ROWS || last_flush.elapsed() >= FLUSH_EVERY {
+            flush(&mut engine, &metrics).await;
+            last_flush = Instant::now();
         }
     }
-    if let Err(e) = engine.flush().await {
-        tracing::error!(error = %e, "Failed to write the actions table at shutdown.");
-    }
+    flush(&mut engine, &metrics).await;
     engine
+}
+
+async fn flush(engine: &mut Engine, metrics: &Metrics) {
+    if let Err(e) = engine.flush().await {
+        metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "Failed to write the actions table; rows kept for the next flush.");
+    }
 }
 
 /// A bound receiver, ready to run.
