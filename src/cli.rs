@@ -59,6 +59,11 @@ pub enum Command {
     Compact(CompactArgs),
     /// Print what is in the store: tables, rows, time range, targets.
     Status(StatusArgs),
+    /// Detect leaks over the stored history: one evaluation now (CronJob), or --replay over a
+    /// range; writes leak_events and leak_clusters.
+    Analyze(crate::analyze_cmd::AnalyzeArgs),
+    /// Write a leak cluster as a goroutine profile for `go tool pprof`.
+    Report(crate::analyze_cmd::ReportArgs),
     /// Act on new leak events in the store (HPA, eviction, restart, capture) within the safety
     /// bounds; dry-run unless --apply.
     Actuate(crate::actuate_cmd::ActuateArgs),
@@ -273,6 +278,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(a) => run_query(a).await,
         Command::Compact(a) => run_compact(a).await,
         Command::Status(a) => run_status(a).await,
+        Command::Analyze(a) => crate::analyze_cmd::run_analyze(a).await,
+        Command::Report(a) => crate::analyze_cmd::run_report(a).await,
         Command::Actuate(a) => crate::actuate_cmd::run_actuate(a).await,
         Command::Serve(a) => crate::actuate_cmd::run_serve(a).await,
     }
@@ -282,7 +289,7 @@ fn open_store(a: &StoreArgs) -> Result<Store> {
     Store::open(&a.store).with_context(|| format!("cannot open the store {:?}", a.store))
 }
 
-fn duration_arg(flag: &str, v: &str) -> Result<std::time::Duration> {
+pub(crate) fn duration_arg(flag: &str, v: &str) -> Result<std::time::Duration> {
     compact::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 

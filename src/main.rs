@@ -2,6 +2,7 @@
 //! lives in `leakhound-ingest` / `leakhound-analyze`; this file only dispatches.
 
 mod actuate_cmd;
+mod analyze_cmd;
 mod cli;
 mod inspect;
 

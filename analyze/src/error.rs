@@ -29,6 +29,9 @@ pub enum Error {
 
     #[error("query file {file}: {message}")]
     QueryFile { file: String, message: String },
+
+    #[error("analyze: {0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -10,9 +10,16 @@
 //! - [`queries`]: the named queries of `queries/`, embedded in the binary, with typed parameters.
 //! - [`output`]: record batches as a table, CSV or JSON.
 
+pub mod anomaly;
+pub mod backtest;
+pub mod engine;
 pub mod error;
+pub mod levels;
 pub mod output;
 pub mod queries;
+pub mod report;
+pub mod rootcause;
+pub mod scenarios;
 pub mod session;
 
 pub use error::{Error, Result};

@@ -36,6 +36,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "leak_profile_stacks",
         include_str!("../../queries/leak_profile_stacks.sql"),
     ),
+    (
+        "rule_baseline",
+        include_str!("../../queries/rule_baseline.sql"),
+    ),
+    ("rule_growth", include_str!("../../queries/rule_growth.sql")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

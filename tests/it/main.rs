@@ -5,6 +5,7 @@
 mod support;
 
 mod actuate;
+mod analyze;
 mod backfill;
 mod compact;
 mod discovery;

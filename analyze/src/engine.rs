@@ -1,0 +1,903 @@
+//! The analyze engine: detectors over stored history, episodes, levels, events.
+//!
+//! ```text
+//!  goroutine_counts ──queries/rule_baseline.sql──▶ firings ─┐
+//!                   ──queries/rule_growth.sql────▶ firings ─┼─▶ episodes ─▶ levels ─▶ LeakEvent
+//!                   ──minute series──▶ STL + IF ─▶ firings ─┘        │              (+ clusters
+//!  goroutine_samples ──residence, alive share─────────────────────────┘               from rootcause)
+//! ```
+//!
+//! One evaluation ("now", the CronJob) and a replay (every step over stored history, as if live)
+//! run the same code: a live run replays the last `live_window` and emits the last step only, so
+//! detectors need no state beyond the store. An episode is a run of firings of one detector on
+//! one scope (a pod, or a workload as a whole) with gaps of at most `episode_gap_evals`; its
+//! `event_id` hashes the scope, the detector and the episode's onset, and a live run that finds
+//! an episode already going at its window start adopts the stored event's id and onset.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use leakhound_ingest::Store;
+use leakhound_schemas::events::{EVENT_SCHEMA, LeakEvent, Level};
+
+use crate::error::{Error, Result};
+use crate::levels::{Evidence, LevelThresholds, level, sla_penalty};
+use crate::queries;
+
+pub const BASELINE_RULE: &str = "baseline_rule";
+pub const GROWTH_RULE: &str = "growth_rule";
+pub const STL_IFOREST: &str = "stl_iforest";
+pub const DETECTORS: [&str; 3] = [BASELINE_RULE, GROWTH_RULE, STL_IFOREST];
+
+/// Which evaluations become events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Every firing evaluation (a live run's last step).
+    All,
+    /// An episode's first firing and every change of level (replay).
+    Changes,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalyzeConfig {
+    pub step_s: i64,
+    /// History the STL detector sees before the first evaluation.
+    pub context_s: i64,
+    /// A live run replays this much to rebuild its episodes.
+    pub live_window_s: i64,
+    pub episode_gap_evals: u32,
+    pub baseline_factor: f64,
+    pub baseline_periods: i64,
+    pub growth_min_per_s: f64,
+    pub growth_min_r2: f64,
+    pub growth_min_coverage: f64,
+    pub levels: LevelThresholds,
+    pub detectors: Vec<String>,
+    /// SQL LIKE pattern on namespace.
+    pub namespace: String,
+    pub stl: crate::anomaly::StlIfConfig,
+}
+
+impl Default for AnalyzeConfig {
+    fn default() -> Self {
+        AnalyzeConfig {
+            step_s: 300,
+            context_s: 3 * 86_400,
+            live_window_s: 2 * 3_600,
+            episode_gap_evals: 2,
+            baseline_factor: 1.8,
+            baseline_periods: 3,
+            growth_min_per_s: 0.5,
+            growth_min_r2: 0.8,
+            growth_min_coverage: 0.6,
+            levels: LevelThresholds::default(),
+            detectors: DETECTORS.iter().map(|d| d.to_string()).collect(),
+            namespace: "%".into(),
+            stl: Default::default(),
+        }
+    }
+}
+
+/// Who an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    pub cluster: Option<String>,
+    pub namespace: String,
+    pub workload_kind: Option<String>,
+    pub workload: Option<String>,
+    /// None: the workload as a whole.
+    pub pod: Option<String>,
+}
+
+impl Scope {
+    fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}/{}",
+            self.cluster.as_deref().unwrap_or(""),
+            self.namespace,
+            self.workload_kind.as_deref().unwrap_or(""),
+            self.workload.as_deref().unwrap_or(""),
+            self.pod.as_deref().unwrap_or("*")
+        )
+    }
+}
+
+/// One detector's verdict on one scope at one evaluation.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub scope: Scope,
+    pub detector: &'static str,
+    pub eval_s: i64,
+    pub fired: bool,
+    pub value: f64,
+    pub baseline: Option<f64>,
+    pub growth_per_s: f64,
+    pub score: f64,
+    pub reason: String,
+    /// The detector's own estimate of when the growth began.
+    pub onset_s: Option<i64>,
+}
+
+fn ts_micros(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
+    let c = arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
+    let c = arrow::compute::cast(&c, &DataType::Int64)
+        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
+    Ok(c.as_primitive::<Int64Type>().iter().collect())
+}
+
+fn f64s(b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
+    let c = arrow::compute::cast(c, &DataType::Float64)
+        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
+    Ok(c.as_primitive::<Float64Type>().iter().collect())
+}
+
+fn strs(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
+    let c = arrow::compute::cast(c, &DataType::Utf8)
+        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
+    Ok(c.as_string::<i32>()
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect())
+}
+
+fn bools(b: &RecordBatch, name: &str) -> Result<Vec<bool>> {
+    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
+    let c = c
+        .as_boolean_opt()
+        .ok_or_else(|| Error::Internal(format!("column {name} is not boolean")))?;
+    Ok((0..c.len()).map(|i| !c.is_null(i) && c.value(i)).collect())
+}
+
+fn missing(name: &str) -> Error {
+    Error::Internal(format!("rule query returned no column {name}"))
+}
+
+fn rfc(t: i64) -> String {
+    DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn run_named(
+    ctx: &SessionContext,
+    name: &str,
+    params: &[(&str, String)],
+) -> Result<Vec<RecordBatch>> {
+    let q = queries::find(name, None)?;
+    let given: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let sql = q.render(&given, Utc::now())?;
+    Ok(ctx.sql(&sql).await?.collect().await?)
+}
+
+fn scope_rows(b: &RecordBatch) -> Result<Vec<Scope>> {
+    let (c, n, k, w, p) = (
+        strs(b, "cluster")?,
+        strs(b, "namespace")?,
+        strs(b, "workload_kind")?,
+        strs(b, "workload")?,
+        strs(b, "pod")?,
+    );
+    Ok((0..b.num_rows())
+        .map(|i| Scope {
+            cluster: c[i].clone(),
+            namespace: n[i].clone().unwrap_or_default(),
+            workload_kind: k[i].clone(),
+            workload: w[i].clone(),
+            pod: p[i].clone(),
+        })
+        .collect())
+}
+
+fn squash(x: f64) -> f64 {
+    if x.is_finite() && x > 0.0 {
+        1.0 - (-x).exp()
+    } else {
+        0.0
+    }
+}
+
+/// The seed's baseline rule, from `queries/rule_baseline.sql`.
+pub async fn baseline_rule(
+    ctx: &SessionContext,
+    from_s: i64,
+    to_s: i64,
+    cfg: &AnalyzeConfig,
+) -> Result<Vec<Finding>> {
+    let batches = run_named(
+        ctx,
+        "rule_baseline",
+        &[
+            ("from", rfc(from_s)),
+            ("to", rfc(to_s)),
+            ("factor", cfg.baseline_factor.to_string()),
+            ("periods", cfg.baseline_periods.to_string()),
+            ("namespace", cfg.namespace.clone()),
+        ],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let scopes = scope_rows(b)?;
+        let (t, v, base, fired) = (
+            ts_micros(b, "eval_at")?,
+            f64s(b, "value")?,
+            f64s(b, "baseline")?,
+            bools(b, "fired")?,
+        );
+        for (i, scope) in scopes.into_iter().enumerate() {
+            let (value, baseline) = (v[i].unwrap_or(0.0), base[i]);
+            let ratio = baseline
+                .filter(|b| *b > 0.0)
+                .map(|b| value / (cfg.baseline_factor * b))
+                .unwrap_or(0.0);
+            out.push(Finding {
+                scope,
+                detector: BASELINE_RULE,
+                eval_s: t[i].unwrap_or(0) / 1_000_000,
+                fired: fired[i],
+                value,
+                baseline,
+                growth_per_s: 0.0,
+                score: squash(ratio),
+                reason: format!(
+                    "value {value:.0} vs {:.1} x P95 of the previous 2 h ({:.0}) for {} periods",
+                    cfg.baseline_factor,
+                    baseline.unwrap_or(f64::NAN),
+                    cfg.baseline_periods
+                ),
+                onset_s: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The growth rule, from `queries/rule_growth.sql`.
+pub async fn growth_rule(
+    ctx: &SessionContext,
+    from_s: i64,
+    to_s: i64,
+    cfg: &AnalyzeConfig,
+) -> Result<Vec<Finding>> {
+    let batches = run_named(
+        ctx,
+        "rule_growth",
+        &[
+            ("from", rfc(from_s)),
+            ("to", rfc(to_s)),
+            ("min_per_s", cfg.growth_min_per_s.to_string()),
+            ("min_r2", cfg.growth_min_r2.to_string()),
+            ("min_coverage", cfg.growth_min_coverage.to_string()),
+            ("namespace", cfg.namespace.clone()),
+        ],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let scopes = scope_rows(b)?;
+        let (t, v, low, slope, r2, fired) = (
+            ts_micros(b, "eval_at")?,
+            f64s(b, "value")?,
+            f64s(b, "hour_low")?,
+            f64s(b, "slope_per_s")?,
+            f64s(b, "r2")?,
+            bools(b, "fired")?,
+        );
+        for (i, scope) in scopes.into_iter().enumerate() {
+            let s = slope[i].unwrap_or(0.0);
+            let eval_s = t[i].unwrap_or(0) / 1_000_000;
+            out.push(Finding {
+                scope,
+                detector: GROWTH_RULE,
+                eval_s,
+                fired: fired[i],
+                value: v[i].unwrap_or(0.0),
+                baseline: low[i],
+                growth_per_s: s,
+                score: squash(s / cfg.growth_min_per_s) * r2[i].unwrap_or(0.0).clamp(0.0, 1.0),
+                reason: format!(
+                    "slope {s:.3}/s over the last hour of this pod's life (R² {:.2}, threshold {}/s)",
+                    r2[i].unwrap_or(0.0),
+                    cfg.growth_min_per_s
+                ),
+                onset_s: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A minute series of one scope.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub ts_s: Vec<i64>,
+    pub values: Vec<f64>,
+}
+
+/// Minute series per pod and per workload (the sum over its pods) for `[from_s, to_s]`.
+pub async fn minute_series(
+    ctx: &SessionContext,
+    from_s: i64,
+    to_s: i64,
+    namespace: &str,
+) -> Result<BTreeMap<Scope, Series>> {
+    let sql = format!(
+        "SELECT \"cluster\", namespace, workload_kind, workload, pod, \
+                date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
+                AVG(CAST(goroutines AS DOUBLE)) AS v \
+         FROM goroutine_counts \
+         WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
+           AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
+         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY namespace, pod, minute",
+        f = rfc(from_s),
+        t = rfc(to_s),
+        fd = &rfc(from_s)[..10],
+        td = &rfc(to_s)[..10],
+        ns = namespace.replace('\'', "''"),
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut pods: BTreeMap<Scope, Series> = BTreeMap::new();
+    let mut workloads: BTreeMap<Scope, BTreeMap<i64, f64>> = BTreeMap::new();
+    for b in &batches {
+        let scopes = scope_rows(b)?;
+        let (t, v) = (ts_micros(b, "minute")?, f64s(b, "v")?);
+        for (i, scope) in scopes.into_iter().enumerate() {
+            let (Some(t), Some(v)) = (t[i], v[i]) else {
+                continue;
+            };
+            let t = t / 1_000_000;
+            if scope.workload.is_some() {
+                let w = Scope {
+                    pod: None,
+                    ..scope.clone()
+                };
+                *workloads.entry(w).or_default().entry(t).or_default() += v;
+            }
+            let s = pods.entry(scope).or_default();
+            s.ts_s.push(t);
+            s.values.push(v);
+        }
+    }
+    for (w, points) in workloads {
+        pods.insert(
+            w,
+            Series {
+                ts_s: points.keys().copied().collect(),
+                values: points.values().copied().collect(),
+            },
+        );
+    }
+    Ok(pods)
+}
+
+/// STL + Isolation Forest on every pod's and workload's minute series.
+pub fn stl_findings(
+    series: &BTreeMap<Scope, Series>,
+    eval_times: &[i64],
+    cfg: &AnalyzeConfig,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (scope, s) in series {
+        let (Some(first), Some(last)) = (s.ts_s.first(), s.ts_s.last()) else {
+            continue;
+        };
+        // Only evaluations the series is alive at (a pod gone 10 minutes is not evaluated).
+        let at: Vec<i64> = eval_times
+            .iter()
+            .copied()
+            .filter(|t| *t >= *first && *t <= *last + 600)
+            .collect();
+        if at.is_empty() {
+            continue;
+        }
+        let verdicts = crate::anomaly::evaluate_many(
+            crate::anomaly::SeriesRef {
+                ts_s: &s.ts_s,
+                values: &s.values,
+            },
+            &at,
+            &cfg.stl,
+        );
+        for (t, v) in at.iter().zip(verdicts) {
+            let idx = s.ts_s.partition_point(|x| x <= t);
+            let value = if idx > 0 { s.values[idx - 1] } else { 0.0 };
+            out.push(Finding {
+                scope: scope.clone(),
+                detector: STL_IFOREST,
+                eval_s: *t,
+                fired: v.fired,
+                value,
+                baseline: None,
+                growth_per_s: v.growth_per_s,
+                score: v.score,
+                reason: v.reason,
+                onset_s: v.onset_s,
+            });
+        }
+    }
+    out
+}
+
+/// Residence figures of one pod at one snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Residence {
+    pub p99_s: Option<f64>,
+    pub alive_share: Option<f64>,
+}
+
+/// Residence per (namespace, pod), by snapshot time, from the samples that carry ages
+/// (debug=2 scrapes with goroutine-id tracking).
+pub async fn residence(
+    ctx: &SessionContext,
+    from_s: i64,
+    to_s: i64,
+    namespace: &str,
+) -> Result<HashMap<(String, String), Vec<(i64, Residence)>>> {
+    let sql = format!(
+        "SELECT namespace, pod, ts, state, goroutines, alive_over_5m, age_p99_s \
+         FROM goroutine_samples \
+         WHERE profile = 'goroutine' AND age_p99_s IS NOT NULL \
+           AND ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
+           AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
+         ORDER BY namespace, pod, ts",
+        f = rfc(from_s),
+        t = rfc(to_s),
+        fd = &rfc(from_s)[..10],
+        td = &rfc(to_s)[..10],
+        ns = namespace.replace('\'', "''"),
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    // (ns, pod, ts) → (total, alive, [(age_p99, n) of blocked groups])
+    type Acc = (f64, f64, Vec<(f64, f64)>);
+    let mut acc: BTreeMap<(String, String, i64), Acc> = BTreeMap::new();
+    for b in &batches {
+        let (ns, pod, ts, state, n, alive, age) = (
+            strs(b, "namespace")?,
+            strs(b, "pod")?,
+            ts_micros(b, "ts")?,
+            strs(b, "state")?,
+            f64s(b, "goroutines")?,
+            f64s(b, "alive_over_5m")?,
+            f64s(b, "age_p99_s")?,
+        );
+        for i in 0..b.num_rows() {
+            let key = (
+                ns[i].clone().unwrap_or_default(),
+                pod[i].clone().unwrap_or_default(),
+                ts[i].unwrap_or(0) / 1_000_000,
+            );
+            let e = acc.entry(key).or_default();
+            let n = n[i].unwrap_or(0.0);
+            e.0 += n;
+            e.1 += alive[i].unwrap_or(0.0);
+            let st = state[i].as_deref().unwrap_or("");
+            if !matches!(st, "running" | "runnable" | "syscall" | "") {
+                e.2.push((age[i].unwrap_or(0.0), n));
+            }
+        }
+    }
+    let mut out: HashMap<(String, String), Vec<(i64, Residence)>> = HashMap::new();
+    for ((ns, pod, ts), (total, alive, mut ages)) in acc {
+        // P99 over blocked goroutines, each group standing for its count at its own P99 age.
+        ages.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let blocked: f64 = ages.iter().map(|a| a.1).sum();
+        let p99 = (blocked > 0.0).then(|| {
+            let want = 0.99 * blocked;
+            let mut seen = 0.0;
+            for (age, n) in &ages {
+                seen += n;
+                if seen >= want {
+                    return *age;
+                }
+            }
+            ages.last().map(|a| a.0).unwrap_or(0.0)
+        });
+        out.entry((ns, pod)).or_default().push((
+            ts,
+            Residence {
+                p99_s: p99,
+                alive_share: (total > 0.0).then_some(alive / total),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn residence_at(
+    res: &HashMap<(String, String), Vec<(i64, Residence)>>,
+    scope: &Scope,
+    t: i64,
+) -> Residence {
+    let pick = |ns: &str, pod: &str| -> Option<Residence> {
+        let v = res.get(&(ns.to_string(), pod.to_string()))?;
+        let i = v.partition_point(|(ts, _)| *ts <= t);
+        let (ts, r) = v.get(i.checked_sub(1)?)?;
+        // A snapshot older than 15 minutes says nothing about now.
+        (t - ts <= 900).then_some(*r)
+    };
+    match &scope.pod {
+        Some(p) => pick(&scope.namespace, p).unwrap_or_default(),
+        None => Residence::default(),
+    }
+}
+
+/// Earlier events of the store, for episode continuity of live runs: the latest per
+/// (scope, detector) before `before_s`.
+async fn prior_events(
+    ctx: &SessionContext,
+    since_s: i64,
+    before_s: i64,
+) -> Result<HashMap<(String, String), LeakEvent>> {
+    let sql = format!(
+        "SELECT * FROM leak_events WHERE detected_at >= TIMESTAMP '{}' AND detected_at < TIMESTAMP '{}' \
+         ORDER BY detected_at",
+        rfc(since_s),
+        rfc(before_s)
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        for e in leakhound_schemas::events::events_from_batch(b)
+            .into_iter()
+            .flatten()
+        {
+            let scope = Scope {
+                cluster: e.cluster.clone(),
+                namespace: e.namespace.clone(),
+                workload_kind: e.workload_kind.clone(),
+                workload: e.workload.clone(),
+                pod: e.pod.clone(),
+            };
+            out.insert((scope.key(), e.detector.clone()), e);
+        }
+    }
+    Ok(out)
+}
+
+/// What one analysis produced.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub events: Vec<LeakEvent>,
+    /// Evaluations run and series looked at.
+    pub evaluations: usize,
+    pub scopes: usize,
+}
+
+/// Evaluate every `step_s` in `[from_s, to_s]` (aligned to the step).
+pub async fn analyze(
+    store: &Store,
+    from_s: i64,
+    to_s: i64,
+    emit: Emit,
+    cfg: &AnalyzeConfig,
+) -> Result<Analysis> {
+    let ctx = crate::session::session(store).await?;
+    let step = cfg.step_s.max(60);
+    let first = from_s.div_euclid(step) * step;
+    let first = if first < from_s { first + step } else { first };
+    let eval_times: Vec<i64> = (0..)
+        .map(|i| first + i * step)
+        .take_while(|t| *t <= to_s)
+        .collect();
+    if eval_times.is_empty() {
+        return Ok(Analysis::default());
+    }
+    let on = |d: &str| cfg.detectors.iter().any(|x| x == d);
+    let mut findings = Vec::new();
+    if on(BASELINE_RULE) {
+        findings.extend(
+            baseline_rule(&ctx, first, to_s, cfg)
+                .await?
+                .into_iter()
+                .filter(|f| f.eval_s % step == 0),
+        );
+    }
+    if on(GROWTH_RULE) {
+        findings.extend(
+            growth_rule(&ctx, first, to_s, cfg)
+                .await?
+                .into_iter()
+                .filter(|f| f.eval_s % step == 0),
+        );
+    }
+    if on(STL_IFOREST) {
+        let series = minute_series(&ctx, first - cfg.context_s, to_s, &cfg.namespace).await?;
+        findings.extend(stl_findings(&series, &eval_times, cfg));
+    }
+    let res = residence(&ctx, first - 3_600, to_s, &cfg.namespace).await?;
+    // Growth of the same pod at the same time from the growth rule, for events of detectors
+    // that do not measure it.
+    let growth_of: HashMap<(Scope, i64), f64> = findings
+        .iter()
+        .filter(|f| f.detector == GROWTH_RULE)
+        .map(|f| ((f.scope.clone(), f.eval_s), f.growth_per_s))
+        .collect();
+    let priors = if emit == Emit::All {
+        prior_events(&ctx, first - 86_400, first).await?
+    } else {
+        HashMap::new()
+    };
+
+    let mut by_key: BTreeMap<(Scope, &'static str), Vec<Finding>> = BTreeMap::new();
+    for f in findings {
+        by_key
+            .entry((f.scope.clone(), f.detector))
+            .or_default()
+            .push(f);
+    }
+    let mut analysis = Analysis {
+        evaluations: eval_times.len(),
+        scopes: by_key.len(),
+        ..Default::default()
+    };
+    for ((scope, detector), mut fs) in by_key {
+        fs.sort_by_key(|f| f.eval_s);
+        let mut episode: Option<Episode> = None;
+        let mut sustained_ends: Vec<i64> = Vec::new();
+        for f in fs {
+            if !f.fired {
+                if let Some(ep) = &mut episode {
+                    ep.misses += 1;
+                    ep.consecutive = 0;
+                    if ep.misses > cfg.episode_gap_evals {
+                        if ep.sustained {
+                            sustained_ends.push(f.eval_s);
+                        }
+                        episode = None;
+                    }
+                }
+                continue;
+            }
+            let ep = episode.get_or_insert_with(|| {
+                let onset = f.onset_s.unwrap_or(f.eval_s).min(f.eval_s);
+                let mut ep = Episode {
+                    onset_s: onset,
+                    // The baseline rule fires on the value's excess over its baseline: that
+                    // excess is the growth the episode starts from.
+                    value_at_onset: if detector == BASELINE_RULE {
+                        f.baseline.unwrap_or(f.value)
+                    } else {
+                        f.value
+                    },
+                    event_id: event_id(&scope, detector, onset),
+                    consecutive: 0,
+                    misses: 0,
+                    sustained: false,
+                    level: None,
+                };
+                // Live: an episode already going at the window start continues a stored one.
+                if f.eval_s == first
+                    && let Some(p) = priors.get(&(scope.key(), detector.to_string()))
+                    && p.detected_at.timestamp()
+                        >= first - step * (cfg.episode_gap_evals as i64 + 1)
+                {
+                    ep.onset_s = p.onset.timestamp();
+                    ep.event_id = p.event_id.clone();
+                    ep.consecutive = cfg.levels.sustain_evals;
+                    ep.level = Some(p.level);
+                }
+                ep
+            });
+            ep.misses = 0;
+            ep.consecutive += 1;
+            let r = residence_at(&res, &scope, f.eval_s);
+            let growth = if detector == BASELINE_RULE {
+                growth_of
+                    .get(&(scope.clone(), f.eval_s))
+                    .copied()
+                    .unwrap_or(0.0)
+            } else {
+                f.growth_per_s
+            };
+            let day_ago = f.eval_s - 86_400;
+            let evidence = Evidence {
+                consecutive: ep.consecutive,
+                value_now: f.value,
+                value_at_onset: ep.value_at_onset,
+                growth_per_s: growth,
+                residence_p99_s: r.p99_s,
+                alive_over_5m_share: r.alive_share,
+                recurrences: sustained_ends.iter().filter(|t| **t >= day_ago).count() as u32,
+                detector_sustains: detector == BASELINE_RULE,
+            };
+            let lvl = level(&evidence, &cfg.levels);
+            if lvl >= Level::L2 {
+                ep.sustained = true;
+            }
+            let changed = ep.level != Some(lvl);
+            let emit_now = match emit {
+                Emit::All => f.eval_s == *eval_times.last().unwrap_or(&f.eval_s),
+                Emit::Changes => changed,
+            };
+            ep.level = Some(lvl);
+            if !emit_now {
+                continue;
+            }
+            let minutes = (f.eval_s - ep.onset_s) as f64 / 60.0;
+            analysis.events.push(LeakEvent {
+                schema: EVENT_SCHEMA.into(),
+                event_id: ep.event_id.clone(),
+                cluster: scope.cluster.clone(),
+                namespace: scope.namespace.clone(),
+                workload_kind: scope.workload_kind.clone(),
+                workload: scope.workload.clone(),
+                pod: scope.pod.clone(),
+                level: lvl,
+                detector: detector.to_string(),
+                detected_at: at(f.eval_s),
+                onset: at(ep.onset_s),
+                window_start: at(f.eval_s - 3_600),
+                window_end: at(f.eval_s),
+                score: f.score,
+                growth_per_s: growth,
+                residence_p99_s: r.p99_s,
+                alive_over_5m_share: r.alive_share,
+                goroutines: f.value.round() as i64,
+                baseline_goroutines: f.baseline,
+                sla_penalty: sla_penalty(lvl, minutes, &cfg.levels),
+                reason: f.reason.clone(),
+                clusters: Vec::new(),
+            });
+        }
+    }
+    analysis
+        .events
+        .sort_by(|a, b| (a.detected_at, &a.event_id).cmp(&(b.detected_at, &b.event_id)));
+    Ok(analysis)
+}
+
+fn at(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(t, 0).unwrap_or_default()
+}
+
+struct Episode {
+    onset_s: i64,
+    value_at_onset: f64,
+    event_id: String,
+    consecutive: u32,
+    misses: u32,
+    sustained: bool,
+    level: Option<Level>,
+}
+
+fn event_id(scope: &Scope, detector: &str, onset_s: i64) -> String {
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{}|{detector}|{onset_s}", scope.key()).as_bytes());
+    format!("{h:016x}")
+}
+
+/// Growth attribution for every event: clusters into each event (largest first, at most
+/// `max_clusters`) and the `leak_clusters` rows. The baseline is the earlier of 10 minutes before
+/// the episode's onset and the event's window start; results are shared by events of the same scope and times.
+pub async fn attach_clusters(
+    store: &Store,
+    events: &mut [LeakEvent],
+    max_clusters: usize,
+) -> Result<Vec<crate::rootcause::ClusterRecord>> {
+    let ctx = crate::session::session(store).await?;
+    type Key = (String, Option<String>, Option<String>, i64, i64);
+    let mut cache: HashMap<Key, Vec<crate::rootcause::Cluster>> = HashMap::new();
+    let mut records = Vec::new();
+    for e in events.iter_mut() {
+        // Before the episode and before the detector's window: growth often starts well
+        // before a detector is sure of it.
+        let base = (e.onset.timestamp() - 600).min(e.window_start.timestamp());
+        let now = e.detected_at.timestamp();
+        let key = (
+            e.namespace.clone(),
+            e.workload.clone(),
+            e.pod.clone(),
+            base,
+            now,
+        );
+        if !cache.contains_key(&key) {
+            let c = crate::rootcause::attribute(
+                &ctx,
+                &e.namespace,
+                e.workload.as_deref(),
+                e.pod.as_deref(),
+                base,
+                now,
+            )
+            .await?;
+            cache.insert(key.clone(), c);
+        }
+        let clusters = &cache[&key];
+        e.clusters = clusters
+            .iter()
+            .take(max_clusters)
+            .map(|c| c.summary())
+            .collect();
+        for c in clusters.iter().take(max_clusters) {
+            records.push(crate::rootcause::ClusterRecord {
+                event_id: e.event_id.clone(),
+                detected_at_s: now,
+                namespace: e.namespace.clone(),
+                workload: e.workload.clone(),
+                pod: e.pod.clone(),
+                cluster: c.clone(),
+            });
+        }
+    }
+    Ok(records)
+}
+
+/// Write events and clusters to the store, one file per date partition and table, named by a
+/// hash of the content (re-running the same analysis writes the same objects).
+pub async fn write_results(
+    store: &Store,
+    events: &[LeakEvent],
+    clusters: &[crate::rootcause::ClusterRecord],
+) -> Result<usize> {
+    use leakhound_ingest::store::Partition;
+    use leakhound_schemas::Table;
+    let mut files = 0;
+    let mut ev_by_day: BTreeMap<Partition, Vec<LeakEvent>> = BTreeMap::new();
+    for e in events {
+        ev_by_day
+            .entry(Partition::for_ts(
+                Table::LeakEvents,
+                e.detected_at.timestamp_micros(),
+            ))
+            .or_default()
+            .push(e.clone());
+    }
+    for (p, evs) in ev_by_day {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for e in &evs {
+            h.update(e.event_id.as_bytes());
+            h.update(e.detected_at.to_rfc3339().as_bytes());
+            h.update(e.level.as_str().as_bytes());
+        }
+        let b = leakhound_schemas::events::events_to_batch(&evs)
+            .map_err(|e| Error::Internal(format!("leak_events batch: {e}")))?;
+        store
+            .write_file(
+                Table::LeakEvents,
+                &p,
+                &format!("part-{:016x}.parquet", h.digest()),
+                &b,
+            )
+            .await?;
+        files += 1;
+    }
+    let mut cl_by_day: BTreeMap<Partition, Vec<crate::rootcause::ClusterRecord>> = BTreeMap::new();
+    for c in clusters {
+        cl_by_day
+            .entry(Partition::for_ts(
+                Table::LeakClusters,
+                c.detected_at_s * 1_000_000,
+            ))
+            .or_default()
+            .push(c.clone());
+    }
+    for (p, rows) in cl_by_day {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for r in &rows {
+            h.update(r.event_id.as_bytes());
+            h.update(&r.detected_at_s.to_le_bytes());
+            h.update(r.cluster.id.as_bytes());
+        }
+        let b = crate::rootcause::clusters_to_batch(&rows)
+            .map_err(|e| Error::Internal(format!("leak_clusters batch: {e}")))?;
+        store
+            .write_file(
+                Table::LeakClusters,
+                &p,
+                &format!("part-{:016x}.parquet", h.digest()),
+                &b,
+            )
+            .await?;
+        files += 1;
+    }
+    Ok(files)
+}

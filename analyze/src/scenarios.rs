@@ -1,0 +1,416 @@
+//! The labelled scenario suite: synthetic `go_goroutines` histories with known leak onsets, for
+//! backtesting every detector (`benches/detection.rs`) and for tests.
+//!
+//! Each scenario is generated from a seed, so the same suite can be re-drawn with other seeds
+//! (other bases, amplitudes, rates, noise) to check that the detectors are not tuned to one
+//! draw: the bench runs seeds it was never tuned on when `LEAKHOUND_SCENARIO_SEEDS` says so.
+//!
+//! | kind | leak? | what |
+//! |---|---|---|
+//! | `diurnal` | no | daily traffic wave, 4 pods |
+//! | `bursts` | no | short traffic spikes of 1–3x |
+//! | `deploy_step` | no | a deploy raises the level for good (new pods) |
+//! | `nightly_batch` | no | +1–2x for three hours every night |
+//! | `high_noise` | no | 20–30 % noise and outliers |
+//! | `oom_sawtooth` | yes | steady growth until the pod restarts, again and again |
+//! | `one_pod_of_many` | yes (one pod) | 6 pods with diurnal traffic, one leaks slowly |
+//! | `slow_leak` | yes | +0.5–3 goroutines per minute under diurnal traffic |
+//! | `fast_leak` | yes | +1–10 goroutines per second |
+//! | `leak_fixed_by_deploy` | yes, until the deploy | a leak, then new pods without it |
+
+use leakhound_ingest::rows::{CountRow, Target};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Where a scenario's time starts: 2026-10-01T00:00:00Z.
+pub const EPOCH_S: i64 = 1_790_812_800;
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+
+/// What a scenario holds as truth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeakLabel {
+    /// The leaking pods (all of them when the whole workload leaks).
+    pub pods: Vec<String>,
+    pub onset_s: i64,
+    /// When the leak stopped (a fixing deploy); None = until the end.
+    pub end_s: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub workload: String,
+    pub start_s: i64,
+    pub end_s: i64,
+    pub rows: Vec<CountRow>,
+    pub leak: Option<LeakLabel>,
+}
+
+pub const KINDS: &[&str] = &[
+    "diurnal",
+    "bursts",
+    "deploy_step",
+    "nightly_batch",
+    "high_noise",
+    "oom_sawtooth",
+    "one_pod_of_many",
+    "slow_leak",
+    "fast_leak",
+    "leak_fixed_by_deploy",
+];
+
+/// One pod's life in a scenario: name, process start, first and last minute.
+struct PodLife {
+    name: String,
+    start_s: i64,
+    end_s: i64,
+}
+
+struct Gen {
+    rng: StdRng,
+    namespace: String,
+    workload: String,
+    rows: Vec<CountRow>,
+}
+
+impl Gen {
+    fn gauss(&mut self) -> f64 {
+        // Box-Muller: two uniforms to one standard normal.
+        let u1: f64 = self.rng.random_range(f64::EPSILON..1.0);
+        let u2: f64 = self.rng.random();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    fn push(&mut self, life: &PodLife, restarts: i64, ts_s: i64, v: f64) {
+        self.rows.push(CountRow {
+            target: Target {
+                cluster: None,
+                namespace: self.namespace.clone(),
+                workload_kind: Some("Deployment".into()),
+                workload: Some(self.workload.clone()),
+                pod: life.name.clone(),
+                ..Default::default()
+            },
+            ts_us: ts_s * 1_000_000,
+            goroutines: v.round().max(1.0) as i64,
+            process_start_time_us: Some(life.start_s * 1_000_000),
+            container_restarts: Some(restarts),
+            source: "scenario".into(),
+            format: "metrics".into(),
+            ..Default::default()
+        });
+    }
+
+    /// Emit one pod's minutes with `f(t)` as the noiseless value.
+    fn pod(&mut self, life: &PodLife, noise: f64, f: &mut dyn FnMut(i64) -> f64) {
+        let mut t = life.start_s;
+        while t < life.end_s {
+            let v = f(t) * (1.0 + noise * self.gauss());
+            self.push(life, 0, t, v);
+            t += 60;
+        }
+    }
+}
+
+fn diurnal(t: i64, amp: f64, phase: f64) -> f64 {
+    1.0 + amp * ((t - EPOCH_S) as f64 / DAY as f64 * std::f64::consts::TAU + phase).sin()
+}
+
+/// Generate scenario `kind` from `seed`.
+pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
+    let mut g = Gen {
+        rng: StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15 ^ (kind.len() as u64) << 32),
+        namespace: format!("sc-{kind}-{seed}").replace('_', "-"),
+        workload: kind.replace('_', "-"),
+        rows: Vec::new(),
+    };
+    let base: f64 = g.rng.random_range(150.0..2000.0);
+    let noise: f64 = g.rng.random_range(0.01..0.04);
+    let amp: f64 = g.rng.random_range(0.25..0.6);
+    let phase: f64 = g.rng.random_range(0.0..std::f64::consts::TAU);
+    let start = EPOCH_S;
+    let pod = |w: &str, i: usize, s: i64, e: i64| PodLife {
+        name: format!("{w}-{i}"),
+        start_s: s,
+        end_s: e,
+    };
+    let wl = g.workload.clone();
+    let (end, leak) = match kind {
+        "diurnal" => {
+            let end = start + 3 * DAY;
+            for i in 0..4 {
+                let b = base * g.rng.random_range(0.9..1.1);
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    b * diurnal(t, amp, phase)
+                });
+            }
+            (end, None)
+        }
+        "bursts" => {
+            let end = start + 2 * DAY;
+            let mut bursts = Vec::new();
+            let mut t = start + HOUR;
+            while t < end {
+                let len = g.rng.random_range(2..12) * 60;
+                let height = g.rng.random_range(1.0..3.0);
+                bursts.push((t, t + len, height));
+                t += g.rng.random_range(HOUR..4 * HOUR);
+            }
+            for i in 0..2 {
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    let h: f64 = bursts
+                        .iter()
+                        .filter(|(s, e, _)| t >= *s && t < *e)
+                        .map(|b| b.2)
+                        .sum();
+                    base * (1.0 + h)
+                });
+            }
+            (end, None)
+        }
+        "deploy_step" => {
+            let end = start + 3 * DAY;
+            let deploy = start + DAY + 12 * HOUR + g.rng.random_range(0..6 * HOUR) / 60 * 60;
+            let raised = g.rng.random_range(1.5..2.5);
+            for i in 0..3 {
+                g.pod(&pod(&wl, i, start, deploy), noise, &mut |t| {
+                    base * diurnal(t, amp * 0.5, phase)
+                });
+                g.pod(&pod(&format!("{wl}-v2"), i, deploy, end), noise, &mut |t| {
+                    base * raised * diurnal(t, amp * 0.5, phase)
+                });
+            }
+            (end, None)
+        }
+        "nightly_batch" => {
+            let end = start + 3 * DAY;
+            let lift = g.rng.random_range(1.0..2.0);
+            for i in 0..2 {
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    let h = (t - start) % DAY;
+                    let batch = if (HOUR..4 * HOUR).contains(&h) {
+                        // Ramps up over 10 minutes, down over 10.
+                        let up = ((h - HOUR) as f64 / 600.0).min(1.0);
+                        let down = ((4 * HOUR - h) as f64 / 600.0).min(1.0);
+                        lift * up.min(down)
+                    } else {
+                        0.0
+                    };
+                    base * (1.0 + batch)
+                });
+            }
+            (end, None)
+        }
+        "high_noise" => {
+            let end = start + 2 * DAY;
+            let n = g.rng.random_range(0.2..0.3);
+            for i in 0..3 {
+                let life = pod(&wl, i, start, end);
+                let mut t = life.start_s;
+                while t < life.end_s {
+                    let outlier = if g.rng.random_bool(0.01) {
+                        g.rng.random_range(1.0..3.0)
+                    } else {
+                        1.0
+                    };
+                    let v = base * diurnal(t, amp * 0.5, phase) * (1.0 + n * g.gauss()) * outlier;
+                    g.push(&life, 0, t, v.max(1.0));
+                    t += 60;
+                }
+            }
+            (end, None)
+        }
+        "oom_sawtooth" => {
+            let end = start + 3 * DAY;
+            let onset = start + DAY;
+            let rate = g.rng.random_range(0.05..0.5); // goroutines per second
+            let cap = base + rate * g.rng.random_range(2.0..6.0) * HOUR as f64;
+            let mut pods = Vec::new();
+            for i in 0..2 {
+                let name = format!("{wl}-{i}");
+                pods.push(name.clone());
+                let mut life_start = start;
+                let mut restarts = 0;
+                let mut t = start;
+                let mut grow_from = onset;
+                while t < end {
+                    let grown = if t >= onset {
+                        rate * (t - grow_from.max(life_start)) as f64
+                    } else {
+                        0.0
+                    };
+                    let v = (base + grown) * (1.0 + noise * g.gauss());
+                    if v > cap {
+                        // OOM kill: the container restarts with a fresh process.
+                        restarts += 1;
+                        life_start = t;
+                        grow_from = t;
+                        continue;
+                    }
+                    let life = PodLife {
+                        name: name.clone(),
+                        start_s: life_start,
+                        end_s: end,
+                    };
+                    g.push(&life, restarts, t, v);
+                    t += 60;
+                }
+            }
+            (
+                end,
+                Some(LeakLabel {
+                    pods,
+                    onset_s: onset,
+                    end_s: None,
+                }),
+            )
+        }
+        "one_pod_of_many" => {
+            let end = start + 3 * DAY;
+            let onset = start + 2 * DAY + 8 * HOUR;
+            let rate = g.rng.random_range(0.05..0.3);
+            let leaker = g.rng.random_range(0..6);
+            for i in 0..6 {
+                let b = base * g.rng.random_range(0.9..1.1);
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    let l = if i == leaker && t >= onset {
+                        rate * (t - onset) as f64
+                    } else {
+                        0.0
+                    };
+                    b * diurnal(t, amp, phase) + l
+                });
+            }
+            (
+                end,
+                Some(LeakLabel {
+                    pods: vec![format!("{wl}-{leaker}")],
+                    onset_s: onset,
+                    end_s: None,
+                }),
+            )
+        }
+        "slow_leak" => {
+            let end = start + 4 * DAY;
+            let onset = start + 2 * DAY + g.rng.random_range(0..12) * HOUR;
+            let per_min = g.rng.random_range(0.5..3.0);
+            let b = base.min(600.0);
+            g.pod(&pod(&wl, 0, start, end), noise, &mut |t| {
+                let l = if t >= onset {
+                    per_min * (t - onset) as f64 / 60.0
+                } else {
+                    0.0
+                };
+                b * diurnal(t, amp * 0.5, phase) + l
+            });
+            (
+                end,
+                Some(LeakLabel {
+                    pods: vec![format!("{wl}-0")],
+                    onset_s: onset,
+                    end_s: None,
+                }),
+            )
+        }
+        "fast_leak" => {
+            let end = start + 2 * DAY;
+            let onset = start + DAY + 14 * HOUR + g.rng.random_range(0..60) * 60;
+            let rate = g.rng.random_range(1.0..10.0);
+            let mut pods = Vec::new();
+            for i in 0..2 {
+                pods.push(format!("{wl}-{i}"));
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    let l = if t >= onset {
+                        rate * (t - onset) as f64
+                    } else {
+                        0.0
+                    };
+                    base * diurnal(t, amp * 0.5, phase) + l
+                });
+            }
+            (
+                end,
+                Some(LeakLabel {
+                    pods,
+                    onset_s: onset,
+                    end_s: None,
+                }),
+            )
+        }
+        "leak_fixed_by_deploy" => {
+            let end = start + 3 * DAY;
+            let onset = start + DAY + 10 * HOUR;
+            let fix = onset + g.rng.random_range(4..10) * HOUR;
+            let rate = g.rng.random_range(0.1..1.0);
+            let mut pods = Vec::new();
+            for i in 0..2 {
+                pods.push(format!("{wl}-{i}"));
+                g.pod(&pod(&wl, i, start, fix), noise, &mut |t| {
+                    let l = if t >= onset {
+                        rate * (t - onset) as f64
+                    } else {
+                        0.0
+                    };
+                    base * diurnal(t, amp * 0.5, phase) + l
+                });
+                g.pod(&pod(&format!("{wl}-fixed"), i, fix, end), noise, &mut |t| {
+                    base * diurnal(t, amp * 0.5, phase)
+                });
+            }
+            (
+                end,
+                Some(LeakLabel {
+                    pods,
+                    onset_s: onset,
+                    end_s: Some(fix),
+                }),
+            )
+        }
+        _ => return None,
+    };
+    Some(Scenario {
+        name: format!("{kind}#{seed}"),
+        kind: KINDS.iter().find(|k| **k == kind)?,
+        namespace: g.namespace,
+        workload: g.workload,
+        start_s: start,
+        end_s: end,
+        rows: g.rows,
+        leak,
+    })
+}
+
+/// The whole suite for the given seeds.
+pub fn suite(seeds: &[u64]) -> Vec<Scenario> {
+    seeds
+        .iter()
+        .flat_map(|s| KINDS.iter().filter_map(move |k| generate(k, *s)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_generates_sorted_minutes_with_labels_that_match_its_pods() {
+        for kind in KINDS {
+            let s = generate(kind, 7).expect(kind);
+            assert!(!s.rows.is_empty(), "{kind}");
+            assert!(s.rows.iter().all(|r| r.goroutines >= 1), "{kind}");
+            if let Some(l) = &s.leak {
+                assert!(l.onset_s > s.start_s && l.onset_s < s.end_s, "{kind}");
+                for p in &l.pods {
+                    assert!(s.rows.iter().any(|r| &r.target.pod == p), "{kind}: {p}");
+                }
+            }
+            let again = generate(kind, 7).unwrap();
+            assert_eq!(again.rows, s.rows, "{kind} is not deterministic");
+            let other = generate(kind, 8).unwrap();
+            assert_ne!(other.rows, s.rows, "{kind} ignores its seed");
+        }
+    }
+}

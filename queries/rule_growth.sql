@@ -1,0 +1,62 @@
+-- The growth rule done properly: the least-squares slope of go_goroutines (a gauge, so a slope,
+-- not rate()) over the last hour of each pod's current life, evaluated every 5 minutes.
+-- Restart- and churn-aware: a pod's series is cut into lives at a new process start time, a
+-- container restart, or a fall below half the previous value, and a slope never spans two
+-- lives or two pods. Fires when the hour's slope exceeds min_per_s with a good linear fit, the
+-- last 15 minutes still grow, and the hour is covered by data.
+-- param: from timestamp now-1h
+-- param: to timestamp now
+-- param: min_per_s float 0.5
+-- param: min_r2 float 0.8
+-- param: min_coverage float 0.6
+-- param: namespace string %
+WITH raw AS (
+    SELECT namespace, pod, "cluster", workload_kind, workload,
+           date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute,
+           AVG(CAST(goroutines AS DOUBLE)) AS v,
+           MAX(COALESCE(CAST(process_start_time AS BIGINT), 0)) AS started,
+           MAX(COALESCE(container_restarts, 0)) AS restarts
+    FROM goroutine_counts
+    WHERE ts >= ${from} - INTERVAL '65 minutes' AND ts <= ${to}
+      AND date >= CAST(CAST(${from} - INTERVAL '65 minutes' AS DATE) AS VARCHAR)
+      AND date <= ${to_date}
+      AND namespace LIKE ${namespace}
+    GROUP BY 1, 2, 3, 4, 5, 6
+),
+marked AS (
+    SELECT *,
+           CASE WHEN LAG(v) OVER w IS NULL THEN 0
+                WHEN started <> LAG(started) OVER w OR restarts <> LAG(restarts) OVER w
+                  OR v < 0.5 * LAG(v) OVER w THEN 1
+                ELSE 0 END AS new_life
+    FROM raw
+    WINDOW w AS (PARTITION BY namespace, pod ORDER BY minute)
+),
+lives AS (
+    SELECT *, SUM(new_life) OVER (PARTITION BY namespace, pod ORDER BY minute
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS life
+    FROM marked
+),
+slopes AS (
+    SELECT *,
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER h AS slope,
+           regr_r2(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER h AS r2,
+           COUNT(v) OVER h AS points,
+           MIN(v) OVER h AS low,
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS slope_15m
+    FROM lives
+    WINDOW h AS (PARTITION BY namespace, pod, life ORDER BY minute
+                 RANGE BETWEEN INTERVAL '59 minutes' PRECEDING AND CURRENT ROW),
+           q AS (PARTITION BY namespace, pod, life ORDER BY minute
+                 RANGE BETWEEN INTERVAL '14 minutes' PRECEDING AND CURRENT ROW)
+)
+SELECT "cluster", namespace, workload_kind, workload, pod,
+       minute + INTERVAL '1 minute' AS eval_at, v AS value, low AS hour_low,
+       COALESCE(slope, 0) AS slope_per_s, COALESCE(r2, 0) AS r2, points,
+       COALESCE(slope_15m, 0) AS slope_15m_per_s,
+       COALESCE(slope > ${min_per_s} AND r2 >= ${min_r2} AND slope_15m > 0
+                AND points >= 60 * ${min_coverage}, false) AS fired
+FROM slopes
+WHERE minute + INTERVAL '1 minute' >= ${from} AND minute + INTERVAL '1 minute' <= ${to}
+  AND date_part('minute', minute + INTERVAL '1 minute') % 5 = 0
+ORDER BY namespace, pod, eval_at;
