@@ -1,14 +1,20 @@
--- The growth rule done properly: the least-squares slope of go_goroutines (a gauge, so a slope,
--- not rate()) over the last hour of each pod's current life, evaluated every 5 minutes.
+-- The growth rule done properly: least-squares slopes of go_goroutines (a gauge, so a slope,
+-- not rate()) over each pod's current life, evaluated every 5 minutes.
 -- Restart- and churn-aware: a pod's series is cut into lives at a new process start time, a
 -- container restart, or a fall below half the previous value, and a slope never spans two
--- lives or two pods. Fires when the hour's slope exceeds min_per_s with a good linear fit, the
--- last 15 minutes still grow, and the hour is covered by data.
+-- lives or two pods. Two ways to fire:
+--   steady: the last hour's slope exceeds min_per_s with a good linear fit (R² >= min_r2), the
+--           hour is covered by data, and the last 15 minutes still grow;
+--   fast:   the last 15 minutes' slope exceeds fast_factor x min_per_s with R² >= 0.9 (growth
+--           all along the window, unlike a burst's step or a batch's ramp-then-plateau) and the
+--           last 5 minutes still grow at min_per_s.
+-- `sustained` says the rule itself saw persistence (the fast branch's 15 minutes of growth).
 -- param: from timestamp now-1h
 -- param: to timestamp now
 -- param: min_per_s float 0.5
 -- param: min_r2 float 0.8
 -- param: min_coverage float 0.6
+-- param: fast_factor float 2.0
 -- param: namespace string %
 WITH raw AS (
     SELECT namespace, pod, "cluster", workload_kind, workload,
@@ -43,20 +49,33 @@ slopes AS (
            regr_r2(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER h AS r2,
            COUNT(v) OVER h AS points,
            MIN(v) OVER h AS low,
-           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS slope_15m
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS slope_15m,
+           regr_r2(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS r2_15m,
+           COUNT(v) OVER q AS points_15m,
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER f AS slope_5m
     FROM lives
     WINDOW h AS (PARTITION BY namespace, pod, life ORDER BY minute
                  RANGE BETWEEN INTERVAL '59 minutes' PRECEDING AND CURRENT ROW),
            q AS (PARTITION BY namespace, pod, life ORDER BY minute
-                 RANGE BETWEEN INTERVAL '14 minutes' PRECEDING AND CURRENT ROW)
+                 RANGE BETWEEN INTERVAL '14 minutes' PRECEDING AND CURRENT ROW),
+           f AS (PARTITION BY namespace, pod, life ORDER BY minute
+                 RANGE BETWEEN INTERVAL '4 minutes' PRECEDING AND CURRENT ROW)
+),
+verdicts AS (
+    SELECT *,
+           COALESCE(slope > ${min_per_s} AND r2 >= ${min_r2} AND slope_15m > 0
+                    AND points >= 60 * ${min_coverage}, false) AS steady,
+           COALESCE(slope_15m > ${fast_factor} * ${min_per_s} AND r2_15m >= 0.9
+                    AND points_15m >= 12 AND slope_5m > ${min_per_s}, false) AS fast
+    FROM slopes
 )
 SELECT "cluster", namespace, workload_kind, workload, pod,
        minute + INTERVAL '1 minute' AS eval_at, v AS value, low AS hour_low,
        COALESCE(slope, 0) AS slope_per_s, COALESCE(r2, 0) AS r2, points,
-       COALESCE(slope_15m, 0) AS slope_15m_per_s,
-       COALESCE(slope > ${min_per_s} AND r2 >= ${min_r2} AND slope_15m > 0
-                AND points >= 60 * ${min_coverage}, false) AS fired
-FROM slopes
+       COALESCE(slope_15m, 0) AS slope_15m_per_s, COALESCE(r2_15m, 0) AS r2_15m,
+       steady OR fast AS fired,
+       fast AS sustained
+FROM verdicts
 WHERE minute + INTERVAL '1 minute' >= ${from} AND minute + INTERVAL '1 minute' <= ${to}
   AND date_part('minute', minute + INTERVAL '1 minute') % 5 = 0
 ORDER BY namespace, pod, eval_at;

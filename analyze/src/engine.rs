@@ -119,6 +119,8 @@ pub struct Finding {
     pub reason: String,
     /// The detector's own estimate of when the growth began.
     pub onset_s: Option<i64>,
+    /// The detector's rule itself demanded persistence for this firing.
+    pub sustained: bool,
 }
 
 fn ts_micros(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
@@ -256,6 +258,7 @@ pub async fn baseline_rule(
                     cfg.baseline_periods
                 ),
                 onset_s: None,
+                sustained: fired[i],
             });
         }
     }
@@ -285,16 +288,23 @@ pub async fn growth_rule(
     let mut out = Vec::new();
     for b in &batches {
         let scopes = scope_rows(b)?;
-        let (t, v, low, slope, r2, fired) = (
+        let (t, v, low, slope, r2, fired, sustained, slope_q) = (
             ts_micros(b, "eval_at")?,
             f64s(b, "value")?,
             f64s(b, "hour_low")?,
             f64s(b, "slope_per_s")?,
             f64s(b, "r2")?,
             bools(b, "fired")?,
+            bools(b, "sustained")?,
+            f64s(b, "slope_15m_per_s")?,
         );
         for (i, scope) in scopes.into_iter().enumerate() {
-            let s = slope[i].unwrap_or(0.0);
+            // The fast branch's slope is the recent one.
+            let s = if sustained[i] {
+                slope_q[i].unwrap_or(0.0)
+            } else {
+                slope[i].unwrap_or(0.0)
+            };
             let eval_s = t[i].unwrap_or(0) / 1_000_000;
             out.push(Finding {
                 scope,
@@ -305,12 +315,20 @@ pub async fn growth_rule(
                 baseline: low[i],
                 growth_per_s: s,
                 score: squash(s / cfg.growth_min_per_s) * r2[i].unwrap_or(0.0).clamp(0.0, 1.0),
-                reason: format!(
-                    "slope {s:.3}/s over the last hour of this pod's life (R² {:.2}, threshold {}/s)",
-                    r2[i].unwrap_or(0.0),
-                    cfg.growth_min_per_s
-                ),
+                reason: if sustained[i] {
+                    format!(
+                        "slope {s:.3}/s over the last 15 minutes of this pod's life, growing all along (threshold {}/s)",
+                        cfg.growth_min_per_s
+                    )
+                } else {
+                    format!(
+                        "slope {s:.3}/s over the last hour of this pod's life (R² {:.2}, threshold {}/s)",
+                        r2[i].unwrap_or(0.0),
+                        cfg.growth_min_per_s
+                    )
+                },
                 onset_s: None,
+                sustained: sustained[i],
             });
         }
     }
@@ -422,6 +440,7 @@ pub fn stl_findings(
                 score: v.score,
                 reason: v.reason,
                 onset_s: v.onset_s,
+                sustained: false,
             });
         }
     }
@@ -662,13 +681,9 @@ pub async fn analyze(
                 let onset = f.onset_s.unwrap_or(f.eval_s).min(f.eval_s);
                 let mut ep = Episode {
                     onset_s: onset,
-                    // The baseline rule fires on the value's excess over its baseline: that
-                    // excess is the growth the episode starts from.
-                    value_at_onset: if detector == BASELINE_RULE {
-                        f.baseline.unwrap_or(f.value)
-                    } else {
-                        f.value
-                    },
+                    // Rules fire on the value's excess over their baseline (the 2 h P95, the
+                    // hour's low): that excess is the growth the episode starts from.
+                    value_at_onset: f.baseline.unwrap_or(f.value),
                     event_id: event_id(&scope, detector, onset),
                     consecutive: 0,
                     misses: 0,
@@ -708,7 +723,7 @@ pub async fn analyze(
                 residence_p99_s: r.p99_s,
                 alive_over_5m_share: r.alive_share,
                 recurrences: sustained_ends.iter().filter(|t| **t >= day_ago).count() as u32,
-                detector_sustains: detector == BASELINE_RULE,
+                detector_sustains: f.sustained,
             };
             let lvl = level(&evidence, &cfg.levels);
             if lvl >= Level::L2 {

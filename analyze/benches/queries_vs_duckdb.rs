@@ -1,0 +1,269 @@
+//! The named queries over a month of a fleet, next to DuckDB on the same Parquet files.
+//!
+//! `cargo bench -p leakhound-analyze --bench queries_vs_duckdb`
+//!
+//! Builds (once, cached under `$LEAKHOUND_QBENCH_DIR`, default `/var/tmp/leakhound-qbench`) a
+//! store of `LEAKHOUND_QBENCH_PODS` pods (500) x `LEAKHOUND_QBENCH_DAYS` days (30): a
+//! `/metrics` count row per pod per minute, and every `LEAKHOUND_QBENCH_SAMPLE_MIN` minutes (30)
+//! a debug=2 capture of a real leaking Go program (`tests/data/examples`) whose leaking stacks
+//! grow with time, through the same writer `ingest` uses (one file per partition). Then runs
+//! each named query over the whole month, best of 3, with leakhound (DataFusion, the session
+//! `leakhound query` uses) and with DuckDB (Python package, from `$LEAKHOUND_DUCKDB_PYTHON`,
+//! default `/var/tmp/leakhound-duckdb/bin/python`; `python3 -m venv … && pip install duckdb`)
+//! over the same files (`read_parquet(…, hive_partitioning = true)`), both on 2 threads, and
+//! checks that both return the same number of rows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use leakhound_analyze::queries;
+use leakhound_ingest::Store;
+use leakhound_ingest::residence::IdTracker;
+use leakhound_ingest::rows::{CountRow, Target};
+use leakhound_ingest::writer::{Batch, Writer};
+
+const QUERIES: &[&str] = &[
+    "goroutines_by_state",
+    "goroutines_over_time",
+    "stack_growth",
+    "oldest_blocked",
+    "leak_profile_stacks",
+];
+
+fn env_num(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const START_S: i64 = 1_790_812_800; // 2026-10-01T00:00:00Z
+
+async fn build(dir: &Path, pods: i64, days: i64, sample_min: i64) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let capture = repo.join(
+        "tests/data/examples/payments/checkout-6b5f4d8c7-q9w2e/2026-11-28T04:36:45Z.debug2.txt",
+    );
+    let bytes = std::fs::read(&capture).expect("example capture");
+    let snap = leakhound_ingest::parse::parse_snapshot(&bytes[..], "example").expect("parse");
+    let store = Store::open(dir.to_str().expect("utf-8 path")).expect("store");
+    let mut w = Writer::new(store);
+    let mut tracker = IdTracker::default();
+    for day in 0..days {
+        let mut b = Batch::default();
+        for p in 0..pods {
+            let target = Target {
+                cluster: Some("bench".into()),
+                namespace: format!("ns-{}", p % 20),
+                workload_kind: Some("Deployment".into()),
+                workload: Some(format!("svc-{}", p % 50)),
+                pod: format!("svc-{}-{p:04}", p % 50),
+                container: Some("app".into()),
+                node: Some(format!("node-{}", p % 30)),
+                instance: Some(format!("10.0.{}.{}:6060", p / 250, p % 250)),
+            };
+            let leaking = p % 10 == 0;
+            let mut rows = Vec::with_capacity(1440);
+            for m in 0..1440 {
+                let t = START_S + day * 86_400 + m * 60;
+                let base = 200.0 + 50.0 * ((m as f64) / 1440.0 * std::f64::consts::TAU).sin();
+                let leak = if leaking {
+                    ((day * 1440 + m) / 10) as f64
+                } else {
+                    0.0
+                };
+                rows.push(CountRow {
+                    target: target.clone(),
+                    ts_us: t * 1_000_000,
+                    goroutines: (base + leak) as i64,
+                    threads: Some(12),
+                    heap_bytes: Some(64 << 20),
+                    source: "scrape".into(),
+                    format: "metrics".into(),
+                    ..Default::default()
+                });
+                if m % sample_min == 0 {
+                    let mut s = snap.clone();
+                    if leaking {
+                        for g in s.groups.iter_mut().filter(|g| g.state.contains("chan")) {
+                            g.count += ((day * 1440 + m) / 60) as u64;
+                        }
+                    }
+                    b.add_samples(
+                        &mut tracker,
+                        &target,
+                        t * 1_000_000,
+                        &format!("bench-{p}-{t}"),
+                        &s,
+                    );
+                }
+            }
+            b.add_counts(rows, &format!("bench-counts-{p}-{day}"));
+        }
+        w.commit(b).await.expect("commit");
+        eprintln!("  day {}/{days} written", day + 1);
+    }
+}
+
+fn params(name: &str, from: &str, to: &str) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    match name {
+        "stack_growth" => {
+            p.insert("base_from".into(), from.into());
+            p.insert("base_to".into(), "2026-10-02T00:00:00Z".into());
+            p.insert("from".into(), "2026-10-29T00:00:00Z".into());
+            p.insert("to".into(), to.into());
+            p.insert("limit".into(), "100".into());
+        }
+        "oldest_blocked" => {
+            p.insert("from".into(), from.into());
+            p.insert("to".into(), to.into());
+            p.insert("limit".into(), "100".into());
+        }
+        _ => {
+            p.insert("from".into(), from.into());
+            p.insert("to".into(), to.into());
+        }
+    }
+    p
+}
+
+const DUCKDB_SCRIPT: &str = r#"
+import duckdb, json, sys, time
+store, qfile = sys.argv[1], sys.argv[2]
+queries = json.load(open(qfile))
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+con.execute("SET TimeZone = 'UTC'")
+for t, hive in [("goroutine_counts", True), ("goroutine_samples", True), ("stacks", True)]:
+    con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{store}/{t}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false)")
+out = {}
+for name, sql in queries.items():
+    best, rows, err = None, None, None
+    for _ in range(3):
+        t0 = time.perf_counter()
+        try:
+            rows = len(con.execute(sql).fetchall())
+        except Exception as e:
+            err = str(e).splitlines()[0]
+            break
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    out[name] = {"seconds": best, "rows": rows, "error": err}
+print(json.dumps(out))
+"#;
+
+fn main() {
+    let pods = env_num("LEAKHOUND_QBENCH_PODS", 500);
+    let days = env_num("LEAKHOUND_QBENCH_DAYS", 30);
+    let sample_min = env_num("LEAKHOUND_QBENCH_SAMPLE_MIN", 30).clamp(1, 1440);
+    let root = PathBuf::from(
+        std::env::var("LEAKHOUND_QBENCH_DIR").unwrap_or("/var/tmp/leakhound-qbench".into()),
+    );
+    let dir = root.join(format!("p{pods}-d{days}-s{sample_min}"));
+    let python = std::env::var("LEAKHOUND_DUCKDB_PYTHON")
+        .unwrap_or("/var/tmp/leakhound-duckdb/bin/python".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let done = dir.join("_complete");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("bench dir");
+        eprintln!("building the store in {} ...", dir.display());
+        let t = Instant::now();
+        rt.block_on(build(&dir, pods, days, sample_min));
+        std::fs::write(&done, "").expect("marker");
+        eprintln!("built in {:.0}s", t.elapsed().as_secs_f64());
+    }
+    let store = Store::open(dir.to_str().expect("utf-8")).expect("store");
+    let from = "2026-10-01T00:00:00Z";
+    let to = chrono::DateTime::from_timestamp(START_S + days * 86_400, 0)
+        .expect("time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = chrono::Utc::now();
+    let mut rendered = BTreeMap::new();
+    let mut ours = BTreeMap::new();
+    for name in QUERIES {
+        let q = queries::find(name, None).expect("query");
+        let sql = q.render(&params(name, from, &to), now).expect("render");
+        let mut best = f64::MAX;
+        let mut rows = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let n = rt.block_on(async {
+                let ctx = leakhound_analyze::session::session(&store)
+                    .await
+                    .expect("session");
+                let batches = ctx
+                    .sql(&sql)
+                    .await
+                    .expect("plan")
+                    .collect()
+                    .await
+                    .expect("run");
+                batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            });
+            best = best.min(t.elapsed().as_secs_f64());
+            rows = n;
+        }
+        ours.insert(name.to_string(), (best, rows));
+        // DuckDB reads the same SQL; strip the trailing `;` for its Python API.
+        rendered.insert(name.to_string(), sql.trim().trim_end_matches(';').to_string());
+    }
+    let qfile = dir.join("_queries.json");
+    std::fs::write(&qfile, serde_json::to_string(&rendered).expect("json")).expect("write");
+    let script = dir.join("_duckdb_bench.py");
+    std::fs::write(&script, DUCKDB_SCRIPT).expect("write");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&dir)
+        .arg(&qfile)
+        .output();
+    let duck: serde_json::Value = match out {
+        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
+        Ok(o) => {
+            eprintln!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr));
+            serde_json::Value::Null
+        }
+        Err(e) => {
+            eprintln!("cannot run {python}: {e} (set LEAKHOUND_DUCKDB_PYTHON)");
+            serde_json::Value::Null
+        }
+    };
+    let counts: usize = (pods * days * 1440) as usize;
+    println!(
+        "queries_vs_duckdb: {pods} pods x {days} days: {counts} count rows, samples every {sample_min} min; best of 3, 2 threads"
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>12} {:>14}",
+        "query", "rows", "leakhound", "duckdb", "duckdb/ours"
+    );
+    for (name, (secs, rows)) in &ours {
+        let d = &duck[name];
+        let (dsecs, drows) = (d["seconds"].as_f64(), d["rows"].as_u64());
+        let ratio = dsecs.map(|x| format!("{:.2}x", x / secs)).unwrap_or("-".into());
+        let rows_note = match drows {
+            Some(r) if r as usize == *rows => format!("{rows}"),
+            Some(r) => format!("{rows}≠{r}"),
+            None => format!("{rows}"),
+        };
+        println!(
+            "{:<22} {:>10} {:>10.0}ms {:>12} {:>14}{}",
+            name,
+            rows_note,
+            secs * 1000.0,
+            dsecs
+                .map(|x| format!("{:.0}ms", x * 1000.0))
+                .unwrap_or("-".into()),
+            ratio,
+            d["error"]
+                .as_str()
+                .map(|e| format!("  duckdb error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+}
