@@ -4,10 +4,11 @@
 -- container restart, or a fall below half the previous value, and a slope never spans two
 -- lives or two pods. Two ways to fire:
 --   steady: the last hour's slope exceeds min_per_s with a good linear fit (R² >= min_r2), the
---           hour is covered by data, and the last 15 minutes still grow;
---   fast:   the last 15 minutes' slope exceeds fast_factor x min_per_s with R² >= 0.9 (growth
---           all along the window, unlike a burst's step or a batch's ramp-then-plateau) and the
---           last 5 minutes still grow at min_per_s.
+--           hour is covered by data, and the last 30 minutes still grow at half that rate (a
+--           batch's ramp-then-plateau fits a line too, but its second half is flat);
+--   fast:   the last 15 minutes' slope exceeds fast_factor x min_per_s with R² >= 0.9, and both
+--           the first and the last 5 minutes of that window grow at min_per_s: growth all along
+--           15 minutes, unlike a burst's step or the first minutes of a batch's ramp.
 -- `sustained` says the rule itself saw persistence (the fast branch's 15 minutes of growth).
 -- param: from timestamp now-1h
 -- param: to timestamp now
@@ -52,21 +53,28 @@ slopes AS (
            regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS slope_15m,
            regr_r2(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS r2_15m,
            COUNT(v) OVER q AS points_15m,
-           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER f AS slope_5m
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER f AS slope_5m,
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER e AS slope_early_5m,
+           regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER hh AS slope_30m
     FROM lives
     WINDOW h AS (PARTITION BY namespace, pod, life ORDER BY minute
                  RANGE BETWEEN INTERVAL '59 minutes' PRECEDING AND CURRENT ROW),
            q AS (PARTITION BY namespace, pod, life ORDER BY minute
                  RANGE BETWEEN INTERVAL '14 minutes' PRECEDING AND CURRENT ROW),
            f AS (PARTITION BY namespace, pod, life ORDER BY minute
-                 RANGE BETWEEN INTERVAL '4 minutes' PRECEDING AND CURRENT ROW)
+                 RANGE BETWEEN INTERVAL '4 minutes' PRECEDING AND CURRENT ROW),
+           e AS (PARTITION BY namespace, pod, life ORDER BY minute
+                 RANGE BETWEEN INTERVAL '14 minutes' PRECEDING AND INTERVAL '10 minutes' PRECEDING),
+           hh AS (PARTITION BY namespace, pod, life ORDER BY minute
+                 RANGE BETWEEN INTERVAL '29 minutes' PRECEDING AND CURRENT ROW)
 ),
 verdicts AS (
     SELECT *,
-           COALESCE(slope > ${min_per_s} AND r2 >= ${min_r2} AND slope_15m > 0
+           COALESCE(slope > ${min_per_s} AND r2 >= ${min_r2} AND slope_30m > 0.5 * ${min_per_s}
                     AND points >= 60 * ${min_coverage}, false) AS steady,
            COALESCE(slope_15m > ${fast_factor} * ${min_per_s} AND r2_15m >= 0.9
-                    AND points_15m >= 12 AND slope_5m > ${min_per_s}, false) AS fast
+                    AND points_15m >= 12 AND slope_5m > ${min_per_s}
+                    AND slope_early_5m > ${min_per_s}, false) AS fast
     FROM slopes
 )
 SELECT "cluster", namespace, workload_kind, workload, pod,

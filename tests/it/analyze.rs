@@ -183,3 +183,95 @@ fn replay_over_real_leaks_names_each_leak_with_its_pattern_and_count() {
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["total"].as_i64(), Some(leaked), "{inspect}");
 }
+
+/// Live runs (the CronJob) at consecutive 5-minute steps keep one event id for one episode, a
+/// re-run of the same step stores nothing twice, and a scenario without a leak gives no L2/L3.
+#[test]
+fn live_runs_keep_one_event_per_episode_and_stay_quiet_without_a_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut stores = Vec::new();
+    for kind in ["fast_leak", "nightly_batch"] {
+        let s = leakhound_analyze::scenarios::generate(kind, 11).unwrap();
+        let path = dir.path().join(kind);
+        let store = leakhound_ingest::Store::open(path.to_str().unwrap()).unwrap();
+        rt.block_on(leakhound_analyze::backtest::load(&store, &s))
+            .unwrap();
+        stores.push((s, path.to_str().unwrap().to_string()));
+    }
+    let live = |store: &str, now: i64| -> Vec<serde_json::Value> {
+        let out = ok(&[
+            "analyze",
+            "--store",
+            store,
+            "--now",
+            &now.to_string(),
+            "--detectors",
+            "baseline_rule,growth_rule",
+            "--format",
+            "jsonl",
+        ]);
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let (leak, store) = &stores[0];
+    let onset = leak.leak.as_ref().unwrap().onset_s;
+    let step = 300;
+    let first = (onset / step + 1) * step;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut first_l3 = None;
+    for i in 0..12 {
+        let now = first + i * step;
+        for e in live(store, now) {
+            if e["pod"] == "fast-leak-0" && e["detector"] == "growth_rule" {
+                ids.insert(e["event_id"].as_str().unwrap().to_string());
+                if e["level"] == "L3" && first_l3.is_none() {
+                    first_l3 = Some(now);
+                }
+            }
+        }
+    }
+    let first_l3 = first_l3.expect("no L3 for a fast leak in an hour of live runs");
+    assert!(
+        first_l3 - onset <= 15 * 60,
+        "fast leak reached L3 {} min after onset",
+        (first_l3 - onset) / 60
+    );
+    assert_eq!(ids.len(), 1, "one episode, one event id: {ids:?}");
+    let id = ids.iter().next().unwrap();
+    let rows = sql_i64(
+        store,
+        &format!("SELECT COUNT(*) FROM leak_events WHERE event_id = '{id}'"),
+    );
+    // Once more at the last step: the same objects, nothing added.
+    live(store, first + 11 * step);
+    assert_eq!(
+        sql_i64(
+            store,
+            &format!("SELECT COUNT(*) FROM leak_events WHERE event_id = '{id}'")
+        ),
+        rows
+    );
+
+    // Three nights of batch jobs, replayed every 5 minutes: jitter at most, never L2/L3.
+    let (quiet, store) = &stores[1];
+    let out = ok(&[
+        "analyze",
+        "--store",
+        store,
+        "--replay",
+        "--from",
+        &(quiet.start_s + 7200).to_string(),
+        "--to",
+        &quiet.end_s.to_string(),
+        "--detectors",
+        "baseline_rule,growth_rule",
+        "--min-level",
+        "L2",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(out.trim().is_empty(), "nightly batch raised:\n{out}");
+}
