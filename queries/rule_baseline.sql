@@ -10,7 +10,8 @@
 -- param: min_baseline_points int 6
 -- param: namespace string %
 WITH points AS (
-    SELECT namespace, pod, "cluster", workload_kind, workload,
+    SELECT namespace, pod,
+           MAX("cluster") AS cl, MAX(workload_kind) AS wk, MAX(workload) AS wl,
            date_bin(INTERVAL '5 minutes', ts, TIMESTAMP '1970-01-01T00:00:00Z') + INTERVAL '5 minutes' AS eval_at,
            AVG(CAST(goroutines AS DOUBLE)) AS v
     FROM goroutine_counts
@@ -18,7 +19,7 @@ WITH points AS (
       AND date >= CAST(CAST(${from} - INTERVAL '135 minutes' AS DATE) AS VARCHAR)
       AND date <= ${to_date}
       AND namespace LIKE ${namespace}
-    GROUP BY 1, 2, 3, 4, 5, 6
+    GROUP BY 1, 2, 6
 ),
 baselines AS (
     SELECT a.namespace, a.pod, a.eval_at, a.v,
@@ -31,7 +32,7 @@ baselines AS (
     GROUP BY a.namespace, a.pod, a.eval_at, a.v
 ),
 flags AS (
-    SELECT p.namespace, p.pod, p."cluster", p.workload_kind, p.workload, p.eval_at, p.v,
+    SELECT p.namespace, p.pod, p.cl, p.wk, p.wl, p.eval_at, p.v,
            b.baseline,
            COALESCE(b.baseline_points >= ${min_baseline_points} AND p.v > ${factor} * b.baseline, false) AS over
     FROM points p LEFT JOIN baselines b
@@ -51,7 +52,7 @@ streaks AS (
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS streak
     FROM runs
 )
-SELECT "cluster", namespace, workload_kind, workload, pod, eval_at, v AS value, baseline,
+SELECT cl AS "cluster", namespace, wk AS workload_kind, wl AS workload, pod, eval_at, v AS value, baseline,
        streak AS periods_over,
        streak >= ${periods} AS fired
 FROM streaks

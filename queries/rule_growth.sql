@@ -18,7 +18,8 @@
 -- param: fast_factor float 2.0
 -- param: namespace string %
 WITH raw AS (
-    SELECT namespace, pod, "cluster", workload_kind, workload,
+    SELECT namespace, pod,
+           MAX("cluster") AS cl, MAX(workload_kind) AS wk, MAX(workload) AS wl,
            date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute,
            AVG(CAST(goroutines AS DOUBLE)) AS v,
            MAX(COALESCE(CAST(process_start_time AS BIGINT), 0)) AS started,
@@ -28,7 +29,7 @@ WITH raw AS (
       AND date >= CAST(CAST(${from} - INTERVAL '65 minutes' AS DATE) AS VARCHAR)
       AND date <= ${to_date}
       AND namespace LIKE ${namespace}
-    GROUP BY 1, 2, 3, 4, 5, 6
+    GROUP BY 1, 2, 6
 ),
 marked AS (
     SELECT *,
@@ -77,7 +78,7 @@ verdicts AS (
                     AND slope_early_5m > ${min_per_s}, false) AS fast
     FROM slopes
 )
-SELECT "cluster", namespace, workload_kind, workload, pod,
+SELECT cl AS "cluster", namespace, wk AS workload_kind, wl AS workload, pod,
        minute + INTERVAL '1 minute' AS eval_at, v AS value, low AS hour_low,
        COALESCE(slope, 0) AS slope_per_s, COALESCE(r2, 0) AS r2, points,
        COALESCE(slope_15m, 0) AS slope_15m_per_s, COALESCE(r2_15m, 0) AS r2_15m,

@@ -182,11 +182,12 @@ async fn run_named(
 }
 
 fn scope_rows(b: &RecordBatch) -> Result<Vec<Scope>> {
+    let either = |a: &str, b2: &str| strs(b, a).or_else(|_| strs(b, b2));
     let (c, n, k, w, p) = (
-        strs(b, "cluster")?,
+        either("cluster", "cl")?,
         strs(b, "namespace")?,
-        strs(b, "workload_kind")?,
-        strs(b, "workload")?,
+        either("workload_kind", "wk")?,
+        either("workload", "wl")?,
         strs(b, "pod")?,
     );
     Ok((0..b.num_rows())
@@ -350,13 +351,14 @@ pub async fn minute_series(
     namespace: &str,
 ) -> Result<BTreeMap<Scope, Series>> {
     let sql = format!(
-        "SELECT \"cluster\", namespace, workload_kind, workload, pod, \
+        "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
+                MAX(workload) AS wl, pod, \
                 date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
                 AVG(CAST(goroutines AS DOUBLE)) AS v \
          FROM goroutine_counts \
          WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
            AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
-         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY namespace, pod, minute",
+         GROUP BY 2, 5, 6 ORDER BY namespace, pod, minute",
         f = rfc(from_s),
         t = rfc(to_s),
         fd = &rfc(from_s)[..10],

@@ -36,6 +36,18 @@ const PARAMS: &[(&str, &[&str])] = &[
         "leak_profile_stacks",
         &["from=2026-11-28T00:00:00Z", "to=2026-11-29T00:00:00Z"],
     ),
+    (
+        "rule_baseline",
+        &["from=2026-11-28T04:00:00Z", "to=2026-11-28T05:00:00Z"],
+    ),
+    (
+        "rule_growth",
+        &[
+            "from=2026-11-28T04:00:00Z",
+            "to=2026-11-28T05:00:00Z",
+            "min_per_s=0.01",
+        ],
+    ),
 ];
 
 #[test]
