@@ -560,6 +560,7 @@ impl Server {
             Some(files) => {
                 let acceptor = tls_acceptor(files)?;
                 let mut shutdown = std::pin::pin!(shutdown);
+                let mut conns = tokio::task::JoinSet::new();
                 loop {
                     tokio::select! {
                         () = &mut shutdown => break,
@@ -567,7 +568,7 @@ impl Server {
                             let Ok((stream, _)) = r else { continue };
                             let acceptor = acceptor.clone();
                             let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-                            tokio::spawn(async move {
+                            conns.spawn(async move {
                                 let Ok(tls) = acceptor.accept(stream).await else { return };
                                 let _ = hyper_util::server::conn::auto::Builder::new(
                                     hyper_util::rt::TokioExecutor::new(),
@@ -576,8 +577,20 @@ impl Server {
                                 .await;
                             });
                         }
+                        // Reap finished connections as we go.
+                        Some(_) = conns.join_next(), if !conns.is_empty() => {}
                     }
                 }
+                drop(listener);
+                // Requests in flight get a moment; idle keep-alive connections are then closed
+                // (a client reconnects). Their handles on the queue go with them, so the worker
+                // sees the end of the queue once it has drained it.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while conns.join_next().await.is_some() {}
+                })
+                .await;
+                conns.abort_all();
+                while conns.join_next().await.is_some() {}
                 drop(app);
             }
         }

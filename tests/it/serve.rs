@@ -614,3 +614,152 @@ async fn am_scenario(client: &kube::Client, ns: &str) -> Result<()> {
     ensure!(caps == 1, "captured {caps} times");
     Ok(())
 }
+
+/// TLS (a self-signed certificate made by openssl for 127.0.0.1) with basic auth from a file:
+/// the right user and password over HTTPS are accepted, anything else is 401 with a Basic
+/// challenge, and plain HTTP to the TLS port gets no answer.
+#[tokio::test]
+async fn serve_over_tls_with_basic_auth() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A CA and a server certificate it signs (webpki refuses a self-signed leaf).
+    let d = dir.path();
+    let (ca_cert, cert, key) = (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"));
+    let ext = d.join("ext.cnf");
+    write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: Vec<Vec<String>> = vec![
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", "/CN=leakhound-test-ca", "-keyout"],
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            d.join("ca.key").display().to_string(),
+            "-out".into(),
+            ca_cert.display().to_string(),
+        ])
+        .collect(),
+        [&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout"]]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                key.display().to_string(),
+                "-out".into(),
+                d.join("req.csr").display().to_string(),
+            ])
+            .collect(),
+        ["x509", "-req", "-days", "1", "-set_serial", "2", "-in"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                d.join("req.csr").display().to_string(),
+                "-CA".into(),
+                ca_cert.display().to_string(),
+                "-CAkey".into(),
+                d.join("ca.key").display().to_string(),
+                "-extfile".into(),
+                ext.display().to_string(),
+                "-out".into(),
+                cert.display().to_string(),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .context("run openssl (apt-get install openssl; tests/run does)")?;
+        ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pw = dir.path().join("password");
+    write(&pw, "hunter2\n");
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8")?;
+    let serve = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store,
+        "--basic-auth-user",
+        "alertmanager",
+        "--basic-auth-password-file",
+        pw.to_str().context("utf-8")?,
+        "--tls-cert-file",
+        cert.to_str().context("utf-8")?,
+        "--tls-key-file",
+        key.to_str().context("utf-8")?,
+    ]);
+    ensure!(serve.url.starts_with("https://127.0.0.1:"), "{}", serve.url);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_cert)?)?;
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()?;
+    let hook = format!("{}/alertmanager", serve.url);
+    let body = payload(
+        "{}:{}",
+        vec![alert(
+            "fp-tls",
+            "firing",
+            json!({ "alertname": "GoroutineLeakGrowth", "namespace": "shop", "pod": "orders-9", "leakhound_level": "L1" }),
+        )],
+    )
+    .to_string();
+    let r = https.post(&hook).body(body.clone()).send().await?;
+    ensure!(r.status() == 401, "no credentials: {}", r.status());
+    ensure!(
+        r.headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("Basic")),
+        "{:?}",
+        r.headers()
+    );
+    let r = https
+        .post(&hook)
+        .basic_auth("alertmanager", Some("hunter3"))
+        .body(body.clone())
+        .send()
+        .await?;
+    ensure!(r.status() == 401, "wrong password: {}", r.status());
+    let r = https
+        .post(&hook)
+        .basic_auth("alertmanager", Some("hunter2"))
+        .body(body.clone())
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "good: {}", r.status());
+    let plain = reqwest::Client::new()
+        .post(hook.replacen("https://", "http://", 1))
+        .basic_auth("alertmanager", Some("hunter2"))
+        .body(body)
+        .send()
+        .await;
+    ensure!(
+        plain.as_ref().map_or(true, |r| r.status() != 200),
+        "plain HTTP was served: {plain:?}"
+    );
+    let status = serve.stop();
+    ensure!(status.success(), "serve exited with {status}");
+    let rows = actions(store).await?;
+    ensure!(
+        rows.len() == 1 && rows[0].trigger_id.starts_with("fp-tls@"),
+        "{rows:#?}"
+    );
+    Ok(())
+}
