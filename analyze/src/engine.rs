@@ -400,12 +400,45 @@ pub async fn minute_series(
     Ok(pods)
 }
 
-/// STL + Isolation Forest on every pod's and workload's minute series.
+/// When each workload's set of pods changed (a pod appeared or went), from the pod series: a
+/// rollout swaps pods, and the workload's sum moves with it.
+fn pod_set_changes(series: &BTreeMap<Scope, Series>) -> HashMap<Scope, Vec<i64>> {
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    for s in series.values() {
+        if let (Some(a), Some(b)) = (s.ts_s.first(), s.ts_s.last()) {
+            first = first.min(*a);
+            last = last.max(*b);
+        }
+    }
+    let mut out: HashMap<Scope, Vec<i64>> = HashMap::new();
+    for (scope, s) in series {
+        if scope.pod.is_none() {
+            continue;
+        }
+        let w = Scope {
+            pod: None,
+            ..scope.clone()
+        };
+        let e = out.entry(w).or_default();
+        if let Some(a) = s.ts_s.first().filter(|a| **a > first + 600) {
+            e.push(*a);
+        }
+        if let Some(b) = s.ts_s.last().filter(|b| **b < last - 600) {
+            e.push(*b);
+        }
+    }
+    out
+}
+
+/// STL + Isolation Forest on every pod's and workload's minute series. A workload-wide series
+/// starts over at each change of its pod set: a rollout that raises the level for good is a
+/// deploy, not a leak, and a leak in the new pods shows in their own series.
 pub fn stl_findings(
     series: &BTreeMap<Scope, Series>,
     eval_times: &[i64],
     cfg: &AnalyzeConfig,
 ) -> Vec<Finding> {
+    let churn = pod_set_changes(series);
     let mut out = Vec::new();
     for (scope, s) in series {
         let (Some(first), Some(last)) = (s.ts_s.first(), s.ts_s.last()) else {
@@ -420,14 +453,73 @@ pub fn stl_findings(
         if at.is_empty() {
             continue;
         }
-        let verdicts = crate::anomaly::evaluate_many(
-            crate::anomaly::SeriesRef {
-                ts_s: &s.ts_s,
-                values: &s.values,
-            },
-            &at,
-            &cfg.stl,
-        );
+        // A workload's series starts over at every change of its pod set (a rollout swaps
+        // pods and moves the sum); a pod's series is one piece.
+        let mut cuts: Vec<i64> = churn.get(scope).cloned().unwrap_or_default();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut verdicts = Vec::with_capacity(at.len());
+        let mut i = 0;
+        while i < at.len() {
+            let seg_start = cuts
+                .iter()
+                .copied()
+                .filter(|c| *c <= at[i])
+                .max()
+                .unwrap_or(i64::MIN);
+            let seg_end = cuts
+                .iter()
+                .copied()
+                .find(|c| *c > at[i])
+                .unwrap_or(i64::MAX);
+            let j = i + at[i..].iter().take_while(|t| **t < seg_end).count();
+            let lo = s.ts_s.partition_point(|x| *x < seg_start);
+            let hi = s.ts_s.partition_point(|x| *x <= at[j - 1]);
+            let mut vs = crate::anomaly::evaluate_many(
+                crate::anomaly::SeriesRef {
+                    ts_s: &s.ts_s[lo..hi],
+                    values: &s.values[lo..hi],
+                },
+                &at[i..j],
+                &cfg.stl,
+            );
+            // With less than a day of history a slow rise cannot be told from the daily cycle
+            // (seasonality needs a period to be seen): that young, only growth at the growth
+            // rule's pace, or a rise to 3x the series' low (daily traffic moves goroutines by
+            // tens of percent, not multiples, for hours), is judged.
+            let born = s.ts_s.get(lo).copied().unwrap_or(0);
+            for (v, t) in vs.iter_mut().zip(&at[i..j]) {
+                let upto = s.ts_s.partition_point(|x| x <= t).max(lo);
+                let seen = &s.values[lo..upto];
+                let low = seen.iter().copied().fold(f64::INFINITY, f64::min);
+                let now = seen.last().copied().unwrap_or(0.0);
+                let multiplied = low.is_finite() && low > 0.0 && now >= 3.0 * low;
+                if v.fired
+                    && *t - born < 86_400
+                    && v.growth_per_s < cfg.growth_min_per_s
+                    && !multiplied
+                {
+                    v.fired = false;
+                    v.reason = format!(
+                        "not judged: {:.1} h of history, too young to tell slow growth ({:.3}/s) from the daily cycle; {}",
+                        (*t - born) as f64 / 3600.0,
+                        v.growth_per_s,
+                        v.reason
+                    );
+                }
+            }
+            if seg_start != i64::MIN {
+                for v in &mut vs {
+                    v.reason = format!(
+                        "{} (series since the pods changed at {})",
+                        v.reason,
+                        rfc(seg_start)
+                    );
+                }
+            }
+            verdicts.extend(vs);
+            i = j;
+        }
         for (t, v) in at.iter().zip(verdicts) {
             let idx = s.ts_s.partition_point(|x| x <= t);
             let value = if idx > 0 { s.values[idx - 1] } else { 0.0 };

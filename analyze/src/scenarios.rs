@@ -17,6 +17,10 @@
 //! | `slow_leak` | yes | +0.5–3 goroutines per minute under diurnal traffic |
 //! | `fast_leak` | yes | +1–10 goroutines per second |
 //! | `leak_fixed_by_deploy` | yes, until the deploy | a leak, then new pods without it |
+//! | `recorded_leak` | yes | a real recording of `tests/goprogs` leaky: traffic bursts, then unclosed bodies and blocked senders (`tests/goprogs/record.sh`) |
+//! | `recorded_bursts` | no | the same program and bursts, no leak |
+//!
+//! Recordings are replayed one sample per minute on a seed-drawn base, scale and noise.
 
 use leakhound_ingest::rows::{CountRow, Target};
 use rand::rngs::StdRng;
@@ -60,7 +64,31 @@ pub const KINDS: &[&str] = &[
     "slow_leak",
     "fast_leak",
     "leak_fixed_by_deploy",
+    "recorded_leak",
+    "recorded_bursts",
 ];
+
+const RECORDED_LEAK: &str = include_str!("../../tests/data/recordings/leaky-leak-with-bursts.csv");
+const RECORDED_BURSTS: &str = include_str!("../../tests/data/recordings/leaky-bursts-only.csv");
+
+/// (samples, leak onset sample) of a recording.
+fn recording(text: &str) -> (Vec<f64>, Option<usize>) {
+    let mut onset = None;
+    let mut values = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# leak_onset_sample ") {
+            onset = rest.trim().parse().ok();
+            continue;
+        }
+        let Some((_, v)) = line.split_once(',') else {
+            continue;
+        };
+        if let Ok(v) = v.trim().parse::<f64>() {
+            values.push(v);
+        }
+    }
+    (values, onset)
+}
 
 /// One pod's life in a scenario: name, process start, first and last minute.
 struct PodLife {
@@ -368,6 +396,31 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
                     end_s: Some(fix),
                 }),
             )
+        }
+        "recorded_leak" | "recorded_bursts" => {
+            let (values, onset) = recording(if kind == "recorded_leak" {
+                RECORDED_LEAK
+            } else {
+                RECORDED_BURSTS
+            });
+            // Two hours of the program's idle level first, so the rules have history.
+            let lead = 120usize;
+            let offset = g.rng.random_range(0.0..500.0);
+            let scale = g.rng.random_range(0.5..2.0);
+            let end = start + ((values.len() + lead) as i64) * 60;
+            let life = pod(&wl, 0, start, end);
+            let idle = values.first().copied().unwrap_or(0.0);
+            for i in 0..values.len() + lead {
+                let v = if i < lead { idle } else { values[i - lead] };
+                let x = (offset + scale * v) * (1.0 + noise * g.gauss());
+                g.push(&life, 0, start + i as i64 * 60, x.max(1.0));
+            }
+            let leak = onset.map(|o| LeakLabel {
+                pods: vec![life.name.clone()],
+                onset_s: start + ((o + lead) as i64) * 60,
+                end_s: None,
+            });
+            (end, leak)
         }
         _ => return None,
     };
