@@ -12,34 +12,46 @@ use std::time::Duration;
 use crate::support::*;
 
 static LEAKY: OnceLock<PathBuf> = OnceLock::new();
+static LEAKY_LEAKPROFILE: OnceLock<PathBuf> = OnceLock::new();
 
 /// Build `tests/goprogs/cmd/leaky` (cached by Go's build cache).
 pub fn leaky_binary() -> PathBuf {
     LEAKY
-        .get_or_init(|| {
-            let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| std::env::temp_dir());
-            let bin = out_dir.join("leaky-test");
-            let gocache =
-                std::env::var("GOCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gocache".into());
-            let gomod = std::env::var("GOMODCACHE")
-                .unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
-            let status = Command::new("go")
-                .args(["build", "-o", bin.to_str().unwrap(), "./cmd/leaky"])
-                .current_dir(repo().join("tests/goprogs"))
-                .env("GOCACHE", gocache)
-                .env("GOMODCACHE", gomod)
-                .env("CGO_ENABLED", "0")
-                .status()
-                .expect("run go build (is Go installed?)");
-            assert!(
-                status.success(),
-                "go build of tests/goprogs/cmd/leaky failed"
-            );
-            bin
-        })
+        .get_or_init(|| build_leaky("leaky-test", None))
         .clone()
+}
+
+/// leaky built with `GOEXPERIMENT=goroutineleakprofile` (Go 1.26): it also serves the runtime's
+/// `goroutineleak` profile.
+pub fn leaky_leakprofile_binary() -> PathBuf {
+    LEAKY_LEAKPROFILE
+        .get_or_init(|| build_leaky("leaky-test-leakprofile", Some("goroutineleakprofile")))
+        .clone()
+}
+
+fn build_leaky(name: &str, experiment: Option<&str>) -> PathBuf {
+    let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let bin = out_dir.join(name);
+    let gocache = std::env::var("GOCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gocache".into());
+    let gomod =
+        std::env::var("GOMODCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
+    let mut cmd = Command::new("go");
+    cmd.args(["build", "-o", bin.to_str().unwrap(), "./cmd/leaky"])
+        .current_dir(repo().join("tests/goprogs"))
+        .env("GOCACHE", gocache)
+        .env("GOMODCACHE", gomod)
+        .env("CGO_ENABLED", "0");
+    if let Some(x) = experiment {
+        cmd.env("GOEXPERIMENT", x);
+    }
+    let status = cmd.status().expect("run go build (is Go installed?)");
+    assert!(
+        status.success(),
+        "go build of tests/goprogs/cmd/leaky ({name}) failed"
+    );
+    bin
 }
 
 pub struct Leaky {
@@ -57,7 +69,12 @@ impl Drop for Leaky {
 impl Leaky {
     /// Start leaky with `args`; returns once it printed its address.
     pub fn start(args: &[&str]) -> Leaky {
-        let mut child = Command::new(leaky_binary())
+        Leaky::start_bin(leaky_binary(), args)
+    }
+
+    /// Start a given leaky build (see [`leaky_leakprofile_binary`]).
+    pub fn start_bin(bin: PathBuf, args: &[&str]) -> Leaky {
+        let mut child = Command::new(bin)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
