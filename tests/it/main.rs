@@ -14,6 +14,7 @@ mod goprog;
 mod ingest;
 mod inspect;
 mod k8s;
+mod pipeline;
 mod prometheus;
 mod rules;
 mod s3;
