@@ -164,8 +164,14 @@ pub async fn run_actuate(a: ActuateArgs) -> Result<ExitCode> {
         s.replayed,
         s.rows_written
     );
-    for r in engine.audit().pending() {
-        println!("  {r:?}");
+    for r in &s.decisions {
+        println!(
+            "  {:<8} {:<16} {:<48} {}",
+            r.outcome.as_str(),
+            r.action,
+            r.target.display(),
+            r.reason
+        );
     }
     for e in &s.unreadable {
         println!("  unreadable: {e}");

@@ -9,7 +9,7 @@ use leakhound_schemas::tables::Table;
 
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::model::{Outcome, Trigger};
+use crate::model::{ActionRecord, Outcome, Trigger};
 
 /// The events detected on or after `since` (whole days are read, then filtered), oldest first;
 /// rows that cannot be read come back as messages naming the row.
@@ -40,8 +40,10 @@ pub async fn read_events(
 }
 
 /// What a run did, by outcome.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct RunSummary {
+    /// Every decision of the run, in order.
+    pub decisions: Vec<ActionRecord>,
     pub events: usize,
     pub unreadable: Vec<String>,
     pub replayed: usize,
@@ -76,6 +78,7 @@ pub async fn run(engine: &mut Engine, store: &Store, now: DateTime<Utc>) -> Resu
                 Outcome::Failed => s.failed += 1,
             }
         }
+        s.decisions.extend(h.records);
     }
     s.rows_written = engine.flush().await?;
     Ok(s)

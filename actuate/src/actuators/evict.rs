@@ -3,8 +3,9 @@
 //! never forced with a delete. The client must not retry 429 itself (kube-rs does by default;
 //! [`crate::kube_client`] turns that off), or a refusal would surface only minutes later.
 //!
-//! Before asking, the workload must keep at least `min_ready_replicas` ready pods after the
-//! eviction; otherwise the step is deferred without a call.
+//! Before asking, a Deployment must keep at least `min_ready_replicas` ready pods after the
+//! eviction; otherwise the step is deferred without a call. (For other owners the PDB is the
+//! only guard.)
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
