@@ -48,6 +48,8 @@ impl Serve {
             .env_remove("LEAKHOUND_STORE")
             .env_remove("LEAKHOUND_APPLY")
             .env_remove("KUBECONFIG")
+            // tests/run exports it for the k8s tests; a test that wants a cluster says so.
+            .env_remove("LEAKHOUND_KUBECONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
