@@ -1,0 +1,390 @@
+//! A small, seeded Isolation Forest (Liu, Ting & Zhou 2008) that scores like scikit-learn's
+//! `IsolationForest.score_samples`, negated: `s(x) = 2^(-E[h(x)] / c(ψ))`, in 0..1, higher = more
+//! anomalous.
+//!
+//! Why hand-written (checked before writing, see `/work/shared/CRATES.md`):
+//! - `extended-isolation-forest` 0.2 scores on the right scale but cannot be seeded (a replay
+//!   would not give the same answers twice), fixes the feature count at compile time and is
+//!   single-threaded;
+//! - `isolation_forest` 1.1 takes integer features, does not subsample and normalises wrongly;
+//! - `linfa` and `augurs-outlier` have no isolation forest.
+//!
+//! The algorithm follows scikit-learn (1.9) where it matters for the scores: `ψ = min(256, n)`
+//! samples per tree drawn without replacement, depth limit `ceil(log2 ψ)`, at each node a
+//! feature drawn uniformly among those not constant in the node and a threshold uniform in
+//! `(min, max)`, `x <= threshold` goes left, a leaf of `m` training samples adds `c(m)` to the
+//! path, `c(n) = 2 (ln(n - 1) + γ) - 2 (n - 1) / n`. The random stream is our own (SplitMix64,
+//! one stream per tree derived from the seed), so scores equal scikit-learn's in distribution, not
+//! bit for bit; `analyze/tests/anomaly_pyref.rs` checks rank correlation and AUC against it.
+
+/// Parameters of the forest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IForestParams {
+    /// Number of trees (scikit-learn: `n_estimators`, default 100).
+    pub n_trees: usize,
+    /// Samples per tree (scikit-learn: `max_samples`, default `min(256, n)`).
+    pub max_samples: usize,
+    /// Seed of the random stream: same data + same seed = same scores.
+    pub seed: u64,
+}
+
+impl Default for IForestParams {
+    fn default() -> Self {
+        Self {
+            n_trees: 100,
+            max_samples: 256,
+            seed: 0x1eac_5eed,
+        }
+    }
+}
+
+/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and stable across crate versions (a replay
+/// must reproduce its scores after a dependency update, which `rand`'s distributions do not
+/// promise).
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in 0..n (n > 0), Lemire's multiply-shift (bias < n / 2^64, irrelevant here).
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// Average path length of an unsuccessful search in a binary search tree of `n` nodes, as in
+/// scikit-learn's `_average_path_length`.
+pub fn average_path_length(n: usize) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// One node of a tree, stored flat. A leaf has `feature == LEAF` and keeps its path length
+/// (depth + `c(m)`) in `value`; an inner node keeps its threshold there.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    feature: u32,
+    left: u32,
+    right: u32,
+    value: f64,
+}
+
+const LEAF: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Tree {
+    nodes: Vec<Node>,
+}
+
+impl Tree {
+    fn path_length(&self, row: &[f64]) -> f64 {
+        let mut i = 0usize;
+        loop {
+            let Some(node) = self.nodes.get(i) else {
+                return 0.0;
+            };
+            if node.feature == LEAF {
+                return node.value;
+            }
+            let x = row.get(node.feature as usize).copied().unwrap_or(0.0);
+            i = if x <= node.value {
+                node.left as usize
+            } else {
+                node.right as usize
+            };
+        }
+    }
+}
+
+/// A fitted forest.
+#[derive(Debug, Clone)]
+pub struct IsolationForest {
+    trees: Vec<Tree>,
+    n_features: usize,
+    c_psi: f64,
+}
+
+impl IsolationForest {
+    /// Fits a forest on `n_rows` rows of `n_features` values, row-major in `data`. Returns
+    /// `None` when there is nothing to fit (no rows, no features, a ragged matrix, non-finite
+    /// values).
+    pub fn fit(data: &[f64], n_features: usize, params: &IForestParams) -> Option<Self> {
+        if n_features == 0 || data.is_empty() || !data.len().is_multiple_of(n_features) {
+            return None;
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let n_rows = data.len() / n_features;
+        let psi = params.max_samples.clamp(1, n_rows.max(1)).min(n_rows);
+        let max_depth = (psi.max(2) as f64).log2().ceil() as usize;
+        let n_trees = params.n_trees.max(1);
+        let mut trees = Vec::with_capacity(n_trees);
+        for t in 0..n_trees {
+            // One independent stream per tree: tree t does not depend on how many numbers the
+            // trees before it drew.
+            let mut rng = SplitMix64(params.seed ^ (t as u64).wrapping_mul(0xd134_2543_de82_ef95));
+            rng.next_u64();
+            let sample = sample_without_replacement(n_rows, psi, &mut rng);
+            trees.push(build_tree(data, n_features, sample, max_depth, &mut rng));
+        }
+        Some(Self {
+            trees,
+            n_features,
+            c_psi: average_path_length(psi),
+        })
+    }
+
+    /// Number of features the forest was fitted on.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Anomaly score of one row, 0..1 (higher = more anomalous); equals minus scikit-learn's
+    /// `score_samples`.
+    pub fn score(&self, row: &[f64]) -> f64 {
+        if self.trees.is_empty() {
+            return 0.5;
+        }
+        let total: f64 = self.trees.iter().map(|t| t.path_length(row)).sum();
+        let mean = total / self.trees.len() as f64;
+        if self.c_psi <= 0.0 {
+            return 0.5;
+        }
+        (-mean / self.c_psi).exp2()
+    }
+
+    /// Scores every row of a row-major matrix, on all cores for large inputs.
+    pub fn score_many(&self, data: &[f64]) -> Vec<f64> {
+        let nf = self.n_features.max(1);
+        let n_rows = data.len() / nf;
+        let mut out = vec![0.0; n_rows];
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(n_rows / 4096 + 1);
+        if threads <= 1 {
+            for (o, row) in out.iter_mut().zip(data.chunks_exact(nf)) {
+                *o = self.score(row);
+            }
+            return out;
+        }
+        let per = n_rows.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (o_chunk, d_chunk) in out.chunks_mut(per).zip(data.chunks(per * nf)) {
+                s.spawn(move || {
+                    for (o, row) in o_chunk.iter_mut().zip(d_chunk.chunks_exact(nf)) {
+                        *o = self.score(row);
+                    }
+                });
+            }
+        });
+        out
+    }
+}
+
+fn sample_without_replacement(n: usize, k: usize, rng: &mut SplitMix64) -> Vec<u32> {
+    if k >= n {
+        return (0..n as u32).collect();
+    }
+    if n <= 4 * k {
+        // Partial Fisher-Yates.
+        let mut idx: Vec<u32> = (0..n as u32).collect();
+        for i in 0..k {
+            let j = i + rng.below(n - i);
+            idx.swap(i, j);
+        }
+        idx.truncate(k);
+        return idx;
+    }
+    // Rejection: k << n, so collisions are rare.
+    let mut seen = std::collections::HashSet::with_capacity(k * 2);
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k {
+        let j = rng.below(n) as u32;
+        if seen.insert(j) {
+            out.push(j);
+        }
+    }
+    out
+}
+
+fn build_tree(
+    data: &[f64],
+    nf: usize,
+    mut sample: Vec<u32>,
+    max_depth: usize,
+    rng: &mut SplitMix64,
+) -> Tree {
+    let mut nodes: Vec<Node> = Vec::with_capacity(2 * sample.len());
+    // Work stack: (node index, range in `sample`, depth).
+    let mut stack: Vec<(usize, usize, usize, usize)> = Vec::new();
+    nodes.push(Node {
+        feature: LEAF,
+        left: 0,
+        right: 0,
+        value: 0.0,
+    });
+    stack.push((0, 0, sample.len(), 0));
+    let mut mins = vec![0.0f64; nf];
+    let mut maxs = vec![0.0f64; nf];
+    let mut candidates: Vec<usize> = Vec::with_capacity(nf);
+    while let Some((ni, lo, hi, depth)) = stack.pop() {
+        let m = hi - lo;
+        let leaf_value = depth as f64 + average_path_length(m);
+        if m <= 1 || depth >= max_depth {
+            nodes[ni].value = leaf_value;
+            continue;
+        }
+        mins.fill(f64::INFINITY);
+        maxs.fill(f64::NEG_INFINITY);
+        for &r in &sample[lo..hi] {
+            let row = &data[r as usize * nf..(r as usize + 1) * nf];
+            for f in 0..nf {
+                mins[f] = mins[f].min(row[f]);
+                maxs[f] = maxs[f].max(row[f]);
+            }
+        }
+        candidates.clear();
+        candidates.extend((0..nf).filter(|&f| maxs[f] > mins[f]));
+        if candidates.is_empty() {
+            nodes[ni].value = leaf_value;
+            continue;
+        }
+        let f = candidates[rng.below(candidates.len())];
+        let mut thr = mins[f] + rng.next_f64() * (maxs[f] - mins[f]);
+        if thr >= maxs[f] {
+            thr = mins[f];
+        }
+        // Partition sample[lo..hi]: x <= thr first.
+        let mut i = lo;
+        let mut j = hi;
+        while i < j {
+            if data[sample[i] as usize * nf + f] <= thr {
+                i += 1;
+            } else {
+                j -= 1;
+                sample.swap(i, j);
+            }
+        }
+        let left = nodes.len();
+        nodes.push(Node {
+            feature: LEAF,
+            left: 0,
+            right: 0,
+            value: 0.0,
+        });
+        let right = nodes.len();
+        nodes.push(Node {
+            feature: LEAF,
+            left: 0,
+            right: 0,
+            value: 0.0,
+        });
+        nodes[ni] = Node {
+            feature: f as u32,
+            left: left as u32,
+            right: right as u32,
+            value: thr,
+        };
+        stack.push((left, lo, i, depth + 1));
+        stack.push((right, i, hi, depth + 1));
+    }
+    Tree { nodes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gaussian_cloud(n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = SplitMix64(seed);
+        let mut out = Vec::with_capacity(n * 2);
+        for _ in 0..n * 2 {
+            // Box-Muller.
+            let u1 = rng.next_f64().max(1e-12);
+            let u2 = rng.next_f64();
+            out.push((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos());
+        }
+        out
+    }
+
+    #[test]
+    fn anomaly_iforest_outliers_score_higher_than_inliers() {
+        let mut data = gaussian_cloud(1000, 7);
+        data.extend_from_slice(&[8.0, 8.0, -7.0, 9.0, 10.0, -10.0]);
+        let f = IsolationForest::fit(&data, 2, &IForestParams::default()).expect("forest");
+        let scores = f.score_many(&data);
+        let inlier_mean: f64 = scores[..1000].iter().sum::<f64>() / 1000.0;
+        for s in &scores[1000..] {
+            assert!(*s > 0.65, "outlier score {s}");
+            assert!(
+                *s > inlier_mean + 0.15,
+                "outlier {s} vs inlier mean {inlier_mean}"
+            );
+        }
+        assert!(
+            (0.35..0.5).contains(&inlier_mean),
+            "inlier mean {inlier_mean}"
+        );
+    }
+
+    #[test]
+    fn anomaly_iforest_is_deterministic_per_seed() {
+        let data = gaussian_cloud(500, 3);
+        let p = IForestParams::default();
+        let a = IsolationForest::fit(&data, 2, &p)
+            .expect("forest")
+            .score_many(&data);
+        let b = IsolationForest::fit(&data, 2, &p)
+            .expect("forest")
+            .score_many(&data);
+        assert_eq!(a, b);
+        let other = IForestParams { seed: 99, ..p };
+        let c = IsolationForest::fit(&data, 2, &other)
+            .expect("forest")
+            .score_many(&data);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn anomaly_iforest_degenerate_inputs_do_not_panic() {
+        let p = IForestParams::default();
+        assert!(IsolationForest::fit(&[], 2, &p).is_none());
+        assert!(IsolationForest::fit(&[1.0, 2.0, 3.0], 2, &p).is_none());
+        assert!(IsolationForest::fit(&[1.0, f64::NAN], 2, &p).is_none());
+        let constant = vec![1.0; 200];
+        let f = IsolationForest::fit(&constant, 2, &p).expect("forest");
+        let s = f.score(&[1.0, 1.0]);
+        assert!(s.is_finite() && s > 0.0 && s <= 1.0);
+        let one = IsolationForest::fit(&[1.0, 2.0], 2, &p).expect("forest");
+        assert!(one.score(&[5.0, 5.0]).is_finite());
+    }
+
+    #[test]
+    fn anomaly_iforest_average_path_length_matches_sklearn_values() {
+        // sklearn: _average_path_length([1, 2, 256]) = [0, 1, 10.244770920116851]
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        assert!((average_path_length(256) - 10.244_770_920_116_851).abs() < 1e-9);
+    }
+}
