@@ -1,0 +1,271 @@
+//! STL + Isolation Forest over many series × days at one-minute resolution: wall time and peak
+//! RSS of ours (`anomaly::score_batch`), next to statsmodels' STL + scikit-learn's
+//! IsolationForest on the same data in the same run, and the ratio.
+//!
+//! `cargo bench -p leakhound-analyze --bench stl_iforest`. Sizes from the environment:
+//! - `LEAKHOUND_BENCH_SERIES` (10000), `LEAKHOUND_BENCH_DAYS` (7);
+//! - `LEAKHOUND_BENCH_PY_SERIES` (200): statsmodels' STL costs ~0.2 s a series here (35 min for
+//!   10,000), so by default it runs on that many series and its time is scaled linearly to all
+//!   of them (STL is per series, independent); set it to the series count for a full run.
+//!   scikit-learn's forest always runs on every feature row;
+//! - `LEAKHOUND_PYREF_PYTHON` (`/var/tmp/leakhound-pyref/bin/python`); no Python, no comparison.
+//!
+//! Python gets the exact inputs of our two stages (the 5-minute series STL runs on, the feature
+//! matrix the forest runs on) and the same STL settings and forest size; its time excludes the
+//! feature extraction (ours includes it) and the data generation (ours too).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use leakhound_analyze::anomaly::stl::StlSettings;
+use leakhound_analyze::anomaly::{N_FEATURES, SeriesRef, StlIfConfig, batch_parts, score_batch};
+
+const T0: i64 = 1_767_571_200;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak and current resident set of this process, kB (Linux /proc).
+fn rss_kb() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn u(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = self.u().max(1e-12);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.u()).cos()
+    }
+}
+
+/// Deterministic series: daily pattern, noise, bursts; one in 20 leaks from a random onset.
+fn generate(seed: u64, minutes: usize) -> Vec<f64> {
+    let mut r = SplitMix(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
+    let base = 50.0 + 950.0 * r.u();
+    let amp = base * 0.4 * r.u();
+    let noise = base * (0.01 + 0.05 * r.u());
+    let leak = if seed.is_multiple_of(20) {
+        0.5 + 5.0 * r.u()
+    } else {
+        0.0
+    };
+    let onset = (r.u() * minutes as f64) as usize;
+    (0..minutes)
+        .map(|m| {
+            let phase = 2.0 * std::f64::consts::PI * m as f64 / 1440.0;
+            let mut v = base + amp * phase.sin() + noise * r.normal();
+            if m > onset {
+                v += leak * (m - onset) as f64;
+            }
+            if r.u() < 0.002 {
+                v += base * r.u();
+            }
+            v.round().max(0.0)
+        })
+        .collect()
+}
+
+fn write_f64(path: &Path, data: impl Iterator<Item = f64>) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for x in data {
+        w.write_all(&x.to_le_bytes())?;
+    }
+    w.flush()
+}
+
+fn main() {
+    let n_series = env_usize("LEAKHOUND_BENCH_SERIES", 10_000);
+    let days = env_usize("LEAKHOUND_BENCH_DAYS", 7);
+    let py_series = env_usize("LEAKHOUND_BENCH_PY_SERIES", 200).min(n_series);
+    let minutes = days * 1440;
+    let profile = if cfg!(debug_assertions) {
+        "dev (debug assertions on)"
+    } else {
+        "release"
+    };
+    println!(
+        "stl_iforest bench: {n_series} series x {days} days x 1-min = {} points, profile {profile}, {} cores",
+        n_series * minutes,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let t = Instant::now();
+    let ts: Vec<i64> = (0..minutes as i64).map(|m| T0 + m * 60).collect();
+    let values: Vec<Vec<f64>> = (0..n_series as u64).map(|s| generate(s, minutes)).collect();
+    let refs: Vec<SeriesRef<'_>> = values
+        .iter()
+        .map(|v| SeriesRef {
+            ts_s: &ts,
+            values: v,
+        })
+        .collect();
+    let (_, rss_data) = rss_kb();
+    println!(
+        "generated in {:.1} s; RSS with the input held: {} MB",
+        t.elapsed().as_secs_f64(),
+        rss_data / 1024
+    );
+
+    let cfg = StlIfConfig::default();
+    let t = Instant::now();
+    let scores = score_batch(&refs, &cfg);
+    let ours_s = t.elapsed().as_secs_f64();
+    let (peak, _) = rss_kb();
+    let rows: usize = scores.iter().map(Vec::len).sum();
+    let mean = scores.iter().flatten().sum::<f64>() / rows.max(1) as f64;
+    println!(
+        "ours  (stlrs STL per series + one seeded forest, {} trees x {} samples, {rows} feature rows): \
+         wall {ours_s:.2} s, peak RSS {} MB (of which input {} MB), mean score {mean:.4}",
+        cfg.forest.n_trees,
+        cfg.forest.max_samples,
+        peak / 1024,
+        rss_data / 1024
+    );
+
+    if std::env::var("LEAKHOUND_BENCH_SKIP_PY").is_ok() {
+        return;
+    }
+    let py = std::env::var("LEAKHOUND_PYREF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/leakhound-pyref/bin/python"));
+    if !py.exists() {
+        println!("python reference skipped: {} does not exist", py.display());
+        return;
+    }
+    // The exact inputs of our two stages.
+    let parts = batch_parts(&refs, &cfg, true);
+    drop(scores);
+    let stl_len = parts
+        .stl_inputs
+        .iter()
+        .filter_map(|lives| lives.first().map(Vec::len))
+        .min()
+        .unwrap_or(0);
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            println!("python reference skipped: no temp dir: {e}");
+            return;
+        }
+    };
+    let stl_path = dir.path().join("stl.bin");
+    let feat_path = dir.path().join("features.bin");
+    let settings_path = dir.path().join("settings.json");
+    let period = (cfg.period_s / cfg.stl_step_s) as usize;
+    let s = StlSettings::resolve(period, &cfg.stl);
+    let settings = serde_json::json!({
+        "period": s.period, "seasonal": s.seasonal, "trend": s.trend, "low_pass": s.low_pass,
+        "seasonal_deg": s.seasonal_deg, "seasonal_jump": s.seasonal_jump,
+        "trend_jump": s.trend_jump, "low_pass_jump": s.low_pass_jump,
+        "inner_iter": s.inner_iter, "outer_iter": s.outer_iter, "robust": cfg.stl.robust,
+        "n_trees": cfg.forest.n_trees, "max_samples": cfg.forest.max_samples,
+    });
+    let written = write_f64(
+        &stl_path,
+        parts.stl_inputs.iter().flat_map(|lives| {
+            lives
+                .first()
+                .into_iter()
+                .flat_map(|y| y[..stl_len].iter().copied())
+        }),
+    )
+    .and_then(|_| write_f64(&feat_path, parts.features.iter().copied()))
+    .and_then(|_| std::fs::write(&settings_path, settings.to_string()));
+    if let Err(e) = written {
+        println!("python reference skipped: cannot write its inputs: {e}");
+        return;
+    }
+    let n_stl = parts.stl_inputs.iter().filter(|l| !l.is_empty()).count();
+    drop(parts);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pyref/reference.py");
+    let t = Instant::now();
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg("bench")
+        .arg(&stl_path)
+        .arg(n_stl.to_string())
+        .arg(stl_len.to_string())
+        .arg(py_series.to_string())
+        .arg(&feat_path)
+        .arg(N_FEATURES.to_string())
+        .arg(&settings_path)
+        .output();
+    let py_wall = t.elapsed().as_secs_f64();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            println!(
+                "python reference failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return;
+        }
+        Err(e) => {
+            println!("python reference could not start: {e}");
+            return;
+        }
+    };
+    let line = String::from_utf8_lossy(&out.stdout);
+    let Ok(r) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        println!("python reference: unreadable output {line}");
+        return;
+    };
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let stl_series = f("stl_series").max(1.0);
+    let stl_all = f("stl_s") * n_stl as f64 / stl_series;
+    let py_total = stl_all + f("iforest_s");
+    println!(
+        "python (statsmodels STL, same settings: period {} seasonal {} deg {} trend {} jumps {}/{}, robust {}x{}; \
+         sklearn IsolationForest, same size): STL {:.2} s for {} series -> {:.1} s for {n_stl} \
+         (linear), IsolationForest fit+score {:.2} s on {} rows; total {:.1} s{}; peak RSS {} MB \
+         (subprocess wall {:.1} s)",
+        s.period,
+        s.seasonal,
+        s.seasonal_deg,
+        s.trend,
+        s.trend_jump,
+        s.low_pass_jump,
+        s.outer_iter,
+        s.inner_iter,
+        f("stl_s"),
+        stl_series,
+        stl_all,
+        f("iforest_s"),
+        f("rows"),
+        py_total,
+        if (stl_series as usize) < n_stl {
+            " (STL extrapolated)"
+        } else {
+            ""
+        },
+        r["peak_rss_kb"].as_u64().unwrap_or(0) / 1024,
+        py_wall
+    );
+    println!(
+        "ratio: python / ours = {:.1}x (goal >= 20x)",
+        py_total / ours_s
+    );
+}
