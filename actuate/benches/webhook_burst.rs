@@ -10,8 +10,16 @@
 //! nothing else.
 //!
 //! `cargo bench -p leakhound-actuate --bench webhook_burst` (release), or
-//! `cargo run -p leakhound-actuate --bench webhook_burst` style via
 //! `cargo test -p leakhound-actuate --bench webhook_burst` for the dev profile.
+//!
+//! Figures (2 cores, 24 GiB; 10,000 deliveries; 10,000 2xx, 0 lost, 0 retried; 8,000 rows with
+//! 8,000 distinct keys in 4 Parquet files; queue drained 5 ms after the last reply):
+//!
+//! | profile, machine | reference p50 / p99 | receiver p50 / p99 | receiver max | req/s ref / receiver |
+//! |---|---|---|---|---|
+//! | release, quiet (load 1.1) | 0.46 / 0.92 ms | 0.73–0.77 / 1.81–1.84 ms | 3.1–5.5 ms | 66k / 39–41k |
+//! | release, other builds running (load 3+) | 0.77 / 1.88 ms | 1.32 / 6.26 ms | 12.3 ms | 40k / 21k |
+//! | dev, load ~2 | 4.62 / 8.01 ms | 7.10 / 17.57 ms | 25.6 ms | 6.8k / 4.3k |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
