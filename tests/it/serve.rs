@@ -765,3 +765,142 @@ async fn serve_over_tls_with_basic_auth() -> Result<()> {
     );
     Ok(())
 }
+
+/// Through the receiver, a PDB's "not now" is retried on the next delivery: the first L3 alert
+/// evicts its pod; the second pod's eviction is refused (429) and recorded as deferred, and the
+/// receiver forgets that delivery so Alertmanager's repeat tries again (deferred again while the
+/// replacement cannot run); once it is Ready, the repeat evicts. After that the same delivery is
+/// a duplicate: nothing more is sent or written.
+#[tokio::test]
+async fn serve_retries_a_deferred_eviction_on_redelivery() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let ns = unique_name("serve-pdb");
+    create_namespace(&client, &ns).await?;
+    let role = bind_shipped_role(&client, &ns).await?;
+    let node_key = format!("leakhound.dev/{ns}");
+    crate::k8s::label_fake_nodes(&client, &node_key, Some("true")).await?;
+    let r = redelivery_scenario(&client, &ns, &node_key).await;
+    let _ = crate::k8s::label_fake_nodes(&client, &node_key, None).await;
+    unbind(&client, &role).await;
+    if r.is_ok() {
+        delete_namespace(&client, &ns).await;
+    }
+    r
+}
+
+async fn redelivery_scenario(client: &kube::Client, ns: &str, node_key: &str) -> Result<()> {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let selector = std::collections::BTreeMap::from([(node_key.to_owned(), "true".to_owned())]);
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &deployment("web", 3, &selector)?)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let ready = wait_ready_pods(&pods, "app=web", 3).await?;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "web" } } }
+    }))?;
+    pdbs.create(&PostParams::default(), &pdb).await?;
+    crate::k8s::wait_pdb(&pdbs, "web", 3, 1).await?;
+    crate::k8s::label_fake_nodes(client, node_key, None).await?;
+
+    let dir = tempfile::tempdir()?;
+    let token = dir.path().join("token");
+    write(&token, "t0ken\n");
+    let policy = dir.path().join("policy.yaml");
+    write(&policy, "levels: { l3: [evict] }\n");
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8")?;
+    let kc = kubeconfigs()?
+        .restricted
+        .to_str()
+        .context("utf-8")?
+        .to_string();
+    let serve = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store,
+        "--bearer-token-file",
+        token.to_str().context("utf-8")?,
+        "--kubeconfig",
+        &kc,
+        "--policy",
+        policy.to_str().context("utf-8")?,
+        "--apply",
+    ]);
+    let http = reqwest::Client::new();
+    let hook = format!("{}/alertmanager", serve.url);
+    let delivery = |fp: &str, pod: &str| {
+        payload(
+            "{}:{alertname=\"GoroutineLeakGrowth\"}",
+            vec![alert(
+                fp,
+                "firing",
+                json!({ "alertname": "GoroutineLeakGrowth", "namespace": ns, "pod": pod, "severity": "critical" }),
+            )],
+        )
+        .to_string()
+    };
+    let post = async |body: String| -> Result<Value> {
+        let r = http
+            .post(&hook)
+            .bearer_auth("t0ken")
+            .body(body)
+            .send()
+            .await?;
+        ensure!(r.status() == 200, "{}", r.status());
+        Ok(serde_json::from_str(&r.text().await?)?)
+    };
+    // Waits until the pod's eviction rows reach `n`; returns their outcomes.
+    let evictions = async |pod: &str, n: usize| -> Result<Vec<String>> {
+        poll(
+            &format!("{n} eviction rows for {pod}"),
+            Duration::from_secs(30),
+            async || {
+                let rows = actions(store).await?;
+                let out: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.action == "evict" && r.target.pod.as_deref() == Some(pod))
+                    .map(|r| r.outcome.as_str().to_string())
+                    .collect();
+                Ok(if out.len() >= n {
+                    Ok(out)
+                } else {
+                    Err(format!("{out:?}"))
+                })
+            },
+        )
+        .await
+    };
+    let (a, b) = (ready[0].as_str(), ready[1].as_str());
+    post(delivery("fp-a", a)).await?;
+    ensure!(evictions(a, 1).await? == ["taken"]);
+    let v = post(delivery("fp-b", b)).await?;
+    ensure!(v["accepted"] == 1, "{v}");
+    ensure!(evictions(b, 1).await? == ["deferred"]);
+    // Alertmanager's repeat of the same delivery: accepted again (not a duplicate), deferred again.
+    let v = post(delivery("fp-b", b)).await?;
+    ensure!(v["accepted"] == 1 && v["duplicates"] == 0, "{v}");
+    ensure!(evictions(b, 2).await? == ["deferred", "deferred"]);
+    // A's delivery repeated is a duplicate: it was done.
+    let v = post(delivery("fp-a", a)).await?;
+    ensure!(v["duplicates"] == 1, "{v}");
+
+    crate::k8s::label_fake_nodes(client, node_key, Some("true")).await?;
+    wait_ready_pods(&pods, "app=web", 3).await?;
+    crate::k8s::wait_pdb(&pdbs, "web", 3, 1).await?;
+    post(delivery("fp-b", b)).await?;
+    ensure!(evictions(b, 3).await? == ["deferred", "deferred", "taken"]);
+    let v = post(delivery("fp-b", b)).await?;
+    ensure!(v["duplicates"] == 1, "done, so a duplicate now: {v}");
+    let status = serve.stop();
+    ensure!(status.success(), "serve exited with {status}");
+    let rows = actions(store).await?;
+    ensure!(rows.len() == 4, "{rows:#?}");
+    Ok(())
+}
