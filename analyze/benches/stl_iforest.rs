@@ -8,6 +8,8 @@
 //!   10,000), so by default it runs on that many series and its time is scaled linearly to all
 //!   of them (STL is per series, independent); set it to the series count for a full run.
 //!   scikit-learn's forest always runs on every feature row;
+//! - `LEAKHOUND_BENCH_REPLAY_SERIES` (20): also times `evaluate_many` every 5 minutes over the
+//!   span on that many series (the engine's replay path);
 //! - `LEAKHOUND_PYREF_PYTHON` (`/var/tmp/leakhound-pyref/bin/python`); no Python, no comparison.
 //!
 //! Python gets the exact inputs of our two stages (the 5-minute series STL runs on, the feature
@@ -20,7 +22,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use leakhound_analyze::anomaly::stl::StlSettings;
-use leakhound_analyze::anomaly::{N_FEATURES, SeriesRef, StlIfConfig, batch_parts, score_batch};
+use leakhound_analyze::anomaly::{
+    N_FEATURES, SeriesRef, StlIfConfig, Verdict, batch_parts, evaluate_many, score_batch,
+};
 
 const T0: i64 = 1_767_571_200;
 
@@ -81,7 +85,8 @@ fn generate(seed: u64, minutes: usize) -> Vec<f64> {
                 v += leak * (m - onset) as f64;
             }
             if r.u() < 0.002 {
-                v += base * r.u();
+                // Bursts below +60% (a drop of half would read as a restart).
+                v += 0.6 * base * r.u();
             }
             v.round().max(0.0)
         })
@@ -137,13 +142,42 @@ fn main() {
     let rows: usize = scores.iter().map(Vec::len).sum();
     let mean = scores.iter().flatten().sum::<f64>() / rows.max(1) as f64;
     println!(
-        "ours  (stlrs STL per series + one seeded forest, {} trees x {} samples, {rows} feature rows): \
+        "ours  (STL per series + one seeded forest, {} trees x {} samples, {rows} feature rows): \
          wall {ours_s:.2} s, peak RSS {} MB (of which input {} MB), mean score {mean:.4}",
         cfg.forest.n_trees,
         cfg.forest.max_samples,
         peak / 1024,
         rss_data / 1024
     );
+
+    // The replay path the engine uses: evaluate_many every 5 minutes over the whole span.
+    let replay = env_usize("LEAKHOUND_BENCH_REPLAY_SERIES", 20).min(n_series);
+    if replay > 0 {
+        let at: Vec<i64> = (1..=(minutes as i64 / 5)).map(|k| T0 + k * 300).collect();
+        let t = Instant::now();
+        let mut fired = 0usize;
+        for r in &refs[..replay] {
+            let v = evaluate_many(*r, &at, &cfg);
+            let f: Vec<(usize, &Verdict)> = v.iter().enumerate().filter(|(_, v)| v.fired).collect();
+            if std::env::var("LEAKHOUND_BENCH_DEBUG").is_ok() && !f.is_empty() {
+                println!(
+                    "  {} firings, first at +{} min: {}",
+                    f.len(),
+                    (f[0].0 + 1) * 5,
+                    f[0].1.reason
+                );
+            }
+            fired += f.len();
+        }
+        let el = t.elapsed().as_secs_f64();
+        println!(
+            "replay: evaluate_many at {} times (every 5 min) on {replay} series: {el:.2} s, \
+             {:.1} ms per series-replay, {:.1} us per evaluation (single thread); {fired} firings",
+            at.len(),
+            1e3 * el / replay as f64,
+            1e6 * el / (replay * at.len()) as f64
+        );
+    }
 
     if std::env::var("LEAKHOUND_BENCH_SKIP_PY").is_ok() {
         return;
@@ -155,15 +189,23 @@ fn main() {
         println!("python reference skipped: {} does not exist", py.display());
         return;
     }
-    // The exact inputs of our two stages.
-    let parts = batch_parts(&refs, &cfg, true);
+    // The exact inputs of our two stages (timed: STL + features alone, for the breakdown).
     drop(scores);
+    let t = Instant::now();
+    let parts = batch_parts(&refs, &cfg, true);
+    let stage1 = t.elapsed().as_secs_f64();
+    println!(
+        "ours, breakdown: STL + features {stage1:.2} s, forest fit + scoring {:.2} s",
+        (ours_s - stage1).max(0.0)
+    );
+    // Series that are one life over the whole span (bursts can read as restarts and split one).
     let stl_len = parts
         .stl_inputs
         .iter()
         .filter_map(|lives| lives.first().map(Vec::len))
-        .min()
+        .max()
         .unwrap_or(0);
+    let whole = |lives: &Vec<Vec<f64>>| lives.len() == 1 && lives[0].len() == stl_len;
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -185,12 +227,11 @@ fn main() {
     });
     let written = write_f64(
         &stl_path,
-        parts.stl_inputs.iter().flat_map(|lives| {
-            lives
-                .first()
-                .into_iter()
-                .flat_map(|y| y[..stl_len].iter().copied())
-        }),
+        parts
+            .stl_inputs
+            .iter()
+            .filter(|l| whole(l))
+            .flat_map(|lives| lives[0].iter().copied()),
     )
     .and_then(|_| write_f64(&feat_path, parts.features.iter().copied()))
     .and_then(|_| std::fs::write(&settings_path, settings.to_string()));
@@ -198,7 +239,9 @@ fn main() {
         println!("python reference skipped: cannot write its inputs: {e}");
         return;
     }
-    let n_stl = parts.stl_inputs.iter().filter(|l| !l.is_empty()).count();
+    let n_stl = parts.stl_inputs.iter().filter(|l| whole(l)).count();
+    // Python's STL time is scaled to every life we decomposed.
+    let n_lives: usize = parts.stl_inputs.iter().map(Vec::len).sum();
     drop(parts);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pyref/reference.py");
     let t = Instant::now();
@@ -235,11 +278,11 @@ fn main() {
     };
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     let stl_series = f("stl_series").max(1.0);
-    let stl_all = f("stl_s") * n_stl as f64 / stl_series;
+    let stl_all = f("stl_s") * n_lives as f64 / stl_series;
     let py_total = stl_all + f("iforest_s");
     println!(
         "python (statsmodels STL, same settings: period {} seasonal {} deg {} trend {} jumps {}/{}, robust {}x{}; \
-         sklearn IsolationForest, same size): STL {:.2} s for {} series -> {:.1} s for {n_stl} \
+         sklearn IsolationForest, same size): STL {:.2} s for {} series -> {:.1} s for {} lives ({n_stl} whole series) \
          (linear), IsolationForest fit+score {:.2} s on {} rows; total {:.1} s{}; peak RSS {} MB \
          (subprocess wall {:.1} s)",
         s.period,
@@ -253,10 +296,11 @@ fn main() {
         f("stl_s"),
         stl_series,
         stl_all,
+        n_lives,
         f("iforest_s"),
         f("rows"),
         py_total,
-        if (stl_series as usize) < n_stl {
+        if (stl_series as usize) < n_lives {
             " (STL extrapolated)"
         } else {
             ""

@@ -1,7 +1,9 @@
-//! Robust STL (Cleveland et al. 1990) through the `stlrs` crate, with every parameter set
-//! explicitly to what `statsmodels.tsa.seasonal.STL(robust=True)` uses, so that the two agree
-//! (checked by `analyze/tests/anomaly_pyref.rs`). `stlrs`' own defaults differ from statsmodels'
-//! (seasonal window, degrees, jumps, loop counts), hence [`StlSettings::resolve`].
+//! Robust STL (Cleveland et al. 1990): the `stlrs` crate's port of the original Fortran with its
+//! hot loop rewritten ([`super::stl_loess`], why there), every parameter set explicitly to what
+//! `statsmodels.tsa.seasonal.STL(robust=True)` uses, so that the two agree (checked by
+//! `analyze/tests/anomaly_pyref.rs`; and against `stlrs` itself below). `stlrs`' own defaults
+//! differ from statsmodels' (seasonal window, degrees, jumps, loop counts), hence
+//! [`StlSettings::resolve`].
 //!
 //! With fewer than two full periods STL has no seasonal component to estimate (and `stlrs`
 //! refuses): [`decompose`] then returns a robust trend only — a running median over
@@ -115,30 +117,43 @@ pub fn decompose(y: &[f64], period: usize, p: &StlParams) -> Option<Decompositio
     }
     if period >= 2 && y.len() >= 2 * period {
         let s = StlSettings::resolve(period, p);
-        let fit = stlrs::params()
-            .seasonal_length(s.seasonal)
-            .trend_length(s.trend)
-            .low_pass_length(s.low_pass)
-            .seasonal_degree(s.seasonal_deg)
-            .trend_degree(1)
-            .low_pass_degree(1)
-            .seasonal_jump(s.seasonal_jump)
-            .trend_jump(s.trend_jump)
-            .low_pass_jump(s.low_pass_jump)
-            .inner_loops(s.inner_iter)
-            .outer_loops(s.outer_iter)
-            .robust(p.robust)
-            .fit(y, period);
-        if let Ok(fit) = fit {
-            let (seasonal, trend, resid, _weights) = fit.into_parts();
-            if trend.iter().chain(&seasonal).all(|v| v.is_finite()) {
-                return Some(Decomposition {
-                    trend,
-                    seasonal,
-                    resid,
-                    has_seasonal: true,
-                });
-            }
+        let n = y.len();
+        let mut seasonal = vec![0.0; n];
+        let mut trend = vec![0.0; n];
+        let mut weights = vec![0.0; n];
+        let mut work = vec![0.0; (n + 2 * period) * 5];
+        super::stl_loess::stl(
+            y,
+            period,
+            s.seasonal,
+            s.trend,
+            s.low_pass,
+            s.seasonal_deg,
+            1,
+            1,
+            s.seasonal_jump,
+            s.trend_jump,
+            s.low_pass_jump,
+            s.inner_iter,
+            s.outer_iter,
+            &mut weights,
+            &mut seasonal,
+            &mut trend,
+            &mut work,
+        );
+        if trend.iter().chain(&seasonal).all(|v| v.is_finite()) {
+            let resid = y
+                .iter()
+                .zip(&trend)
+                .zip(&seasonal)
+                .map(|((v, t), s)| v - t - s)
+                .collect();
+            return Some(Decomposition {
+                trend,
+                seasonal,
+                resid,
+                has_seasonal: true,
+            });
         }
     }
     let trend = running_median(y, p.trend_only_window.max(1) | 1);
@@ -213,6 +228,70 @@ mod tests {
             let want_s = 20.0 * (2.0 * std::f64::consts::PI * t / period as f64).sin();
             assert!((d.seasonal[i] - want_s).abs() < 1.5, "seasonal at {i}");
             assert!((d.trend[i] - (100.0 + 0.5 * t)).abs() < 1.5, "trend at {i}");
+        }
+    }
+
+    #[test]
+    fn anomaly_stl_port_matches_stlrs() {
+        let mut state = 7u64;
+        let mut noise = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for (period, days, deg, jumps, robust) in [
+            (48, 4, 0, true, true),
+            (48, 3, 1, false, true),
+            (288, 3, 0, true, true),
+            (288, 4, 1, true, false),
+        ] {
+            let y: Vec<f64> = (0..period * days)
+                .map(|i| {
+                    let t = i as f64;
+                    let spike = if i % 97 == 0 { 300.0 } else { 0.0 };
+                    200.0
+                        + 0.3 * t
+                        + 50.0 * (2.0 * std::f64::consts::PI * t / period as f64).sin()
+                        + 20.0 * noise()
+                        + spike
+                })
+                .collect();
+            let p = StlParams {
+                seasonal_deg: deg,
+                fast_jumps: jumps,
+                robust,
+                ..StlParams::default()
+            };
+            let ours = decompose(&y, period, &p).expect("decomposition");
+            let s = StlSettings::resolve(period, &p);
+            let reference = stlrs::params()
+                .seasonal_length(s.seasonal)
+                .trend_length(s.trend)
+                .low_pass_length(s.low_pass)
+                .seasonal_degree(s.seasonal_deg)
+                .trend_degree(1)
+                .low_pass_degree(1)
+                .seasonal_jump(s.seasonal_jump)
+                .trend_jump(s.trend_jump)
+                .low_pass_jump(s.low_pass_jump)
+                .inner_loops(s.inner_iter)
+                .outer_loops(s.outer_iter)
+                .robust(robust)
+                .fit(&y, period)
+                .expect("stlrs");
+            let max_diff = |a: &[f64], b: &[f64]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max)
+            };
+            let dt = max_diff(&ours.trend, reference.trend());
+            let ds = max_diff(&ours.seasonal, reference.seasonal());
+            assert!(
+                dt < 1e-8 && ds < 1e-8,
+                "period {period} deg {deg}: {dt} {ds}"
+            );
         }
     }
 

@@ -56,9 +56,11 @@ fn generate(minutes: i64, noise_sd: f64, seed: u64, f: impl Fn(i64) -> f64) -> S
     Series { ts, vs }
 }
 
+/// Daily pattern of amplitude `amp`; its trough hour is drawn per amplitude (so per series),
+/// from 00:00 to 23:00.
 fn diurnal(t: i64, amp: f64) -> f64 {
-    // Trough at 04:00, peak at 16:00.
-    let phase = ((t - T0 - 4 * 3600).rem_euclid(DAY)) as f64 / DAY as f64;
+    let trough_h = (amp.to_bits() >> 20) % 24;
+    let phase = ((t - T0 - trough_h as i64 * 3600).rem_euclid(DAY)) as f64 / DAY as f64;
     -amp * (2.0 * std::f64::consts::PI * phase).cos()
 }
 
