@@ -1,58 +1,66 @@
 //! The STL + Isolation Forest leak detector (`stl_iforest`).
 //!
 //! ```text
-//!  (ts, go_goroutines) ──lives (split at resets)──▶ current life, 1-min grid
-//!        │                                              │
-//!        └─ at the 3-hourly anchor ≤ now: robust STL of   │ minus the daily seasonal profile
-//!           the life on a 5-min grid (daily season when │ = deseasonalized level d(t)
-//!           ≥ 2 days), features of every 5-min point ──▶ Isolation Forest (cached per anchor)
-//!                                                       │
-//!  now: features(now) ──▶ IF score ── gate ──┐          ▼
-//!                                            └── AND ── growth rules on d(t) ──▶ Verdict
+//!  (ts, go_goroutines) ──lives (split at resets)──▶ current life on a 1-min grid (last 2 days)
+//!        │                                                   │ minus the daily seasonal profile
+//!        └─ at the last anchor (every 3 h) ≤ now, on the     ▼ = deseasonalized level d(t)
+//!           life's last 4 days: robust STL on a 5-min grid   growth rules on d(t) (and on the
+//!           (daily season when ≥ 2 days), features of every  raw level for day-over-day tests)
+//!           5-min point ──▶ Isolation Forest (cached)        │
+//!  now: features(now) ──▶ IF score ──▶ gate ─────────── AND ─┴──▶ Verdict
 //! ```
 //!
 //! # Decision rule
-//! An Isolation Forest alone flags whatever is unusual (a burst, a deploy step, a batch); a leak is
-//! *sustained, steady growth*. So the detector fires when **a growth rule holds and the IF gate
-//! passes**:
+//! An Isolation Forest alone flags whatever is unusual (a burst, a deploy step, a batch); a leak
+//! is *sustained, steady growth*. So the detector fires when **a growth rule holds and the IF
+//! gate passes**:
 //!
-//! - **fast**: over the last `fast_span_min` minutes (`fast_blocks` blocks of 2 min), every block
-//!   mean is above the previous one, each step carries between `fast_min_step_share` and
-//!   `max_step_share` of the rise, the rise is ≥ `fast_min_rise_sigma` noise sigmas, and the slope
-//!   is ≥ `fast_min_growth_per_s`. A burst, a batch start or a deploy is a step then flat, so it
-//!   fails; a leak of ≥ 1/s is caught 8–15 minutes after it starts.
-//! - **slow**: over the last `slow_horizon_min` minutes of the life (at least
-//!   `slow_min_span_min`), 30-minute block means rise in ≥ `slow_min_share_up` of the steps, no
-//!   step carries more than `max_step_share` of the rise (a deploy or a batch start is one step),
-//!   rise ≥ `slow_min_rise_sigma` sigmas (with many blocks the largest-step share tightens to
-//!   2.5 / (blocks − 1)) and slope ≥ `slow_min_growth_per_s`. Daily traffic is
-//!   handled by the data available: with ≥ 2 days in the life, the growth is measured on the
-//!   STL-deseasonalized level; with ≥ 1 day (so also with ≥ 2), the rise must exceed yesterday's rise over the same
-//!   hours by `dod_min_frac` of it, or the level must be far above yesterday's (`dod_min_frac` of
-//!   the rise scaled to a day) and reached without a step over the last 25 hourly blocks; with < 1 day (no way to tell a morning ramp from a leak), the
-//!   rise must also reach `young_min_rise_frac` of the life's starting level.
-//! - **sawtooth** (OOM restarts): the last `sawtooth_min_cycles` completed lives each grew
-//!   steadily (the slow-rule tests over the whole life, ≥ `sawtooth_min_life_min` minutes) up to a
-//!   reset, and the current life is not shrinking. A sawtooth of traffic (bursts, batches) fails
-//!   the steadiness tests.
-//! - **IF gate**: a forest fitted at the last anchor (every `refit_every_s`, 3 h) on the features of the life's 5-min
-//!   points before it (the series' own history) scores the features at `now`; the gate passes when
-//!   that score is ≥ the `if_gate_quantile` quantile of the training points' scores, i.e. now is
-//!   at least as unusual as the series' usual "unusual". Before the life has
-//!   `min_train_points` 5-min points at an anchor (a young pod), there is no forest and the
-//!   gate passes: the growth rules alone decide.
+//! - **fast**: over the last `fast_span_min` (10) minutes, in `fast_blocks` (5) blocks of 2
+//!   minutes, every block mean is above the previous one, each step carries between
+//!   `fast_min_step_share` (10%) and `max_step_share` (50%) of the rise, the rise is
+//!   ≥ `fast_min_rise_sigma` (6) noise sigmas and the slope ≥ `fast_min_growth_per_s` (0.5/s). A
+//!   burst, a batch start or a deploy is a step then flat, so it fails; a leak of ≥ 1/s is caught
+//!   8–15 minutes after it starts.
+//! - **slow**: over the last `slow_horizon_min` (6 h) of the life (at least `slow_min_span_min`,
+//!   2 h), the medians of 30-minute blocks rise in ≥ `slow_min_share_up` (80%) of the steps, no
+//!   step carries more than min(`max_step_share`, 2.5 / (blocks − 1)) of the rise (a deploy or a
+//!   batch start is one step), the rise is ≥ `slow_min_rise_sigma` (4) sigmas and the slope
+//!   ≥ `slow_min_growth_per_s` (0.2/min). Daily traffic is handled by the history available:
+//!   - ≥ 2 days in the life: the growth is measured on the STL-deseasonalized level;
+//!   - ≥ 1 day (so also with ≥ 2): in addition, either (a) the rise beats the rise over the same
+//!     hours yesterday by `dod_min_frac` (50%) of it (a leak younger than a day), or (b) the raw
+//!     level is far above yesterday's (≥ 50% of the rise scaled to a day) and got there by a
+//!     steady climb: over 25 hourly blocks, no two consecutive steps carry more than half of the
+//!     climb, and the climb explains ≥ 75% of the day-over-day difference (a leak older than a
+//!     day; a deploy step fails);
+//!   - < 1 day: there is no way to tell a morning ramp from a leak, so the rise must also reach
+//!     `young_min_rise_frac` (50%) of the life's starting level. **Limitation**: on a pod younger
+//!     than a day, a daily swing larger than about a third of the base can fire.
+//! - **sawtooth** (OOM restarts): the last `sawtooth_min_cycles` (2) completed lives each grew
+//!   steadily (the slow-rule tests over the whole life, ≥ `sawtooth_min_life_min` minutes) until
+//!   a reset (a sample below `reset_ratio` = half the previous one), and the current life is not
+//!   shrinking. Restarts without growth, bursts and batches fail the steadiness tests.
+//! - **IF gate**: a forest fitted at the last anchor on the features of the life's 5-minute
+//!   points up to it (the series' own history) scores the features at `now`; the gate passes when
+//!   that score is ≥ the `if_gate_quantile` (median) of the training points' scores: now must be
+//!   at least as unusual as a typical point of the series. Before the life has
+//!   `min_train_points` (24) 5-minute points at an anchor, there is no forest and the gate is
+//!   open: the growth rules alone decide. The growth rules carry most of the decision; the gate
+//!   vetoes growth that looks like the series' usual behaviour.
 //!
-//! Features (per 5-min point): STL residual / sigma, slope of `d` over 15 min, 1 h, 6 h (per
-//! minute / sigma), monotonicity (share of rising minus falling 15-minute block means over the
-//! last 6 h of the life), and ln(level / starting level).
+//! Features (per 5-minute point): STL residual / sigma, slope of `d` over 15 min, 1 h, 6 h (per
+//! minute / sigma), monotonicity (rising minus falling 15-minute block means over the last 6 h
+//! of the life, / blocks), and ln(level / the life's starting level).
 //!
 //! `score = 0.5 · evidence + 0.5 · IF score`, where evidence is 1 when a growth rule holds, and
 //! otherwise how close the best rule came (the smallest ratio observed/required over its tests).
+//! `onset_s`: the break of the best "flat, then linear rise" fit over the life's last 2 days (for
+//! a sawtooth, the start of the first growing life).
 //!
 //! # Cost
-//! STL and the forest run once per (series, anchor) and are cached by [`evaluate_many`];
-//! every evaluation then costs O(window) arithmetic. [`evaluate`] is the same computation without
-//! the cache.
+//! STL and the forest run once per (series, anchor) and are cached by [`evaluate_many`]; every
+//! evaluation then costs O(2 days of 1-minute points). [`evaluate`] is the same computation
+//! without the cache (same answers; tested).
 
 pub mod iforest;
 pub mod stl;
@@ -279,6 +287,9 @@ pub fn batch_parts(
         }
     });
     let mut parts = BatchParts::default();
+    // Exact capacity: growing by doubling would hold up to twice the matrix at the end.
+    let total: usize = chunks.iter().flatten().map(|(_, f, _)| f.len()).sum();
+    parts.features.reserve_exact(total);
     for (stl_in, feats, rows) in chunks.into_iter().flatten() {
         parts.stl_inputs.push(stl_in);
         parts.features.extend_from_slice(&feats);
@@ -933,10 +944,13 @@ fn decide(
                 (g.slope_per_s, cfg.slow_min_growth_per_s),
             ];
             let day = life.minutes((cfg.period_s / 60) as usize);
-            let half_h = life.minutes(30);
+            // Day-over-day as soon as 5 minutes of yesterday exist (a reference of up to 30
+            // minutes).
+            let min_ref = life.minutes(5);
+            let half_h = life.minutes(30).min(n.saturating_sub(day)).max(min_ref);
             // With a day of history (also when deseasonalized: two days of STL cannot tell a
             // step of the last hours from the daily pattern at those hours).
-            let young_note = if n >= day + half_h {
+            let young_note = if n >= day + min_ref {
                 let now_level = pre.mean(n - half_h, n);
                 let then_level = pre.mean(n - day - half_h, n - day);
                 let dod = now_level - then_level;
@@ -944,8 +958,7 @@ fn decide(
                 // yesterday's level, reached without a step over the last 24 hours (a leak older
                 // than a day; a deploy step fails the step test).
                 // Yesterday's window may start before the life: compare the last `ky` blocks
-                // (those with a yesterday) of today with the same blocks of yesterday; with
-                // fewer than 2, fall back to the young test.
+                // (those with a yesterday) of today with the same blocks of yesterday.
                 let ky = k.min((n - day) / block.max(1));
                 let (yesterday, a) = if ky >= 2 {
                     let today =
@@ -960,10 +973,9 @@ fn decide(
                         ]),
                     )
                 } else {
-                    (
-                        f64::NAN,
-                        closeness(&[(g.rise, cfg.young_min_rise_frac * base.max(1.0))]),
-                    )
+                    // Less than an hour of yesterday: the level must be above yesterday's by
+                    // half the rise (a daily ramp is not).
+                    (f64::NAN, closeness(&[(dod, cfg.dod_min_frac * g.rise)]))
                 };
                 // 25 hourly blocks: the oldest holds yesterday's reference half-hour, so a step
                 // right after it is seen by the step test.
@@ -1009,7 +1021,7 @@ fn decide(
             };
             let mode = if profile.is_some() {
                 "deseasonalized"
-            } else if n >= day + half_h {
+            } else if n >= day + min_ref {
                 "day-over-day"
             } else {
                 "young"

@@ -7,6 +7,16 @@ const DAY: i64 = 86_400;
 /// A Monday 00:00 UTC, so that "02:00" is a real 02:00.
 const T0: i64 = 1_767_571_200;
 
+/// `n` seeds, from `LEAKHOUND_SCENARIO_SEED` (default 0): run the suite on series it was never
+/// looked at with, e.g. `LEAKHOUND_SCENARIO_SEED=1000 cargo test -p leakhound-analyze anomaly`.
+fn seeds(n: u64) -> std::ops::Range<u64> {
+    let from = std::env::var("LEAKHOUND_SCENARIO_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    from..from + n
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -142,7 +152,7 @@ fn assert_detects(
 
 #[test]
 fn anomaly_quiet_on_diurnal_traffic() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 100);
         let base = r.range(200.0, 800.0);
         // Moderate amplitude: quiet from the first hour on.
@@ -167,7 +177,7 @@ fn anomaly_quiet_on_diurnal_traffic() {
 
 #[test]
 fn anomaly_quiet_on_traffic_bursts() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 200);
         let base = r.range(150.0, 600.0);
         let mut bursts = Vec::new();
@@ -192,7 +202,7 @@ fn anomaly_quiet_on_traffic_bursts() {
 
 #[test]
 fn anomaly_quiet_on_a_deploy_that_raises_the_baseline() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 300);
         let base = r.range(150.0, 600.0);
         let step = base * r.range(0.5, 3.0);
@@ -212,7 +222,7 @@ fn anomaly_quiet_on_a_deploy_that_raises_the_baseline() {
 
 #[test]
 fn anomaly_quiet_on_a_nightly_batch() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 400);
         let base = r.range(150.0, 500.0);
         let height = base * r.range(0.8, 3.0);
@@ -236,7 +246,7 @@ fn anomaly_quiet_on_a_nightly_batch() {
 
 #[test]
 fn anomaly_quiet_on_high_noise() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 500);
         let base = r.range(200.0, 1000.0);
         let sd = base * r.range(0.1, 0.25);
@@ -251,7 +261,7 @@ fn anomaly_quiet_on_high_noise() {
 
 #[test]
 fn anomaly_quiet_on_restarts_without_growth() {
-    for seed in 0..3u64 {
+    for seed in seeds(3) {
         let mut r = Rng(seed + 600);
         let base = r.range(100.0, 400.0);
         let period = r.range(2.0, 6.0) * 3600.0;
@@ -270,7 +280,7 @@ fn anomaly_quiet_on_restarts_without_growth() {
 
 #[test]
 fn anomaly_detects_fast_leaks_within_15_minutes() {
-    for seed in 0..6u64 {
+    for seed in seeds(6) {
         let mut r = Rng(seed + 700);
         let base = r.range(150.0, 600.0);
         let rate = r.range(1.0, 10.0);
@@ -293,7 +303,7 @@ fn anomaly_detects_fast_leaks_within_15_minutes() {
 
 #[test]
 fn anomaly_detects_slow_leaks_within_hours() {
-    for seed in 0..6u64 {
+    for seed in seeds(6) {
         let mut r = Rng(seed + 800);
         let base = r.range(200.0, 500.0);
         let per_min = r.range(0.5, 5.0);
@@ -319,7 +329,7 @@ fn anomaly_detects_slow_leaks_within_hours() {
 
 #[test]
 fn anomaly_detects_a_leak_during_diurnal_traffic() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 900);
         let base = r.range(200.0, 600.0);
         let amp = base * r.range(0.3, 0.6);
@@ -343,7 +353,7 @@ fn anomaly_detects_a_leak_during_diurnal_traffic() {
 
 #[test]
 fn anomaly_detects_an_oom_sawtooth_reached_by_steady_growth() {
-    for seed in 0..4u64 {
+    for seed in seeds(4) {
         let mut r = Rng(seed + 1000);
         let base = r.range(50.0, 200.0);
         let per_min = r.range(1.5, 6.0);
