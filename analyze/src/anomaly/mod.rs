@@ -43,7 +43,9 @@
 //! - **IF gate**: a forest fitted at the last anchor on the features of the life's 5-minute
 //!   points up to it (the series' own history) scores the features at `now`; the gate passes when
 //!   that score is ≥ the `if_gate_quantile` (median) of the training points' scores: now must be
-//!   at least as unusual as a typical point of the series. Before the life has
+//!   at least as unusual as a typical point of the series — or when the level is above every
+//!   training point's (ln(level / start) feature): a leak that has run for longer than the
+//!   training window looks usual in every other feature. Before the life has
 //!   `min_train_points` (24) 5-minute points at an anchor, there is no forest and the gate is
 //!   open: the growth rules alone decide. The growth rules carry most of the decision; the gate
 //!   vetoes growth that looks like the series' usual behaviour.
@@ -580,6 +582,8 @@ struct AnchorModel {
     train_rows: Vec<f64>,
     forest: Option<IsolationForest>,
     gate: f64,
+    /// Highest ln(level / start) among the training points.
+    max_ratio: f64,
 }
 
 impl AnchorModel {
@@ -655,6 +659,7 @@ impl AnchorModel {
             train_rows: rows,
             forest: None,
             gate: 1.0,
+            max_ratio: f64::INFINITY,
         };
         if with_forest
             && n_rows >= cfg.min_train_points.max(2)
@@ -677,6 +682,11 @@ impl AnchorModel {
                 let q = cfg.if_gate_quantile.clamp(0.0, 1.0);
                 let k = ((scores.len() - 1) as f64 * q).round() as usize;
                 model.gate = scores.get(k).copied().unwrap_or(1.0);
+                model.max_ratio = model
+                    .train_rows
+                    .chunks_exact(N_FEATURES)
+                    .map(|r| r[N_FEATURES - 1])
+                    .fold(f64::NEG_INFINITY, f64::max);
                 model.forest = Some(forest);
             }
         }
@@ -928,14 +938,21 @@ fn decide(
         });
     }
 
-    // Slow rule.
+    // Slow rule, on the deseasonalized level and (when there is a seasonal profile) on the raw
+    // level too: a large leak inside the STL window bends the profile, and then steps appear in
+    // `d` that the raw level does not have. The day-over-day tests guard the raw variant.
     let block = life.minutes(cfg.slow_block_min);
     let span = life.minutes(cfg.slow_horizon_min).min(n);
     let k = span / block.max(1);
-    if span >= life.minutes(cfg.slow_min_span_min)
-        && k >= 2
-        && let Some(g) = growth(&d, &pre, n, block, k, step, Stat::Median)
-    {
+    let pre_raw = Prefix::new(&life.v);
+    let mut variants: Vec<(&[f64], &Prefix, bool)> = vec![(&d, &pre, profile.is_some())];
+    if profile.is_some() {
+        variants.push((&life.v, &pre_raw, false));
+    }
+    for (dv, pv, deseasonalized) in variants {
+        if span >= life.minutes(cfg.slow_min_span_min)
+            && k >= 2
+            && let Some(g) = growth(dv, pv, n, block, k, step, Stat::Median)
         {
             let mut tests = vec![
                 (g.share_up, cfg.slow_min_share_up),
@@ -951,8 +968,8 @@ fn decide(
             // With a day of history (also when deseasonalized: two days of STL cannot tell a
             // step of the last hours from the daily pattern at those hours).
             let young_note = if n >= day + min_ref {
-                let now_level = pre.mean(n - half_h, n);
-                let then_level = pre.mean(n - day - half_h, n - day);
+                let now_level = pv.mean(n - half_h, n);
+                let then_level = pv.mean(n - day - half_h, n - day);
                 let dod = now_level - then_level;
                 // (a) more growth than over the same hours yesterday, or (b) well above
                 // yesterday's level, reached without a step over the last 24 hours (a leak older
@@ -962,8 +979,8 @@ fn decide(
                 let ky = k.min((n - day) / block.max(1));
                 let (yesterday, a) = if ky >= 2 {
                     let today =
-                        growth(&d, &pre, n, block, ky, step, Stat::Median).map_or(0.0, |t| t.rise);
-                    let yest = growth(&d, &pre, n - day, block, ky, step, Stat::Median)
+                        growth(dv, pv, n, block, ky, step, Stat::Median).map_or(0.0, |t| t.rise);
+                    let yest = growth(dv, pv, n - day, block, ky, step, Stat::Median)
                         .map_or(f64::INFINITY, |y| y.rise);
                     (
                         yest,
@@ -975,14 +992,18 @@ fn decide(
                 } else {
                     // Less than an hour of yesterday: the level must be above yesterday's by
                     // half the rise (a daily ramp is not).
-                    (f64::NAN, closeness(&[(dod, cfg.dod_min_frac * g.rise)]))
+                    // Not more than twice the rise either: far above yesterday with little rise
+                    // today is a step (a deploy), for (b) to judge.
+                    (
+                        f64::NAN,
+                        closeness(&[(dod, cfg.dod_min_frac * g.rise), (2.0 * g.rise, dod)]),
+                    )
                 };
                 // 25 hourly blocks: the oldest holds yesterday's reference half-hour, so a step
                 // right after it is seen by the step test.
                 let hour = life.minutes(60);
                 // On the raw level: a step within two days of history bends STL's seasonal
                 // component into a day-long ramp, which would hide the step in `d`.
-                let pre_raw = Prefix::new(&life.v);
                 let day_test = growth(
                     &life.v,
                     &pre_raw,
@@ -1019,7 +1040,7 @@ fn decide(
                     base
                 )
             };
-            let mode = if profile.is_some() {
+            let mode = if deseasonalized {
                 "deseasonalized"
             } else if n >= day + min_ref {
                 "day-over-day"
@@ -1064,8 +1085,24 @@ fn decide(
                 let resid = now_level - trend;
                 let row = features(life, &pre, hi - 1, m.sigma, m.base, resid, cfg);
                 let s = forest.score(&row);
-                let pass = s >= m.gate;
-                (s, pass, format!("IF score {:.2} vs gate {:.2}", s, m.gate))
+                // A level the life never reached before also opens the gate: a leak older
+                // than the forest's training window is "usual" in every other feature.
+                let new_high = row[N_FEATURES - 1] > m.max_ratio;
+                let pass = s >= m.gate || new_high;
+                (
+                    s,
+                    pass,
+                    format!(
+                        "IF score {:.2} vs gate {:.2}{}",
+                        s,
+                        m.gate,
+                        if new_high {
+                            ", level at a new high of the life"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
             }
             None => (
                 0.5,

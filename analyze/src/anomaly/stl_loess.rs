@@ -375,9 +375,16 @@ fn rwts(y: &[f64], n: usize, fit: &[f64], rw: &mut [f64]) {
     let mid1 = (n - 1) / 2;
     let mid2 = n / 2;
 
-    rw.sort_unstable_by(f64::total_cmp);
+    // The two middle order statistics by selection instead of a full sort (same values).
+    let (lower, m2, _) = rw[..n].select_nth_unstable_by(mid2, f64::total_cmp);
+    let m2 = *m2;
+    let m1 = if mid1 == mid2 {
+        m2
+    } else {
+        lower.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    };
 
-    let cmad = 3.0 * (rw[mid1] + rw[mid2]); // 6 * median abs resid
+    let cmad = 3.0 * (m1 + m2); // 6 * median abs resid
     let c9 = 0.999 * cmad;
     let c1 = 0.001 * cmad;
 

@@ -130,6 +130,15 @@ fn assert_detects(
         panic!("{name}: never fired");
     };
     let delay = t - onset;
+    // The leak goes on to the end of the series: once fired, the detector keeps firing (no
+    // flapping that would split one leak into many events).
+    let after = (s.ts[s.ts.len() - 1] - t) / 300 + 1;
+    let share = f.len() as f64 / after as f64;
+    assert!(
+        share >= 0.9,
+        "{name}: fired at only {:.0}% of the {after} evaluations after the first",
+        100.0 * share
+    );
     assert!(
         delay <= max_delay_s,
         "{name}: first fired {} min after the onset (max {}): {}",
