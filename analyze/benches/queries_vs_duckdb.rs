@@ -212,7 +212,10 @@ fn main() {
         }
         ours.insert(name.to_string(), (best, rows));
         // DuckDB reads the same SQL; strip the trailing `;` for its Python API.
-        rendered.insert(name.to_string(), sql.trim().trim_end_matches(';').to_string());
+        rendered.insert(
+            name.to_string(),
+            sql.trim().trim_end_matches(';').to_string(),
+        );
     }
     let qfile = dir.join("_queries.json");
     std::fs::write(&qfile, serde_json::to_string(&rendered).expect("json")).expect("write");
@@ -245,7 +248,9 @@ fn main() {
     for (name, (secs, rows)) in &ours {
         let d = &duck[name];
         let (dsecs, drows) = (d["seconds"].as_f64(), d["rows"].as_u64());
-        let ratio = dsecs.map(|x| format!("{:.2}x", x / secs)).unwrap_or("-".into());
+        let ratio = dsecs
+            .map(|x| format!("{:.2}x", x / secs))
+            .unwrap_or("-".into());
         let rows_note = match drows {
             Some(r) if r as usize == *rows => format!("{rows}"),
             Some(r) => format!("{rows}≠{r}"),

@@ -10,7 +10,8 @@ fn main() {
         .unwrap_or_else(|| panic!("unknown kind {kind}"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let st = leakhound_ingest::Store::open(store).expect("store");
-    rt.block_on(leakhound_analyze::backtest::load(&st, &s)).expect("load");
+    rt.block_on(leakhound_analyze::backtest::load(&st, &s))
+        .expect("load");
     println!(
         "{} rows, {} .. {}, leak {:?}",
         s.rows.len(),

@@ -97,13 +97,30 @@ impl Drop for Serve {
     }
 }
 
+/// When the test alerts started: ten minutes before this test binary first asked, fixed for the
+/// run (de-duplication keys on it), and recent enough for the policy's `max_trigger_age`.
+fn alert_start() -> chrono::DateTime<chrono::Utc> {
+    static START: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        let t = chrono::Utc::now() - chrono::Duration::minutes(10);
+        chrono::DateTime::from_timestamp(t.timestamp() / 60 * 60, 0).unwrap_or(t)
+    })
+}
+
 pub(crate) fn alert(fingerprint: &str, status: &str, labels: Value) -> Value {
+    let start = alert_start();
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     json!({
         "status": status,
         "labels": labels,
         "annotations": { "summary": "goroutines grow" },
-        "startsAt": "2026-11-28T10:00:00Z",
-        "endsAt": if status == "firing" { "0001-01-01T00:00:00Z" } else { "2026-11-28T10:30:00Z" },
+        "startsAt": rfc(start),
+        "endsAt": if status == "firing" {
+            "0001-01-01T00:00:00Z".to_string()
+        } else {
+            rfc(start + chrono::Duration::minutes(5))
+        },
         "generatorURL": "http://prometheus.invalid/graph",
         "fingerprint": fingerprint,
     })
@@ -230,7 +247,7 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
 
     let metrics_url = format!("{}/metrics", serve.url);
     let mut text = String::new();
-    for _ in 0..200 {
+    for _ in 0..1200 {
         text = http.get(&metrics_url).send().await?.text().await?;
         if metric(
             &text,
