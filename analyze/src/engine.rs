@@ -123,30 +123,54 @@ pub struct Finding {
     pub sustained: bool,
 }
 
-fn ts_micros(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
-    let c = arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None))
-        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
-    let c = arrow::compute::cast(&c, &DataType::Int64)
-        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
-    Ok(c.as_primitive::<Int64Type>().iter().collect())
+fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
+    b.column_by_name(name).ok_or_else(|| missing(name))
 }
 
-fn f64s(b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
-    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
-    let c = arrow::compute::cast(c, &DataType::Float64)
-        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
-    Ok(c.as_primitive::<Float64Type>().iter().collect())
+fn cast(a: &arrow::array::ArrayRef, to: &DataType, what: &str) -> Result<arrow::array::ArrayRef> {
+    arrow::compute::cast(a, to).map_err(|e| Error::Internal(format!("column {what}: {e}")))
 }
 
-fn strs(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let c = b.column_by_name(name).ok_or_else(|| missing(name))?;
-    let c = arrow::compute::cast(c, &DataType::Utf8)
-        .map_err(|e| Error::Internal(format!("column {name}: {e}")))?;
-    Ok(c.as_string::<i32>()
+/// Any integer-like array as i64 values.
+pub(crate) fn i64_values(a: &arrow::array::ArrayRef, what: &str) -> Result<Vec<Option<i64>>> {
+    Ok(cast(a, &DataType::Int64, what)?
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect())
+}
+
+/// Any array as strings.
+pub(crate) fn str_values(a: &arrow::array::ArrayRef, what: &str) -> Result<Vec<Option<String>>> {
+    Ok(cast(a, &DataType::Utf8, what)?
+        .as_string::<i32>()
         .iter()
         .map(|s| s.map(str::to_string))
         .collect())
+}
+
+/// A timestamp column as µs since the epoch.
+pub(crate) fn ts_micros(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let c = cast(
+        column(b, name)?,
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+        name,
+    )?;
+    i64_values(&c, name)
+}
+
+pub(crate) fn i64s(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    i64_values(column(b, name)?, name)
+}
+
+fn f64s(b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    Ok(cast(column(b, name)?, &DataType::Float64, name)?
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect())
+}
+
+pub(crate) fn strs(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    str_values(column(b, name)?, name)
 }
 
 fn bools(b: &RecordBatch, name: &str) -> Result<Vec<bool>> {
@@ -158,10 +182,10 @@ fn bools(b: &RecordBatch, name: &str) -> Result<Vec<bool>> {
 }
 
 fn missing(name: &str) -> Error {
-    Error::Internal(format!("rule query returned no column {name}"))
+    Error::Internal(format!("query returned no column {name}"))
 }
 
-fn rfc(t: i64) -> String {
+pub(crate) fn rfc(t: i64) -> String {
     DateTime::from_timestamp(t, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

@@ -27,10 +27,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, UInt32Type};
+use arrow::datatypes::UInt32Type;
 use datafusion::prelude::SessionContext;
 use leakhound_schemas::events::ClusterSummary;
 
+use crate::engine::{i64s, rfc, str_values, strs, ts_micros};
 use crate::error::{Error, Result};
 
 /// Stacks that goleak ignores by default, and other long-lived runtime workers.
@@ -188,12 +189,6 @@ pub struct Growth {
     pub confirmed: bool,
 }
 
-fn rfc(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -234,13 +229,13 @@ pub async fn growth(
     let mut confirmed: BTreeSet<i64> = BTreeSet::new();
     let mut states: HashMap<i64, String> = HashMap::new();
     for b in &batches {
-        let pods = col_str(b, "pod")?;
-        let ts = col_ts(b, "ts")?;
-        let formats = col_str(b, "format")?;
-        let profiles = col_str(b, "profile")?;
-        let ids = col_i64(b, "stack_id")?;
-        let st = col_str(b, "state")?;
-        let n = col_i64(b, "n")?;
+        let pods = strs(b, "pod")?;
+        let ts = ts_micros(b, "ts")?;
+        let formats = strs(b, "format")?;
+        let profiles = strs(b, "profile")?;
+        let ids = i64s(b, "stack_id")?;
+        let st = strs(b, "state")?;
+        let n = i64s(b, "n")?;
         let wait = b
             .column_by_name("wait_max")
             .and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned());
@@ -323,42 +318,6 @@ pub async fn growth(
     Ok(out)
 }
 
-fn col_str(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let c = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("no column {name}")))?;
-    let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
-        .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
-    Ok(c.as_string::<i32>()
-        .iter()
-        .map(|s| s.map(str::to_string))
-        .collect())
-}
-
-fn col_i64(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("no column {name}")))?;
-    let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Int64)
-        .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
-    Ok(c.as_primitive::<Int64Type>().iter().collect())
-}
-
-fn col_ts(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("no column {name}")))?;
-    let c = arrow::compute::cast(
-        c,
-        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
-    )
-    .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
-    col_i64(
-        &RecordBatch::try_from_iter([("x", c)]).map_err(|e| Error::Internal(e.to_string()))?,
-        "x",
-    )
-}
-
 /// Frames and `created by` of the given stacks, from the `stacks` dictionary.
 pub async fn stack_info(ctx: &SessionContext, ids: &[i64]) -> Result<HashMap<i64, StackInfo>> {
     let mut out = HashMap::new();
@@ -375,8 +334,8 @@ pub async fn stack_info(ctx: &SessionContext, ids: &[i64]) -> Result<HashMap<i64
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
     for b in &batches {
-        let ids = col_i64(b, "stack_id")?;
-        let created = col_str(b, "created_by_function")?;
+        let ids = i64s(b, "stack_id")?;
+        let created = strs(b, "created_by_function")?;
         let frames = b
             .column_by_name("frames")
             .ok_or_else(|| Error::Internal("no column frames".into()))?
@@ -388,16 +347,8 @@ pub async fn stack_info(ctx: &SessionContext, ids: &[i64]) -> Result<HashMap<i64
             }
             let v = frames.value(i);
             let s = v.as_struct();
-            let func = col_str(
-                &RecordBatch::try_from_iter([("x", s.column(0).clone())])
-                    .map_err(|e| Error::Internal(e.to_string()))?,
-                "x",
-            )?;
-            let file = col_str(
-                &RecordBatch::try_from_iter([("x", s.column(1).clone())])
-                    .map_err(|e| Error::Internal(e.to_string()))?,
-                "x",
-            )?;
+            let func = str_values(s.column(0), "frames.function")?;
+            let file = str_values(s.column(1), "frames.file")?;
             let line = s.column(2).as_primitive_opt::<UInt32Type>().cloned();
             let frames = (0..s.len())
                 .map(|j| Frame {
