@@ -96,6 +96,22 @@ struct Tree {
 }
 
 impl Tree {
+    /// Depth of the deepest leaf.
+    fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((i, d)) = stack.pop() {
+            match self.nodes.get(i) {
+                Some(n) if n.feature != LEAF => {
+                    stack.push((n.left as usize, d + 1));
+                    stack.push((n.left as usize + 1, d + 1));
+                }
+                _ => deepest = deepest.max(d),
+            }
+        }
+        deepest
+    }
+
     fn path_length(&self, row: &[f64]) -> f64 {
         let mut i = 0usize;
         loop {
@@ -111,10 +127,121 @@ impl Tree {
     }
 }
 
+/// Deepest tree stored in the dense layout (4,095 inner nodes, 4,096 leaves: 80 kB a tree);
+/// deeper ones (more than 4,096 samples per tree) are walked node by node.
+const DENSE_MAX_DEPTH: usize = 12;
+
+/// Rows descending the trees side by side in [`DenseForest::add_path_lengths`]: independent
+/// descents the CPU overlaps (one descent is a chain of dependent loads).
+const LANES: usize = 8;
+
+/// All trees as complete binary trees of one depth `D`, heap-ordered (children of `i` at
+/// `2i + 1` and `2i + 2`): a descent is exactly `D` steps `i = 2i + 1 + (x > threshold)`, with no
+/// test for a leaf. A leaf above depth `D` becomes a subtree whose thresholds are +∞ (every row
+/// goes left, `x > +∞` is false, NaN included) and whose leaves all hold its path length, so
+/// every row gets the same path length as in the node-by-node walk (same sums, same order: the
+/// same scores to the bit).
+#[derive(Debug, Clone)]
+struct DenseForest {
+    depth: usize,
+    /// Per tree, `2^D - 1` inner nodes: feature index and threshold.
+    feature: Vec<u32>,
+    threshold: Vec<f64>,
+    /// Per tree, `2^D` path lengths.
+    leaf: Vec<f64>,
+}
+
+impl DenseForest {
+    fn new(trees: &[Tree]) -> Option<Self> {
+        // At least 1, so that a forest of single leaves still has one (+∞) node a tree.
+        let depth = trees.iter().map(Tree::depth).max()?.max(1);
+        if depth > DENSE_MAX_DEPTH {
+            return None;
+        }
+        let inner = (1usize << depth) - 1;
+        let mut f = Self {
+            depth,
+            feature: vec![0; inner * trees.len()],
+            threshold: vec![f64::INFINITY; inner * trees.len()],
+            leaf: vec![0.0; (inner + 1) * trees.len()],
+        };
+        for (t, tree) in trees.iter().enumerate() {
+            let (feature, threshold, leaf) = (
+                &mut f.feature[t * inner..(t + 1) * inner],
+                &mut f.threshold[t * inner..(t + 1) * inner],
+                &mut f.leaf[t * (inner + 1)..(t + 1) * (inner + 1)],
+            );
+            // (sparse node, dense node, depth of the dense node)
+            let mut stack = vec![(0usize, 0usize, 0usize)];
+            while let Some((si, di, d)) = stack.pop() {
+                let node = tree.nodes.get(si)?;
+                if node.feature == LEAF {
+                    // Every leaf below dense node `di` at depth D: a contiguous range.
+                    let first = ((di + 1) << (depth - d)) - 1 - inner;
+                    leaf[first..first + (1 << (depth - d))].fill(node.value);
+                    continue;
+                }
+                feature[di] = node.feature;
+                threshold[di] = node.value;
+                let left = node.left as usize;
+                stack.push((left, 2 * di + 1, d + 1));
+                stack.push((left + 1, 2 * di + 2, d + 1));
+            }
+        }
+        Some(f)
+    }
+
+    /// Adds every tree's path length of each row (`rows`: row-major, `nf` a row) to `out`, tree
+    /// by tree in order (as [`IsolationForest::score`] sums them).
+    fn add_path_lengths(&self, rows: &[f64], nf: usize, out: &mut [f64]) {
+        let inner = (1usize << self.depth) - 1;
+        let trees = self
+            .feature
+            .chunks_exact(inner)
+            .zip(self.threshold.chunks_exact(inner))
+            .zip(self.leaf.chunks_exact(inner + 1));
+        for ((feature, threshold), leaf) in trees {
+            let descend = |row: &[f64], i: usize| {
+                let f = feature.get(i).map_or(0, |f| *f as usize);
+                let x = row.get(f).copied().unwrap_or(0.0);
+                let t = threshold.get(i).copied().unwrap_or(f64::INFINITY);
+                2 * i + 1 + usize::from(x > t)
+            };
+            let mut groups = out.chunks_exact_mut(LANES);
+            let mut row_groups = rows.chunks_exact(LANES * nf);
+            for (o, r) in (&mut groups).zip(&mut row_groups) {
+                let mut idx = [0usize; LANES];
+                for _ in 0..self.depth {
+                    for (l, i) in idx.iter_mut().enumerate() {
+                        *i = descend(&r[l * nf..(l + 1) * nf], *i);
+                    }
+                }
+                for (o, i) in o.iter_mut().zip(idx) {
+                    *o += leaf.get(i - inner).copied().unwrap_or(0.0);
+                }
+            }
+            for (o, r) in groups
+                .into_remainder()
+                .iter_mut()
+                .zip(row_groups.remainder().chunks_exact(nf))
+            {
+                let mut i = 0;
+                for _ in 0..self.depth {
+                    i = descend(r, i);
+                }
+                *o += leaf.get(i - inner).copied().unwrap_or(0.0);
+            }
+        }
+    }
+}
+
 /// A fitted forest.
 #[derive(Debug, Clone)]
 pub struct IsolationForest {
     trees: Vec<Tree>,
+    /// The same trees in the dense layout, when shallow enough (always with scikit-learn's
+    /// default of 256 samples: depth 8).
+    dense: Option<DenseForest>,
     n_features: usize,
     c_psi: f64,
 }
@@ -144,6 +271,7 @@ impl IsolationForest {
             trees.push(build_tree(data, n_features, sample, max_depth, &mut rng));
         }
         Some(Self {
+            dense: DenseForest::new(&trees),
             trees,
             n_features,
             c_psi: average_path_length(psi),
@@ -162,8 +290,15 @@ impl IsolationForest {
             return 0.5;
         }
         let mut total = 0.0;
-        for t in &self.trees {
-            total += t.path_length(row);
+        match &self.dense {
+            Some(dense) if row.len() == self.n_features => {
+                dense.add_path_lengths(row, self.n_features, std::slice::from_mut(&mut total));
+            }
+            _ => {
+                for t in &self.trees {
+                    total += t.path_length(row);
+                }
+            }
         }
         (-total / (self.trees.len() as f64 * self.c_psi)).exp2()
     }
@@ -202,9 +337,14 @@ impl IsolationForest {
         let denom = self.trees.len() as f64 * self.c_psi;
         for (o_block, d_block) in out.chunks_mut(BLOCK).zip(data.chunks(BLOCK * nf)) {
             o_block.fill(0.0);
-            for tree in &self.trees {
-                for (o, row) in o_block.iter_mut().zip(d_block.chunks_exact(nf)) {
-                    *o += tree.path_length(row);
+            match &self.dense {
+                Some(dense) => dense.add_path_lengths(d_block, nf, o_block),
+                None => {
+                    for tree in &self.trees {
+                        for (o, row) in o_block.iter_mut().zip(d_block.chunks_exact(nf)) {
+                            *o += tree.path_length(row);
+                        }
+                    }
                 }
             }
             for o in o_block.iter_mut() {
@@ -365,6 +505,32 @@ mod tests {
         assert_eq!(many.len(), 5000);
         for (row, s) in data.chunks_exact(2).zip(&many) {
             assert_eq!(f.score(row), *s);
+        }
+    }
+
+    #[test]
+    fn anomaly_iforest_dense_layout_equals_node_walk() {
+        // Forests of depth 1 to 8 (1 to 256 samples), ties and constant columns included; rows
+        // beyond the training range and NaN.
+        for (n, max_samples) in [(1, 256), (2, 256), (3, 256), (40, 256), (3000, 256), (500, 7)] {
+            let mut data = gaussian_cloud(n, n as u64);
+            for x in data.iter_mut().step_by(3) {
+                *x = x.round();
+            }
+            let p = IForestParams {
+                max_samples,
+                ..IForestParams::default()
+            };
+            let f = IsolationForest::fit(&data, 2, &p).expect("forest");
+            let dense = f.dense.as_ref().expect("dense layout");
+            let mut rows = data.clone();
+            rows.extend_from_slice(&[50.0, -50.0, f64::NAN, 0.0, f64::INFINITY, 1.0]);
+            let mut out = vec![0.0; rows.len() / 2];
+            dense.add_path_lengths(&rows, 2, &mut out);
+            for (row, got) in rows.chunks_exact(2).zip(&out) {
+                let want: f64 = f.trees.iter().map(|t| t.path_length(row)).sum();
+                assert_eq!(want.to_bits(), got.to_bits(), "n {n}, row {row:?}");
+            }
         }
     }
 
