@@ -7,8 +7,11 @@
 --           hour is covered by data, and the last 30 minutes still grow at half that rate (a
 --           batch's ramp-then-plateau fits a line too, but its second half is flat);
 --   fast:   the last 15 minutes' slope exceeds fast_factor x min_per_s with R² >= 0.9, and both
---           the first and the last 5 minutes of that window grow at min_per_s: growth all along
---           15 minutes, unlike a burst's step or the first minutes of a batch's ramp.
+--           the first and the last 5 minutes of that window grow at min_per_s, significantly:
+--           each 5-minute slope is at least min_t (1.645: 95%, one-sided) standard errors above zero, the error taken
+--           from the 15-minute fit's residuals (a one-sided t test). Growth all along 15
+--           minutes, unlike a burst's step or a batch's 10-minute ramp and plateau, whose flat
+--           last minutes, when noisy, can show a slope above min_per_s by chance.
 -- `sustained` says the rule itself saw persistence (the fast branch's 15 minutes of growth).
 -- param: from timestamp now-1h
 -- param: to timestamp now
@@ -16,6 +19,7 @@
 -- param: min_r2 float 0.8
 -- param: min_coverage float 0.6
 -- param: fast_factor float 2.0
+-- param: min_t float 1.645
 -- param: namespace string %
 WITH raw AS (
     SELECT namespace, pod,
@@ -54,8 +58,13 @@ slopes AS (
            regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS slope_15m,
            regr_r2(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS r2_15m,
            COUNT(v) OVER q AS points_15m,
+           regr_sxx(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS sxx_15m,
+           regr_syy(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS syy_15m,
+           regr_sxy(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER q AS sxy_15m,
            regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER f AS slope_5m,
+           regr_sxx(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER f AS sxx_5m,
            regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER e AS slope_early_5m,
+           regr_sxx(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER e AS sxx_early_5m,
            regr_slope(v, CAST(to_unixtime(minute) AS DOUBLE)) OVER hh AS slope_30m
     FROM lives
     WINDOW h AS (PARTITION BY namespace, pod, life ORDER BY minute
@@ -69,14 +78,24 @@ slopes AS (
            hh AS (PARTITION BY namespace, pod, life ORDER BY minute
                  RANGE BETWEEN INTERVAL '29 minutes' PRECEDING AND CURRENT ROW)
 ),
+errors AS (
+    -- Residual variance of the 15-minute fit, then the standard error of each 5-minute slope.
+    SELECT *,
+           GREATEST(syy_15m - sxy_15m * sxy_15m / NULLIF(sxx_15m, 0), 0)
+             / NULLIF(points_15m - 2, 0) AS resid_var_15m
+    FROM slopes
+),
 verdicts AS (
     SELECT *,
            COALESCE(slope > ${min_per_s} AND r2 >= ${min_r2} AND slope_30m > 0.5 * ${min_per_s}
                     AND points >= 60 * ${min_coverage}, false) AS steady,
            COALESCE(slope_15m > ${fast_factor} * ${min_per_s} AND r2_15m >= 0.9
                     AND points_15m >= 12 AND slope_5m > ${min_per_s}
-                    AND slope_early_5m > ${min_per_s}, false) AS fast
-    FROM slopes
+                    AND slope_early_5m > ${min_per_s}
+                    AND slope_5m >= ${min_t} * SQRT(resid_var_15m / NULLIF(sxx_5m, 0))
+                    AND slope_early_5m >= ${min_t} * SQRT(resid_var_15m / NULLIF(sxx_early_5m, 0)),
+                    false) AS fast
+    FROM errors
 )
 SELECT cl AS "cluster", namespace, wk AS workload_kind, wl AS workload, pod,
        minute + INTERVAL '1 minute' AS eval_at, v AS value, low AS hour_low,

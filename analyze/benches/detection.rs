@@ -59,9 +59,9 @@ fn main() {
                                 .unwrap_or_default(),
                             o.false_alarms,
                             o.false_alarm_examples
-                                .first()
-                                .map(|x| format!(" [{x}]"))
-                                .unwrap_or_default()
+                                .iter()
+                                .map(|x| format!("\n    [{x}]"))
+                                .collect::<String>()
                         ))
                         .collect::<Vec<_>>()
                         .join(" | ")

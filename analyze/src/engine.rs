@@ -360,6 +360,45 @@ pub async fn growth_rule(
     Ok(out)
 }
 
+/// Mean of `s` over `[from, to)` (seconds), if it has a point there.
+fn mean_in(s: &Series, from: i64, to: i64) -> Option<f64> {
+    let lo = s.ts_s.partition_point(|t| *t < from);
+    let hi = s.ts_s.partition_point(|t| *t < to);
+    (hi > lo).then(|| s.values[lo..hi].iter().sum::<f64>() / (hi - lo) as f64)
+}
+
+/// The growth rule sees one pod's last `horizon_s` only. A rise that the same pod also made at
+/// about this hour yesterday (within 45 minutes), and that went away again (the level now is
+/// within one rise of yesterday's at that time), is the daily pattern (a nightly batch, a
+/// morning ramp), not a leak. A leak running for more than a day keeps the first test but
+/// fails the second: its level is a day's growth above yesterday's. Returns why, if so.
+pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
+    const DAY: i64 = 86_400;
+    let w = 300;
+    let today = mean_in(s, now - w, now)? - mean_in(s, now - horizon_s - w, now - horizon_s)?;
+    if today <= 0.0 {
+        return None;
+    }
+    (-9..=9)
+        .filter_map(|k| {
+            let t = now - DAY + k * w;
+            let level = mean_in(s, t - w, t)?;
+            let rise = level - mean_in(s, t - horizon_s - w, t - horizon_s)?;
+            Some((k, rise, level))
+        })
+        .filter(|(_, rise, level)| {
+            *rise >= 0.5 * today && (mean_in(s, now - w, now).unwrap_or(*level) - level).abs() <= today
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(k, rise, _)| {
+            format!(
+                "the same rise ({rise:.0}, today {today:.0}) happened {} minutes {} this time yesterday, to the same level",
+                (k * w).abs() / 60,
+                if k > 0 { "after" } else { "before" }
+            )
+        })
+}
+
 /// A minute series of one scope.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
@@ -507,31 +546,6 @@ pub fn stl_findings(
                 &at[i..j],
                 &cfg.stl,
             );
-            // With less than a day of history a slow rise cannot be told from the daily cycle
-            // (seasonality needs a period to be seen): that young, only growth at the growth
-            // rule's pace, or a rise to 3x the series' low (daily traffic moves goroutines by
-            // tens of percent, not multiples, for hours), is judged.
-            let born = s.ts_s.get(lo).copied().unwrap_or(0);
-            for (v, t) in vs.iter_mut().zip(&at[i..j]) {
-                let upto = s.ts_s.partition_point(|x| x <= t).max(lo);
-                let seen = &s.values[lo..upto];
-                let low = seen.iter().copied().fold(f64::INFINITY, f64::min);
-                let now = seen.last().copied().unwrap_or(0.0);
-                let multiplied = low.is_finite() && low > 0.0 && now >= 3.0 * low;
-                if v.fired
-                    && *t - born < 86_400
-                    && v.growth_per_s < cfg.growth_min_per_s
-                    && !multiplied
-                {
-                    v.fired = false;
-                    v.reason = format!(
-                        "not judged: {:.1} h of history, too young to tell slow growth ({:.3}/s) from the daily cycle; {}",
-                        (*t - born) as f64 / 3600.0,
-                        v.growth_per_s,
-                        v.reason
-                    );
-                }
-            }
             if seg_start != i64::MIN {
                 for v in &mut vs {
                     v.reason = format!(
@@ -739,16 +753,34 @@ pub async fn analyze(
                 .filter(|f| f.eval_s % step == 0),
         );
     }
+    let series = if on(GROWTH_RULE) || on(STL_IFOREST) {
+        let context = if on(STL_IFOREST) {
+            cfg.context_s
+        } else {
+            86_400 + 7_200
+        };
+        minute_series(&ctx, first - context, to_s, &cfg.namespace).await?
+    } else {
+        BTreeMap::new()
+    };
     if on(GROWTH_RULE) {
-        findings.extend(
-            growth_rule(&ctx, first, to_s, cfg)
-                .await?
-                .into_iter()
-                .filter(|f| f.eval_s % step == 0),
-        );
+        let mut fs: Vec<Finding> = growth_rule(&ctx, first, to_s, cfg)
+            .await?
+            .into_iter()
+            .filter(|f| f.eval_s % step == 0)
+            .collect();
+        for f in fs.iter_mut().filter(|f| f.fired) {
+            if let Some(s) = series.get(&f.scope)
+                && let Some(note) =
+                    recurring_rise(s, f.eval_s, if f.sustained { 900 } else { 3_600 })
+            {
+                f.fired = false;
+                f.reason = format!("{}; not a leak: {note}", f.reason);
+            }
+        }
+        findings.extend(fs);
     }
     if on(STL_IFOREST) {
-        let series = minute_series(&ctx, first - cfg.context_s, to_s, &cfg.namespace).await?;
         findings.extend(stl_findings(&series, &eval_times, cfg));
     }
     let res = residence(&ctx, first - 3_600, to_s, &cfg.namespace).await?;

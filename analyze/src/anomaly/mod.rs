@@ -33,9 +33,16 @@
 //!     steady climb: over 25 hourly blocks, no two consecutive steps carry more than half of the
 //!     climb, and the climb explains ≥ 75% of the day-over-day difference (a leak older than a
 //!     day; a deploy step fails);
-//!   - < 1 day: there is no way to tell a morning ramp from a leak, so the rise must also reach
-//!     `young_min_rise_frac` (50%) of the life's starting level. **Limitation**: on a pod younger
-//!     than a day, a daily swing larger than about a third of the base can fire.
+//!   - < 1 day: there is no way to tell a morning ramp from a leak over a few hours, so the
+//!     rise must also have lasted `young_long_min` (18 h: a daily cycle rises for 12 h at most)
+//!     with the same tests over 30-minute blocks and reach `young_min_rise_frac` (50%) of the
+//!     life's starting level. **Limitation**: a slow leak that starts with a brand-new series (no
+//!     history at all) is seen after about 18 h, or by the quick rule below if it is fast enough.
+//! - **young** (life < 1 day): over the last `young_quick_min` (2 h), six 20-minute block
+//!   medians all rise, steadily, by ≥ 4 sigmas and ≥ `young_quick_rise_frac` (100%) of the
+//!   highest level the life had before the window (at least an hour of it). A daily cycle cannot
+//!   do that: even with a 4x day/night swing, two hours of its ramp add about a third of the
+//!   level.
 //! - **sawtooth** (OOM restarts): the last `sawtooth_min_cycles` (2) completed lives each grew
 //!   steadily (the slow-rule tests over the whole life, ≥ `sawtooth_min_life_min` minutes) until
 //!   a reset (a sample below `reset_ratio` = half the previous one), and the current life is not
@@ -123,6 +130,14 @@ pub struct StlIfConfig {
     /// Largest share of the total rise a single block-to-block step may carry.
     pub max_step_share: f64,
     pub young_min_rise_frac: f64,
+    /// Pod younger than a day, slow rule: the rise must also have lasted this long (longer than
+    /// any daily ramp: a daily cycle rises for half a day at most).
+    pub young_long_min: usize,
+    /// Pod younger than a day, quick rule: over `young_quick_min`, steady growth of at least
+    /// `young_quick_rise_frac` x the highest level the life had before (a daily cycle raises the
+    /// level by a third of its mean in two hours at most, even with a 4x day/night swing).
+    pub young_quick_min: usize,
+    pub young_quick_rise_frac: f64,
     pub dod_min_frac: f64,
     pub sawtooth_min_cycles: usize,
     pub sawtooth_min_life_min: usize,
@@ -161,6 +176,9 @@ impl Default for StlIfConfig {
             slow_min_rise_sigma: 4.0,
             max_step_share: 0.5,
             young_min_rise_frac: 0.5,
+            young_long_min: 18 * 60,
+            young_quick_min: 120,
+            young_quick_rise_frac: 1.0,
             dod_min_frac: 0.5,
             sawtooth_min_cycles: 2,
             sawtooth_min_life_min: 20,
@@ -1033,11 +1051,25 @@ fn decide(
                     dod, yesterday
                 )
             } else {
-                tests.push((g.rise, cfg.young_min_rise_frac * base.max(1.0)));
+                // No day of history: a rise of hours is a morning ramp as often as a leak. It
+                // counts once it has lasted longer than a daily ramp can (the long test).
+                let long_block = block.max(1);
+                let kl = life.minutes(cfg.young_long_min) / long_block;
+                let long = match growth(dv, pv, n, long_block, kl, step, Stat::Median) {
+                    Some(gl) if kl >= 2 => closeness(&[
+                        (gl.share_up, cfg.slow_min_share_up),
+                        (allowed_step_share(kl, cfg), gl.max_step_share),
+                        (gl.rise, cfg.slow_min_rise_sigma * sigma),
+                        (gl.rise, cfg.young_min_rise_frac * base.max(1.0)),
+                    ]),
+                    _ => 0.0,
+                };
+                tests.push((long, 1.0));
                 format!(
-                    ", {:.0}% above the life's start ({:.0})",
+                    ", {:.0}% above the life's start ({:.0}), young: needs {:.0} h of rise",
                     100.0 * g.rise / base.max(1.0),
-                    base
+                    base,
+                    cfg.young_long_min as f64 / 60.0
                 )
             };
             let mode = if deseasonalized {
@@ -1058,6 +1090,42 @@ fn decide(
                     g.slope_per_s * 60.0,
                     100.0 * g.share_up,
                     100.0 * g.max_step_share.min(9.99),
+                ),
+            });
+        }
+    }
+
+    // Quick rule for a life younger than a day: steady growth over the last two hours that
+    // carries the level above everything the life saw before by `young_quick_rise_frac` of it.
+    let day = life.minutes((cfg.period_s / 60) as usize);
+    let qspan = life.minutes(cfg.young_quick_min);
+    let qk = 6;
+    let qblock = qspan / qk;
+    // At least an hour before the window, to know the life's scale.
+    if n < day && qblock > 0 && n >= qspan + life.minutes(60) {
+        let prior_max = life.v[..n - qspan]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .max(1.0);
+        if let Some(g) = growth(&life.v, &pre_raw, n, qblock, qk, step, Stat::Median) {
+            rules.push(RuleOutcome {
+                name: "young",
+                closeness: closeness(&[
+                    (g.share_up, 1.0),
+                    (allowed_step_share(qk, cfg), g.max_step_share),
+                    (g.rise, cfg.slow_min_rise_sigma * sigma),
+                    (g.slope_per_s, cfg.slow_min_growth_per_s),
+                    (g.rise, cfg.young_quick_rise_frac * prior_max),
+                ]),
+                slope_per_s: g.slope_per_s,
+                detail: format!(
+                    "rose {:.0} in {} min ({:.2}/min), {:.0}% of the life's highest level before ({:.0})",
+                    g.rise,
+                    cfg.young_quick_min,
+                    g.slope_per_s * 60.0,
+                    100.0 * g.rise / prior_max,
+                    prior_max
                 ),
             });
         }
