@@ -147,7 +147,13 @@ impl Plans {
         for j in 1..=key.np {
             let k = (key.n - j) / key.np + 1;
             if seasonal.iter().all(|p| p.ess.n != k) {
-                seasonal.push(SeasonalPlan::new(&mut weights, k, key.ns, key.isdeg, key.nsjump));
+                seasonal.push(SeasonalPlan::new(
+                    &mut weights,
+                    k,
+                    key.ns,
+                    key.isdeg,
+                    key.nsjump,
+                ));
             }
         }
         let low_pass = EssPlan::new(&mut weights, key.n, key.nl, key.ildeg, key.nljump);
@@ -342,7 +348,13 @@ impl SeasonalPlan {
         Self {
             ess: EssPlan::new(weights, k, ns, isdeg, nsjump),
             before: weights.fit(k, ns, 0.0, 1, ns.min(k)),
-            after: weights.fit(k, ns, (k + 1) as f64, 1.max(k as i32 - ns as i32 + 1) as usize, k),
+            after: weights.fit(
+                k,
+                ns,
+                (k + 1) as f64,
+                1.max(k as i32 - ns as i32 + 1) as usize,
+                k,
+            ),
         }
     }
 }
@@ -564,10 +576,10 @@ fn ss(
         plan.ess.run(weights, work1, userw, work3, &mut work2[1..]);
         let range = k as f64 - 1.0;
         let isdeg = plan.ess.ideg;
-        work2[0] = est(weights, &plan.before, work1, range, isdeg, userw, work3)
-            .unwrap_or(work2[1]);
-        work2[k + 1] = est(weights, &plan.after, work1, range, isdeg, userw, work3)
-            .unwrap_or(work2[k]);
+        work2[0] =
+            est(weights, &plan.before, work1, range, isdeg, userw, work3).unwrap_or(work2[1]);
+        work2[k + 1] =
+            est(weights, &plan.after, work1, range, isdeg, userw, work3).unwrap_or(work2[k]);
         for m in 1..=k + 2 {
             season[(m - 1) * np + j - 1] = work2[m - 1];
         }
