@@ -36,6 +36,7 @@
 //!   (`runtime/pprof` cuts its debug=2 buffer at 64 MiB mid-line; that is caught.)
 //! - After any error the iterator ends (it is fused).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use leakhound_schemas::model::{Frame, GoroutineRecord};
@@ -44,71 +45,198 @@ use super::ParseOptions;
 use super::error::{ParseError, Position, Result};
 use super::lines::{Line, LineReader};
 use super::normalise::canonical_frames;
-use super::quote::parse_label_set;
+use super::quote::{QuoteError, parse_bare_label_set, parse_label_set};
 
 const FORMAT: &str = "debug=2";
 
 /// Streaming parser of debug=2 / crash text. Yields one record per goroutine (`count == 1`).
 pub struct Debug2Parser<R> {
-    lines: LineReader<R>,
-    st: State,
+    inner: Machine<R, RecordSink>,
 }
 
-struct State {
+/// The debug=2 state machine over lines: which line starts, continues or ends a record, every
+/// error and its position. It is the same for every [`Sink`]; the sink decides what is built
+/// from the pieces it is handed. [`RecordSink`] builds a [`GoroutineRecord`] per goroutine
+/// ([`Debug2Parser`]); the aggregating sink of [`super::aggregate`] folds them into a snapshot
+/// without building them.
+pub(crate) struct Machine<R, S> {
+    lines: LineReader<R>,
+    st: State<S>,
+}
+
+/// How a Go 1.26 (`[STATUS labels:{"k": "v"}]:`) or Go 1.27 (`[STATUS] {k: v}:`) label set is
+/// written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum LabelForm {
+    Quoted,
+    Bare,
+}
+
+/// A header line, parsed; `L` is what the sink made of its label set (`None`: no label set).
+pub(crate) struct Header<'a, L> {
+    pub(crate) id: u64,
+    /// The status without its annotations, as printed (not UTF-8 checked).
+    pub(crate) status: &'a [u8],
+    pub(crate) labels: Option<L>,
+    pub(crate) wait_minutes: Option<u32>,
+    pub(crate) leaked: bool,
+    pub(crate) durable: bool,
+    pub(crate) locked_to_thread: bool,
+    pub(crate) synctest_bubble: Option<u64>,
+}
+
+/// What the debug=2 state machine hands over, record by record. Byte slices are borrowed from
+/// the current line and are not UTF-8 checked.
+pub(crate) trait Sink {
+    /// A parsed label set.
+    type Labels;
+    /// What a finished record becomes.
+    type Out;
+    /// Parse the label set at the start of `set` (which runs to the end of the header line):
+    /// the labels and the bytes they took, or why they are malformed. Must depend on `form` and
+    /// `set` only.
+    fn labels(
+        &mut self,
+        form: LabelForm,
+        set: &[u8],
+    ) -> std::result::Result<(Self::Labels, usize), QuoteError>;
+    /// A record starts (the previous one, if any, has ended).
+    fn start(&mut self, h: Header<'_, Self::Labels>);
+    /// A frame of the stack, innermost first, with the name as printed (`panic` already turned
+    /// into `runtime.gopanic`).
+    fn frame(&mut self, function: &[u8], file: &[u8], line: u32);
+    /// The `created by` frame (a later one replaces an earlier one).
+    fn created_by(&mut self, function: &[u8], file: &[u8], line: u32);
+    /// `created by ... in goroutine N`.
+    fn creator_goroutine(&mut self, id: u64);
+    /// `...N frames elided...`.
+    fn elided(&mut self);
+    /// The record ends; `emit` is false for a record that is not a goroutine (`goroutine 0`),
+    /// whose output is dropped.
+    fn end(&mut self, emit: bool) -> Option<Self::Out>;
+}
+
+/// The full path: every record built, frames normalised by [`canonical_frames`].
+#[derive(Default)]
+pub(crate) struct RecordSink {
+    rec: GoroutineRecord,
+    /// Scratch: the record's frames are collected here, then copied out at their exact size
+    /// (reused from record to record, which keeps its capacity).
+    frames: Vec<Frame>,
+}
+
+impl Sink for RecordSink {
+    type Labels = BTreeMap<String, String>;
+    type Out = GoroutineRecord;
+
+    fn labels(
+        &mut self,
+        form: LabelForm,
+        set: &[u8],
+    ) -> std::result::Result<(Self::Labels, usize), QuoteError> {
+        match form {
+            LabelForm::Quoted => parse_label_set(set),
+            LabelForm::Bare => parse_bare_label_set(set),
+        }
+    }
+
+    fn start(&mut self, h: Header<'_, Self::Labels>) {
+        self.frames.clear();
+        self.rec = GoroutineRecord {
+            count: 1,
+            goroutine_ids: vec![h.id],
+            labels: h.labels.unwrap_or_default(),
+            state: lossy(h.status),
+            wait_minutes: h.wait_minutes,
+            leaked: h.leaked,
+            durable: h.durable,
+            locked_to_thread: h.locked_to_thread,
+            synctest_bubble: h.synctest_bubble,
+            ..Default::default()
+        };
+    }
+
+    fn frame(&mut self, function: &[u8], file: &[u8], line: u32) {
+        self.frames.push(Frame {
+            function: lossy(function),
+            file: lossy(file),
+            line,
+        });
+    }
+
+    fn created_by(&mut self, function: &[u8], file: &[u8], line: u32) {
+        self.rec.stack.created_by = Some(Frame {
+            function: lossy(function),
+            file: lossy(file),
+            line,
+        });
+    }
+
+    fn creator_goroutine(&mut self, id: u64) {
+        self.rec.creator_goroutine = Some(id);
+    }
+
+    fn elided(&mut self) {
+        self.rec.stack.elided = true;
+    }
+
+    fn end(&mut self, emit: bool) -> Option<GoroutineRecord> {
+        let mut rec = std::mem::take(&mut self.rec);
+        if !emit {
+            self.frames.clear();
+            return None;
+        }
+        rec.stack.frames = canonical_frames(self.frames.drain(..).collect());
+        Some(rec)
+    }
+}
+
+struct State<S> {
     max_record_bytes: usize,
     max_frames: usize,
     max_line: usize,
-    /// Inside a record: `cur` holds it. (`cur` is reused from record to record, which keeps its
-    /// frame buffer's capacity and saves moving it around.)
+    /// Inside a record: the sink has been `start`ed and not yet `end`ed.
     active: bool,
-    cur: Building,
+    sink: S,
+    /// The current record's goroutine id (0: an M's g0, not yielded).
+    id: u64,
+    /// Its header's position.
+    pos: Position,
+    /// A function line waiting for its file line: its name (as printed) is in `pending_fn`.
+    pending: Option<Pending>,
+    pending_fn: Vec<u8>,
+    in_ancestors: bool,
+    /// Bytes of the current record so far.
+    bytes: usize,
+    /// Frames of the current record so far (not counting `created by`).
+    frames: usize,
     done: bool,
     records: u64,
     first_line: Option<String>,
 }
 
-#[derive(Default)]
-struct Building {
-    id: u64,
-    rec: GoroutineRecord,
-    /// Scratch: the record's frames are collected here, then copied out at their exact size.
-    frames: Vec<Frame>,
-    pos: Position,
-    pending: Option<Pending>,
-    in_ancestors: bool,
-    bytes: usize,
-}
-
-/// A header line, parsed.
-struct Header {
-    id: u64,
-    rec: GoroutineRecord,
-}
-
-impl Building {
-    fn start(&mut self, h: Header, pos: Position, header_len: usize) {
+impl<S: Sink> State<S> {
+    fn start(&mut self, h: Header<'_, S::Labels>, pos: Position, header_len: usize) {
         self.id = h.id;
-        self.rec = h.rec;
-        self.frames.clear();
+        self.sink.start(h);
         self.pos = pos;
         self.pending = None;
         self.in_ancestors = false;
         self.bytes = header_len + 1;
+        self.frames = 0;
+        self.active = true;
     }
 }
 
+#[derive(Clone, Copy)]
 struct Pending {
-    function: String,
     created_by: bool,
     pos: Position,
 }
 
-// Not boxed: a record is emitted for every goroutine, and a Box would be one more
-// allocation each; the enum lives on the stack for one call.
-#[allow(clippy::large_enum_variant)]
-enum Step {
+enum Step<T> {
     Continue,
-    Emit(GoroutineRecord),
+    Emit(T),
     Fail(ParseError),
 }
 
@@ -123,34 +251,24 @@ impl<R: Read> Debug2Parser<R> {
     /// before it) right after a blank line or at the start: positions are those of the whole.
     pub(crate) fn with_base(reader: R, opts: &ParseOptions, base: Position) -> Self {
         Debug2Parser {
-            lines: LineReader::with_base(reader, opts.max_line_bytes, base.offset, base.line),
-            st: State {
-                max_record_bytes: opts.max_record_bytes,
-                max_frames: opts.max_frames,
-                max_line: opts.max_line_bytes,
-                active: false,
-                cur: Building::default(),
-                done: false,
-                records: 0,
-                first_line: None,
-            },
+            inner: Machine::new(reader, opts, base, RecordSink::default()),
         }
     }
 
     /// Goroutine records yielded so far.
     pub fn records(&self) -> u64 {
-        self.st.records
+        self.inner.st.records
     }
 
     /// Bytes consumed so far.
     pub fn bytes_read(&self) -> u64 {
-        self.lines.offset()
+        self.inner.bytes_read()
     }
 
     /// The first non-blank line of the input (at most 200 bytes), for error messages about
     /// text that holds no dump.
     pub fn first_line(&self) -> Option<&str> {
-        self.st.first_line.as_deref()
+        self.inner.first_line()
     }
 }
 
@@ -158,6 +276,59 @@ impl<R: Read> Iterator for Debug2Parser<R> {
     type Item = Result<GoroutineRecord>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+impl<R: Read, S: Sink> Machine<R, S> {
+    /// A machine over a piece of a larger input that starts at `base` (as
+    /// [`Debug2Parser::with_base`]), handing what it reads to `sink`.
+    pub(crate) fn new(reader: R, opts: &ParseOptions, base: Position, sink: S) -> Self {
+        Machine {
+            lines: LineReader::with_base(reader, opts.max_line_bytes, base.offset, base.line),
+            st: State {
+                max_record_bytes: opts.max_record_bytes,
+                max_frames: opts.max_frames,
+                max_line: opts.max_line_bytes,
+                active: false,
+                sink,
+                id: 0,
+                pos: Position::default(),
+                pending: None,
+                pending_fn: Vec::new(),
+                in_ancestors: false,
+                bytes: 0,
+                frames: 0,
+                done: false,
+                records: 0,
+                first_line: None,
+            },
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.lines.offset()
+    }
+
+    /// The first non-blank line of the input (at most 200 bytes).
+    pub(crate) fn first_line(&self) -> Option<&str> {
+        self.st.first_line.as_deref()
+    }
+
+    /// The sink (for one that accumulates).
+    pub(crate) fn sink_mut(&mut self) -> &mut S {
+        &mut self.st.sink
+    }
+
+    /// The sink, to reuse it (and its caches) on the next piece of input.
+    pub(crate) fn into_sink(self) -> S {
+        self.st.sink
+    }
+
+    /// The next record's output, or an error (after which the machine is fused), or `None` at
+    /// the end.
+    pub(crate) fn next(&mut self) -> Option<Result<S::Out>> {
         if self.st.done {
             return None;
         }
@@ -188,27 +359,24 @@ impl<R: Read> Iterator for Debug2Parser<R> {
     }
 }
 
-impl State {
-    fn at_eof(&mut self) -> Option<Result<GoroutineRecord>> {
+impl<S: Sink> State<S> {
+    fn at_eof(&mut self) -> Option<Result<S::Out>> {
         if !self.active {
             return None;
         }
         self.active = false;
-        if let Some(p) = self.cur.pending.take() {
+        if let Some(p) = self.pending.take() {
             return Some(Err(ParseError::Truncated {
                 pos: p.pos,
                 what: "function line without its file line at the end of the input",
             }));
         }
-        let rec = finish(&mut self.cur);
-        if self.cur.id == 0 {
-            return None;
-        }
+        let rec = self.sink.end(self.id != 0)?;
         self.records += 1;
         Some(Ok(rec))
     }
 
-    fn on_line(&mut self, line: &Line<'_>) -> Step {
+    fn on_line(&mut self, line: &Line<'_>) -> Step<S::Out> {
         let b = line.bytes;
         if self.first_line.is_none() && !b.iter().all(u8::is_ascii_whitespace) {
             self.first_line = Some(super::error::excerpt(b));
@@ -221,20 +389,18 @@ impl State {
             if !line.terminated && b.get(10).is_some_and(u8::is_ascii_digit) {
                 return Step::Fail(truncated(line.pos, "goroutine header is cut (no newline)"));
             }
-            return match parse_header(b, line.pos) {
+            return match parse_header(b, line.pos, &mut self.sink) {
                 Ok(Some(h)) => {
                     if !line.terminated {
                         return Step::Fail(truncated(line.pos, "goroutine header"));
                     }
-                    self.cur.start(h, line.pos, b.len());
-                    self.active = true;
+                    self.start(h, line.pos, b.len());
                     Step::Continue
                 }
                 Ok(None) => Step::Continue,
                 Err(e) => Step::Fail(e),
             };
         }
-        let cur = &mut self.cur;
 
         if line.overlong {
             return Step::Fail(ParseError::LineTooLong {
@@ -254,17 +420,17 @@ impl State {
                 "last line of a goroutine record is cut (no newline)",
             ));
         }
-        cur.bytes = cur.bytes.saturating_add(b.len() + 1);
-        if cur.bytes > self.max_record_bytes {
+        self.bytes = self.bytes.saturating_add(b.len() + 1);
+        if self.bytes > self.max_record_bytes {
             return Step::Fail(ParseError::RecordTooLarge {
-                pos: cur.pos,
+                pos: self.pos,
                 limit: self.max_record_bytes,
                 what: "bytes",
             });
         }
         match b[0] {
             b'\t' => {
-                let Some(p) = cur.pending.take() else {
+                let Some(p) = self.pending.take() else {
                     // `\tgoroutine running on other thread; stack unavailable`, or noise.
                     return Step::Continue;
                 };
@@ -279,33 +445,37 @@ impl State {
                 let Ok(line_no) = u32::try_from(line_no) else {
                     return Step::Fail(absurd(line.pos, "line number", line_no, u32::MAX.into()));
                 };
-                let frame = Frame {
-                    function: p.function,
-                    file: lossy(file),
-                    line: line_no,
+                // The traceback prints `runtime.gopanic` as `panic` (Go `printFuncName`);
+                // every other format has the symbol.
+                let function: &[u8] = if self.pending_fn == b"panic" {
+                    b"runtime.gopanic"
+                } else {
+                    &self.pending_fn
                 };
                 if p.created_by {
-                    cur.rec.stack.created_by = Some(frame);
+                    self.sink.created_by(function, file, line_no);
                 } else {
-                    if cur.frames.len() >= self.max_frames {
+                    if self.frames >= self.max_frames {
                         return Step::Fail(ParseError::RecordTooLarge {
-                            pos: cur.pos,
+                            pos: self.pos,
                             limit: self.max_frames,
                             what: "frames",
                         });
                     }
-                    cur.frames.push(frame);
+                    self.frames += 1;
+                    self.sink.frame(function, file, line_no);
                 }
                 Step::Continue
             }
-            b'g' if b.starts_with(b"goroutine ") => match parse_header(b, line.pos) {
+            b'g' if b.starts_with(b"goroutine ") => match parse_header(b, line.pos, &mut self.sink)
+            {
                 // A header without the blank line before it: the previous record ends here.
                 Ok(Some(h)) => self.emit(Some(h), line.pos, b.len()),
                 Ok(None) => Step::Continue,
                 Err(e) => Step::Fail(e),
             },
             b'c' if b.starts_with(b"created by ") => {
-                if cur.in_ancestors {
+                if self.in_ancestors {
                     return Step::Continue;
                 }
                 let rest = &b[b"created by ".len()..];
@@ -313,7 +483,7 @@ impl State {
                     Some(i) => {
                         let n = &rest[i + b" in goroutine ".len()..];
                         match parse_u64(n) {
-                            Some(Ok(v)) => cur.rec.creator_goroutine = Some(v),
+                            Some(Ok(v)) => self.sink.creator_goroutine(v),
                             Some(Err(())) => {
                                 return Step::Fail(absurd(
                                     line.pos,
@@ -328,16 +498,12 @@ impl State {
                     }
                     None => rest,
                 };
-                cur.pending = Some(Pending {
-                    function: print_name(name),
-                    created_by: true,
-                    pos: line.pos,
-                });
+                self.set_pending(name, true, line.pos);
                 Step::Continue
             }
             b'.' if b.starts_with(b"...") && b.ends_with(b" elided...") => {
-                if !cur.in_ancestors {
-                    cur.rec.stack.elided = true;
+                if !self.in_ancestors {
+                    self.sink.elided();
                 }
                 Step::Continue
             }
@@ -345,20 +511,16 @@ impl State {
                 // GODEBUG=tracebackancestors: the stacks of the goroutines that created this
                 // one, at the time they did. Not goroutines of this dump; skipped to the end
                 // of the record.
-                cur.in_ancestors = true;
-                cur.pending = None;
+                self.in_ancestors = true;
+                self.pending = None;
                 Step::Continue
             }
             _ => {
-                if cur.in_ancestors {
+                if self.in_ancestors {
                     return Step::Continue;
                 }
                 if let Some(name) = parse_func_line(b) {
-                    cur.pending = Some(Pending {
-                        function: print_name(name),
-                        created_by: false,
-                        pos: line.pos,
-                    });
+                    self.set_pending(name, false, line.pos);
                 }
                 // Anything else (register dumps under GOTRACEBACK=crash, `non-Go function at
                 // pc=`, interleaved log lines) is skipped.
@@ -367,26 +529,30 @@ impl State {
         }
     }
 
+    fn set_pending(&mut self, name: &[u8], created_by: bool, pos: Position) {
+        self.pending_fn.clear();
+        self.pending_fn.extend_from_slice(name);
+        self.pending = Some(Pending { created_by, pos });
+    }
+
     /// Finish the current record, start `next` (if a header came without a blank line), and
     /// yield the finished one unless it is a g0 (`goroutine 0`).
-    fn emit(&mut self, next: Option<Header>, pos: Position, header_len: usize) -> Step {
-        let id = self.cur.id;
-        let rec = finish(&mut self.cur);
+    fn emit(
+        &mut self,
+        next: Option<Header<'_, S::Labels>>,
+        pos: Position,
+        header_len: usize,
+    ) -> Step<S::Out> {
+        let out = self.sink.end(self.id != 0);
         match next {
-            Some(h) => self.cur.start(h, pos, header_len),
+            Some(h) => self.start(h, pos, header_len),
             None => self.active = false,
         }
-        if id == 0 {
-            return Step::Continue;
+        match out {
+            Some(rec) => Step::Emit(rec),
+            None => Step::Continue,
         }
-        Step::Emit(rec)
     }
-}
-
-fn finish(cur: &mut Building) -> GoroutineRecord {
-    let mut rec = std::mem::take(&mut cur.rec);
-    rec.stack.frames = canonical_frames(cur.frames.drain(..).collect());
-    rec
 }
 
 /// Where ` in goroutine N` starts in a `created by` line, if it has one.
@@ -424,16 +590,6 @@ fn lossy(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(b).into_owned(),
-    }
-}
-
-/// The traceback prints `runtime.gopanic` as `panic` (Go `printFuncName`); every other format
-/// has the symbol.
-fn print_name(name: &[u8]) -> String {
-    if name == b"panic" {
-        "runtime.gopanic".to_owned()
-    } else {
-        lossy(name)
     }
 }
 
@@ -489,8 +645,12 @@ fn parse_file_line(b: &[u8]) -> Option<(&[u8], u64)> {
 
 /// Parse `goroutine N[ gp=.. m=.. mp=..] [STATUS...]:`. `Ok(None)` if the line is not a header
 /// at all (text that merely starts with "goroutine "); `Err` if it is one with impossible
-/// content.
-fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
+/// content. The label set, if any, is parsed by `sink`.
+fn parse_header<'a, S: Sink>(
+    b: &'a [u8],
+    pos: Position,
+    sink: &mut S,
+) -> Result<Option<Header<'a, S::Labels>>> {
     let rest = &b[b"goroutine ".len()..];
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 || rest.get(digits) != Some(&b' ') || !b.ends_with(b":") {
@@ -521,8 +681,8 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
         // Go 1.26 with GODEBUG=tracebacklabels=1: `[STATUS labels:{"k": "v"}]:`.
         (_, Some(i)) if close.is_none_or(|c| i < c) => {
             let set = &content[i + b" labels:".len()..];
-            match parse_label_set(set) {
-                Ok((labels, n)) if &set[n..] == b"]:" => (&content[..i], labels),
+            match sink.labels(LabelForm::Quoted, set) {
+                Ok((labels, n)) if &set[n..] == b"]:" => (&content[..i], Some(labels)),
                 Ok(_) => return Ok(None),
                 Err(what) => return Err(ParseError::malformed(FORMAT, pos, what, b)),
             }
@@ -530,11 +690,11 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
         (Some(c), _) => {
             let tail = &content[c + 1..];
             if tail == b":" {
-                (&content[..c], Default::default())
+                (&content[..c], None)
             } else if let Some(set) = tail.strip_prefix(b" ") {
                 // Go 1.27: `[STATUS] {k: v, k2: "v 2"}:`.
-                match super::quote::parse_bare_label_set(set) {
-                    Ok((labels, n)) if &set[n..] == b":" => (&content[..c], labels),
+                match sink.labels(LabelForm::Bare, set) {
+                    Ok((labels, n)) if &set[n..] == b":" => (&content[..c], Some(labels)),
                     Ok(_) => return Ok(None),
                     Err(what) => return Err(ParseError::malformed(FORMAT, pos, what, b)),
                 }
@@ -556,11 +716,15 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
         }
     };
 
-    let mut rec = GoroutineRecord {
-        count: 1,
-        goroutine_ids: vec![id],
+    let mut h = Header {
+        id,
+        status: b"",
         labels,
-        ..Default::default()
+        wait_minutes: None,
+        leaked: false,
+        durable: false,
+        locked_to_thread: false,
+        synctest_bubble: None,
     };
 
     let mut parts = status_part.split(|&c| c == b',');
@@ -569,24 +733,24 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
     // also be part of the wait reason itself (`chan receive (durable)`).
     loop {
         if let Some(s) = status.strip_suffix(b" (leaked)") {
-            rec.leaked = true;
+            h.leaked = true;
             status = s;
         } else if let Some(s) = status.strip_suffix(b" (scan)") {
             status = s;
         } else if let Some(s) = status.strip_suffix(b" (durable)") {
-            rec.durable = true;
+            h.durable = true;
             status = s;
         } else {
             break;
         }
     }
-    rec.state = lossy(status);
+    h.status = status;
     for part in parts {
         let part = part.strip_prefix(b" ").unwrap_or(part);
         if let Some(n) = part.strip_suffix(b" minutes") {
             match parse_u64(n) {
                 Some(Ok(v)) => match u32::try_from(v) {
-                    Ok(v) => rec.wait_minutes = Some(v),
+                    Ok(v) => h.wait_minutes = Some(v),
                     Err(_) => return Err(absurd(pos, "wait minutes", v, u32::MAX.into())),
                 },
                 Some(Err(())) => {
@@ -595,13 +759,13 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
                 None => {}
             }
         } else if part == b"locked to thread" {
-            rec.locked_to_thread = true;
+            h.locked_to_thread = true;
         } else if let Some(n) = part
             .strip_prefix(b"synctest bubble ")
             .or_else(|| part.strip_prefix(b"synctest group "))
         {
             match parse_u64(n) {
-                Some(Ok(v)) => rec.synctest_bubble = Some(v),
+                Some(Ok(v)) => h.synctest_bubble = Some(v),
                 Some(Err(())) => return Err(absurd(pos, "synctest bubble", lossy(n), u64::MAX)),
                 None => {}
             }
@@ -609,5 +773,5 @@ fn parse_header(b: &[u8], pos: Position) -> Result<Option<Header>> {
         // Anything else: an annotation from a future Go; ignored.
     }
 
-    Ok(Some(Header { id, rec }))
+    Ok(Some(h))
 }

@@ -33,6 +33,7 @@
 //! decoded whole, within [`ParseOptions::max_decompressed_bytes`]. No input makes them panic:
 //! everything ends in a [`ParseError`] naming the offset and line where it matters.
 
+mod aggregate;
 pub mod debug1;
 pub mod debug2;
 pub mod detect;
@@ -190,6 +191,16 @@ pub enum Opened<'a> {
 /// Detect the format of `reader` from its content, gunzipping transparently (within
 /// [`ParseOptions::max_decompressed_bytes`]), and return a streaming record iterator.
 pub fn open<'a>(reader: impl Read + 'a, opts: &ParseOptions) -> Result<Opened<'a>> {
+    let (detected, reader, compressed) = detect_input(reader, opts)?;
+    open_detected(detected, reader, compressed, opts)
+}
+
+/// The format of `reader` and a reader of its (decompressed, capped) content from the first
+/// byte, and whether it was gzip'd.
+fn detect_input<'a>(
+    reader: impl Read + 'a,
+    opts: &ParseOptions,
+) -> Result<(Detected, Box<dyn Read + 'a>, bool)> {
     let mut reader: Box<dyn Read + 'a> = Box::new(reader);
     let prefix = read_prefix(&mut reader, DETECT_PREFIX)?;
     let mut detected = detect(&prefix)?;
@@ -208,10 +219,25 @@ pub fn open<'a>(reader: impl Read + 'a, opts: &ParseOptions) -> Result<Opened<'a
         }
         detected = detect(&prefix)?;
         reader = Box::new(Cursor::new(prefix).chain(gz));
-    }
-    let records = match detected {
         // Only after a first gunzip: one layer is what servers and archivers produce; more is
         // refused rather than unwrapped (each layer would multiply the bomb).
+        if detected == Detected::Gzip {
+            return Err(ParseError::NotAGoroutineDump {
+                reason: "gzip data inside gzip data".into(),
+            });
+        }
+    }
+    Ok((detected, reader, compressed))
+}
+
+fn open_detected<'a>(
+    detected: Detected,
+    reader: Box<dyn Read + 'a>,
+    compressed: bool,
+    opts: &ParseOptions,
+) -> Result<Opened<'a>> {
+    let records = match detected {
+        // `detect_input` refuses gzip inside gzip; a first layer is already gone.
         Detected::Gzip => {
             return Err(ParseError::NotAGoroutineDump {
                 reason: "gzip data inside gzip data".into(),
@@ -239,15 +265,50 @@ pub fn parse_snapshot(reader: impl Read, source_name: &str) -> Result<Snapshot> 
 ///
 /// Any error fails the whole dump, including one found after some records were read (a
 /// truncated dump): a partial snapshot would under-count goroutines and fake a drop.
+///
+/// debug=2 text takes the aggregating fast path ([`aggregate`]: no record built per
+/// goroutine, on [`ParseOptions::threads`] threads); the result is exactly that of
+/// [`parse_snapshot_via_records`].
 pub fn parse_snapshot_with(
     reader: impl Read,
     source_name: &str,
     opts: &ParseOptions,
 ) -> Result<Snapshot> {
+    let (detected, reader, compressed) = detect_input(reader, opts)?;
+    if detected != Detected::Debug2 {
+        return snapshot_of(
+            open_detected(detected, reader, compressed, opts)?,
+            source_name,
+        );
+    }
+    let snap = parallel::snapshot_debug2(reader, opts)?;
+    tracing::debug!(
+        source = source_name,
+        format = DumpFormat::Debug2.as_str(),
+        compressed,
+        groups = snap.groups.len(),
+        goroutines = snap.total(),
+        "Parsed goroutine dump."
+    );
+    Ok(snap)
+}
+
+/// [`parse_snapshot_with`] the long way: every record built (as [`open`] yields them), then
+/// folded by [`Snapshot::builder`]. The reference the fast path is tested against (and the
+/// benchmark's `ours-records` path); slower, same result.
+pub fn parse_snapshot_via_records(
+    reader: impl Read,
+    source_name: &str,
+    opts: &ParseOptions,
+) -> Result<Snapshot> {
+    snapshot_of(open(reader, opts)?, source_name)
+}
+
+fn snapshot_of(opened: Opened<'_>, source_name: &str) -> Result<Snapshot> {
     let Opened::Dump {
         mut records,
         compressed,
-    } = open(reader, opts)?
+    } = opened
     else {
         return Err(ParseError::PrometheusQueryRange);
     };

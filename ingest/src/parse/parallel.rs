@@ -314,6 +314,14 @@ impl Drop for ParallelDebug2<'_> {
     }
 }
 
+/// A debug=2 dump into a snapshot through the aggregating fast path.
+pub(crate) fn snapshot_debug2(
+    reader: Box<dyn Read + '_>,
+    opts: &ParseOptions,
+) -> Result<leakhound_schemas::model::Snapshot> {
+    super::aggregate::snapshot_sequential(reader, opts)
+}
+
 fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, done: &mpsc::Sender<Done>, opts: &ParseOptions) {
     loop {
         let job = {

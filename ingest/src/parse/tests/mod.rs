@@ -2,6 +2,7 @@
 //! `tests/data/captures/` and `src/parse/testdata/` (equivalence across formats, insta
 //! snapshots), property tests.
 
+mod aggregate;
 mod captures;
 mod debug1;
 mod debug2;

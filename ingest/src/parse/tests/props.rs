@@ -40,7 +40,7 @@ fn exercise(data: &[u8]) {
 }
 
 /// Lines of every format, for inputs that reach deep into the state machines.
-fn dump_line() -> impl Strategy<Value = String> {
+pub(super) fn dump_line() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(String::new()),
         "goroutine [0-9]{1,25} \\[[a-z ()]{0,20}(, [0-9]{1,12} minutes)?(, locked to thread)?\\]:",
