@@ -3,7 +3,7 @@
 # once, where random bytes take hours). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
-for t in debug2 debug1 proto snapshot; do mkdir -p "corpus/$t"; done
+for t in debug2 debug1 proto snapshot snapshot_fast; do mkdir -p "corpus/$t"; done
 for f in ../tests/data/captures/*/* ../ingest/src/parse/testdata/*/*; do
   [ -f "$f" ] || continue
   case "$f" in *.json|*.go|*.sh|*.mod) continue;; esac
@@ -24,3 +24,5 @@ for t in debug2 debug1; do
     tail -c 2000 "$f" > "$f.tail"
   done
 done
+# The fast-path differential target starts from the debug=2 inputs.
+cp corpus/debug2/* corpus/snapshot_fast/

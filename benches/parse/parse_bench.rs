@@ -12,8 +12,14 @@
 //! - `ours-1thread`: `Debug2Parser` over the file on one thread, every record built (frames,
 //!   labels, ids) — the like-for-like comparison with gostackparse;
 //! - `ours-records`: the same through `parse::open` (`ParallelDebug2`, with
-//!   `PARSE_BENCH_THREADS` threads: 1 by default, 0 = one per core);
-//! - `ours-snapshot`: `parse_snapshot`, i.e. `ours-records` plus aggregation into a `Snapshot`;
+//!   `PARSE_BENCH_THREADS` threads: `ParseOptions::default().threads` if unset, 0 = one per
+//!   core);
+//! - `ours-snapshot`: `parse_snapshot_with` with `PARSE_BENCH_THREADS` threads, i.e. what
+//!   `leakhound inspect` does (it calls `parse_snapshot`, default threads): the aggregating fast
+//!   path (no record built per goroutine) straight into a `Snapshot`;
+//! - `ours-snapshot-full`: the same `Snapshot` the long way (`parse_snapshot_via_records`:
+//!   `ours-records` folded by `SnapshotBuilder`), the path `parse_snapshot` took before the fast
+//!   path, kept as the reference;
 //! - `gostackparse`: `gostackparse.Parse` (tests/bench/gostackparse, built with the installed
 //!   Go from the module proxy).
 //!
@@ -26,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use leakhound_ingest::parse::{Debug2Parser, Opened, ParseOptions, open, parse_snapshot};
+use leakhound_ingest::parse::{
+    Debug2Parser, Opened, ParseOptions, open, parse_snapshot_via_records, parse_snapshot_with,
+};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 struct Measured {
@@ -73,7 +81,12 @@ fn main() {
 
     let me = std::env::current_exe().expect("current exe");
     let mut results: Vec<Measured> = Vec::new();
-    for mode in ["ours-1thread", "ours-records", "ours-snapshot"] {
+    for mode in [
+        "ours-1thread",
+        "ours-records",
+        "ours-snapshot-full",
+        "ours-snapshot",
+    ] {
         let cmd = || {
             let mut c = Command::new(&me);
             c.args(["--child", mode]).arg(&dump);
@@ -129,6 +142,15 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The default options, with `PARSE_BENCH_THREADS` threads if set.
+fn bench_opts() -> ParseOptions {
+    let d = ParseOptions::default();
+    ParseOptions {
+        threads: env_num("PARSE_BENCH_THREADS", d.threads),
+        ..d
+    }
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -197,10 +219,7 @@ fn child(mode: &str, file: &Path) {
             (g, fr)
         }
         "ours-records" => {
-            let opts = ParseOptions {
-                threads: env_num("PARSE_BENCH_THREADS", 1),
-                ..Default::default()
-            };
+            let opts = bench_opts();
             let Ok(Opened::Dump { records, .. }) = open(f, &opts) else {
                 panic!("not a dump");
             };
@@ -212,8 +231,13 @@ fn child(mode: &str, file: &Path) {
             }
             (g, fr)
         }
-        "ours-snapshot" => {
-            let s = parse_snapshot(f, "bench").expect("parse");
+        "ours-snapshot" | "ours-snapshot-full" => {
+            let s = if mode == "ours-snapshot" {
+                parse_snapshot_with(f, "bench", &bench_opts())
+            } else {
+                parse_snapshot_via_records(f, "bench", &bench_opts())
+            }
+            .expect("parse");
             let frames = s
                 .groups
                 .iter()

@@ -28,7 +28,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
 use std::sync::Arc;
 
 use leakhound_schemas::model::{
@@ -37,7 +36,8 @@ use leakhound_schemas::model::{
 
 use super::ParseOptions;
 use super::debug2::{Header, LabelForm, Machine, Sink};
-use super::error::{ParseError, Position, Result};
+use super::error::{ParseError, Result};
+use super::lines::LineSource;
 use super::normalise::canonical_frames;
 use super::quote::{QuoteError, parse_bare_label_set, parse_label_set};
 
@@ -541,16 +541,15 @@ pub(crate) struct PieceOut {
     pub(crate) first_line: Option<String>,
 }
 
-/// Parse `reader` (a stretch of input starting at `base`, right after a blank line or at the
-/// start) into `sink`'s groups, up to its end or its first error. Returns the output and the
-/// bytes consumed.
-pub(crate) fn parse_stretch<R: Read>(
-    reader: R,
-    base: Position,
+/// Parse `lines` (a stretch of input starting right after a blank line or at the start) into
+/// `sink`'s groups, up to its end or its first error. Returns the output, the offset reached,
+/// and the sink (to reuse its caches).
+pub(crate) fn parse_stretch<L: LineSource>(
+    lines: L,
     opts: &ParseOptions,
     sink: AggSink,
 ) -> (PieceOut, u64, AggSink) {
-    let mut m = Machine::new(reader, opts, base, sink);
+    let mut m = Machine::new(lines, opts, sink);
     let mut error = None;
     while let Some(r) = m.next() {
         if let Err(e) = r {
@@ -570,18 +569,6 @@ pub(crate) fn parse_stretch<R: Read>(
         bytes,
         m.into_sink(),
     )
-}
-
-/// A whole debug=2 dump into a snapshot, on this thread. (For several threads, see
-/// [`super::parallel::snapshot_debug2`].)
-pub(crate) fn snapshot_sequential<R: Read>(reader: R, opts: &ParseOptions) -> Result<Snapshot> {
-    let (out, bytes, _) = parse_stretch(reader, Position::default(), opts, AggSink::default());
-    if let Some(e) = out.error {
-        return Err(e);
-    }
-    let mut agg = Aggregate::default();
-    agg.merge(out.part);
-    finish(agg, bytes, out.first_line)
 }
 
 /// The snapshot, or [`ParseError::NoGoroutines`] if the input held none.

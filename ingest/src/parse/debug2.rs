@@ -43,7 +43,7 @@ use leakhound_schemas::model::{Frame, GoroutineRecord};
 
 use super::ParseOptions;
 use super::error::{ParseError, Position, Result};
-use super::lines::{Line, LineReader};
+use super::lines::{Line, LineReader, LineSource};
 use super::normalise::canonical_frames;
 use super::quote::{QuoteError, parse_bare_label_set, parse_label_set};
 
@@ -51,7 +51,7 @@ const FORMAT: &str = "debug=2";
 
 /// Streaming parser of debug=2 / crash text. Yields one record per goroutine (`count == 1`).
 pub struct Debug2Parser<R> {
-    inner: Machine<R, RecordSink>,
+    inner: Machine<LineReader<R>, RecordSink>,
 }
 
 /// The debug=2 state machine over lines: which line starts, continues or ends a record, every
@@ -59,8 +59,8 @@ pub struct Debug2Parser<R> {
 /// from the pieces it is handed. [`RecordSink`] builds a [`GoroutineRecord`] per goroutine
 /// ([`Debug2Parser`]); the aggregating sink of [`super::aggregate`] folds them into a snapshot
 /// without building them.
-pub(crate) struct Machine<R, S> {
-    lines: LineReader<R>,
+pub(crate) struct Machine<L, S> {
+    lines: L,
     st: State<S>,
 }
 
@@ -250,8 +250,9 @@ impl<R: Read> Debug2Parser<R> {
     /// A parser over a piece of a larger input that starts at `base` (byte offset, lines
     /// before it) right after a blank line or at the start: positions are those of the whole.
     pub(crate) fn with_base(reader: R, opts: &ParseOptions, base: Position) -> Self {
+        let lines = LineReader::with_base(reader, opts.max_line_bytes, base.offset, base.line);
         Debug2Parser {
-            inner: Machine::new(reader, opts, base, RecordSink::default()),
+            inner: Machine::new(lines, opts, RecordSink::default()),
         }
     }
 
@@ -280,12 +281,12 @@ impl<R: Read> Iterator for Debug2Parser<R> {
     }
 }
 
-impl<R: Read, S: Sink> Machine<R, S> {
-    /// A machine over a piece of a larger input that starts at `base` (as
-    /// [`Debug2Parser::with_base`]), handing what it reads to `sink`.
-    pub(crate) fn new(reader: R, opts: &ParseOptions, base: Position, sink: S) -> Self {
+impl<L: LineSource, S: Sink> Machine<L, S> {
+    /// A machine over `lines` (positioned as the whole input's, as [`Debug2Parser::with_base`]
+    /// does), handing what it reads to `sink`.
+    pub(crate) fn new(lines: L, opts: &ParseOptions, sink: S) -> Self {
         Machine {
-            lines: LineReader::with_base(reader, opts.max_line_bytes, base.offset, base.line),
+            lines,
             st: State {
                 max_record_bytes: opts.max_record_bytes,
                 max_frames: opts.max_frames,

@@ -230,6 +230,92 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// Where the debug=2 state machine gets its lines: a [`LineReader`] over a stream, or
+/// [`SliceLines`] over a piece already in memory. Both give the same lines, positions and flags
+/// for the same bytes.
+pub(crate) trait LineSource {
+    /// The next line, or `None` at the end.
+    fn next_line(&mut self) -> Result<Option<Line<'_>>>;
+    /// Bytes consumed so far (the offset of the next line).
+    fn offset(&self) -> u64;
+}
+
+impl<R: Read> LineSource for LineReader<R> {
+    #[inline]
+    fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        LineReader::next_line(self)
+    }
+    fn offset(&self) -> u64 {
+        LineReader::offset(self)
+    }
+}
+
+/// The lines of bytes already in memory, borrowed (no copy), with [`LineReader`]'s semantics:
+/// a line longer than the limit is returned cut at the limit with `overlong = true`.
+pub(crate) struct SliceLines<'a> {
+    data: &'a [u8],
+    /// Start of the next line in `data`.
+    at: usize,
+    /// Stream offset of `data[0]`.
+    base: u64,
+    /// Lines returned so far (counting those before `data`).
+    line_no: u64,
+    max_line: usize,
+}
+
+impl<'a> SliceLines<'a> {
+    /// The lines of `data`, whose first byte is at stream offset `offset`, after `line_no`
+    /// lines.
+    pub(crate) fn new(data: &'a [u8], max_line: usize, offset: u64, line_no: u64) -> Self {
+        SliceLines {
+            data,
+            at: 0,
+            base: offset,
+            line_no,
+            max_line: max_line.max(1),
+        }
+    }
+}
+
+impl LineSource for SliceLines<'_> {
+    #[inline]
+    fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        let Some(rest) = self.data.get(self.at..).filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        let pos = Position {
+            offset: self.base + self.at as u64,
+            line: self.line_no + 1,
+        };
+        self.line_no += 1;
+        let (len, terminated) = match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                self.at += i + 1;
+                (i, true)
+            }
+            None => {
+                self.at += rest.len();
+                (rest.len(), false)
+            }
+        };
+        let (len, overlong) = if len > self.max_line {
+            (self.max_line, true)
+        } else {
+            (len, false)
+        };
+        Ok(Some(Line {
+            bytes: strip_cr(&rest[..len]),
+            pos,
+            terminated,
+            overlong,
+        }))
+    }
+
+    fn offset(&self) -> u64 {
+        self.base + self.at as u64
+    }
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     match line.split_last() {
         Some((b'\r', rest)) => rest,
@@ -254,6 +340,43 @@ mod tests {
             ));
         }
         out
+    }
+
+    /// Both sources: same lines, positions and flags.
+    fn same_as_slice_lines(input: &[u8], max: usize) {
+        let mut a = LineReader::with_base(input, max, 7, 3);
+        let mut b = SliceLines::new(input, max, 7, 3);
+        loop {
+            let (x, y) = (a.next_line().unwrap(), LineSource::next_line(&mut b).unwrap());
+            let x = x.map(|l| (l.bytes.to_vec(), l.pos, l.terminated, l.overlong));
+            let y = y.map(|l| (l.bytes.to_vec(), l.pos, l.terminated, l.overlong));
+            assert_eq!(x, y);
+            assert_eq!(a.offset(), LineSource::offset(&b));
+            if x.is_none() {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn slice_lines_match_the_reader() {
+        let mut long = vec![b'x'; 3 * CHUNK + 17];
+        long.extend_from_slice(b"\r\nnext\n\n\r\nlast\r");
+        for input in [&b""[..], b"\n", b"a", b"ab\r\n\ncd\nef", b"abcdef\r\nxyz", &long] {
+            for max in [1, 2, 3, 5, 6, 100, 1 << 20] {
+                same_as_slice_lines(input, max);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn slice_lines_match_the_reader_on_anything(
+            input in proptest::collection::vec(proptest::sample::select(&b"ab\r\n"[..]), 0..300),
+            max in 1usize..40,
+        ) {
+            same_as_slice_lines(&input, max);
+        }
     }
 
     #[test]

@@ -18,10 +18,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use leakhound_schemas::model::GoroutineRecord;
+use leakhound_schemas::model::{GoroutineRecord, Snapshot};
 
 use super::ParseOptions;
-use super::debug2::Debug2Parser;
+use super::aggregate::{AggSink, Aggregate, Partial, PieceOut, finish, parse_stretch};
+use super::debug2::{Debug2Parser, Machine, RecordSink};
+use super::lines::{LineReader, SliceLines};
 use super::error::{ParseError, Position, Result, from_io};
 
 /// Target size of one piece (smaller in tests, to get many pieces from small inputs).
@@ -29,57 +31,56 @@ pub const PIECE: usize = if cfg!(test) { 16 << 10 } else { 1 << 20 };
 /// Bytes without a blank line after which the input is no longer cut.
 pub const MAX_CARRY: usize = if cfg!(test) { 256 << 10 } else { 32 << 20 };
 
-struct Job {
+/// A piece of the input: whole lines, starting right after a blank line (or at the start).
+pub(crate) struct Job {
     seq: u64,
     base: Position,
     data: Vec<u8>,
 }
 
-struct Done {
-    seq: u64,
-    records: Vec<Result<GoroutineRecord>>,
-    first_line: Option<String>,
+/// What a worker does with a piece. One value per worker thread, kept across its pieces.
+pub(crate) trait PieceParser: Default + Send + 'static {
+    type Out: Send + 'static;
+    fn parse(&mut self, data: &[u8], base: Position, opts: &ParseOptions) -> Self::Out;
+    /// The output for a piece whose parse panicked (a bug; reported as a failed thread).
+    fn failed(base: Position) -> Self::Out;
 }
 
-/// Iterator over the records of a debug=2 dump, parsed by `threads` workers. Same items, in
-/// the same order, as [`Debug2Parser`] over the same input.
-pub struct ParallelDebug2<'a> {
+/// Threads to use for `opts.threads`.
+fn thread_count(opts: &ParseOptions) -> usize {
+    match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        n => n,
+    }
+}
+
+/// The input cut into pieces at blank lines, parsed by worker threads, outputs handed back in
+/// input order; what cannot be cut (or everything, on one thread or for one piece) is left to
+/// the caller as [`Pieces::rest`].
+pub(crate) struct Pieces<'a, P: PieceParser> {
     reader: Option<Box<dyn Read + 'a>>,
-    opts: ParseOptions,
     /// Read, not yet dispatched; starts right after a blank line (or at the start).
     carry: Vec<u8>,
     /// Position of `carry[0]`.
     base: Position,
     jobs: Option<mpsc::SyncSender<Job>>,
-    results: Option<mpsc::Receiver<Done>>,
+    results: Option<mpsc::Receiver<(u64, P::Out)>>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
     next_seq: u64,
     want: u64,
-    ready: BTreeMap<u64, Done>,
-    current: std::vec::IntoIter<Result<GoroutineRecord>>,
-    /// Sequential parser for what cannot be cut (or for everything, on one core / one piece).
-    tail: Option<Debug2Parser<Box<dyn Read + 'a>>>,
-    /// The input stopped being cuttable: parse the rest sequentially once nothing is in flight.
-    go_sequential_later: bool,
+    ready: BTreeMap<u64, P::Out>,
     /// `carry[..scanned]` holds no blank line (spares rescanning it).
     scanned: usize,
-    first_line: Option<String>,
-    records: u64,
-    done: bool,
 }
 
-impl<'a> ParallelDebug2<'a> {
-    /// Start parsing `reader`. Reads the first piece; if that is the whole input, or only one
-    /// thread is allowed, everything is parsed on the calling thread.
-    pub fn new(reader: Box<dyn Read + 'a>, opts: &ParseOptions) -> Result<Self> {
-        let threads = match opts.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
-            n => n,
-        };
-        let mut me = ParallelDebug2 {
+impl<'a, P: PieceParser> Pieces<'a, P> {
+    /// Start on `reader`. Reads the first piece; if that is the whole input, or only one thread
+    /// is allowed, no thread is started and everything is [`Pieces::rest`].
+    pub(crate) fn new(reader: Box<dyn Read + 'a>, opts: &ParseOptions) -> Result<Self> {
+        let threads = thread_count(opts);
+        let mut me = Pieces {
             reader: Some(reader),
-            opts: opts.clone(),
             carry: Vec::new(),
             base: Position::default(),
             jobs: None,
@@ -89,13 +90,7 @@ impl<'a> ParallelDebug2<'a> {
             next_seq: 0,
             want: 0,
             ready: BTreeMap::new(),
-            current: Vec::new().into_iter(),
-            tail: None,
-            go_sequential_later: false,
             scanned: 0,
-            first_line: None,
-            records: 0,
-            done: false,
         };
         let at_eof = if threads > 1 {
             me.read_more(PIECE)?
@@ -103,40 +98,24 @@ impl<'a> ParallelDebug2<'a> {
             true
         };
         if threads <= 1 || at_eof {
-            me.go_sequential();
             return Ok(me);
         }
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(me.in_flight);
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let (done_tx, done_rx) = mpsc::channel::<(u64, P::Out)>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..threads {
             let (rx, tx, opts) = (Arc::clone(&job_rx), done_tx.clone(), opts.clone());
             me.workers
-                .push(std::thread::spawn(move || worker(&rx, &tx, &opts)));
+                .push(std::thread::spawn(move || worker::<P>(&rx, &tx, &opts)));
         }
         me.jobs = Some(job_tx);
         me.results = Some(done_rx);
         Ok(me)
     }
 
-    /// Goroutine records yielded so far.
-    pub fn records(&self) -> u64 {
-        self.records
-    }
-
-    /// Bytes of input consumed so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.tail
-            .as_ref()
-            .map_or(self.base.offset, |t| t.bytes_read())
-    }
-
-    /// The first non-blank line of the input, for error messages about text that holds no
-    /// dump.
-    pub fn first_line(&self) -> Option<&str> {
-        self.first_line
-            .as_deref()
-            .or_else(|| self.tail.as_ref().and_then(|t| t.first_line()))
+    /// Position just past what was dispatched to workers.
+    pub(crate) fn base(&self) -> Position {
+        self.base
     }
 
     /// Append up to `n` more bytes to `carry`. Returns whether the input is exhausted.
@@ -166,22 +145,9 @@ impl<'a> ParallelDebug2<'a> {
         res
     }
 
-    /// Parse the rest (`carry`, then the reader) on this thread.
-    fn go_sequential(&mut self) {
-        let carry = std::mem::take(&mut self.carry);
-        let rest: Box<dyn Read + 'a> = match self.reader.take() {
-            Some(r) => Box::new(Cursor::new(carry).chain(r)),
-            None => Box::new(Cursor::new(carry)),
-        };
-        self.tail = Some(Debug2Parser::with_base(rest, &self.opts, self.base));
-    }
-
     /// Cut and dispatch pieces until enough are in flight or the input is all dispatched.
     fn dispatch(&mut self) -> Result<()> {
-        while self.tail.is_none()
-            && self.jobs.is_some()
-            && ((self.next_seq - self.want) as usize) < self.in_flight
-        {
+        while self.jobs.is_some() && ((self.next_seq - self.want) as usize) < self.in_flight {
             let mut at_eof = self.reader.is_none();
             // Read until there is a blank line to cut after (or the end).
             let cut = loop {
@@ -205,9 +171,8 @@ impl<'a> ParallelDebug2<'a> {
             };
             let Some(cut) = cut else {
                 // No blank line for MAX_CARRY bytes: the rest goes sequential, once the pieces
-                // before it are out (`next` only consults `tail` with nothing in flight).
+                // before it are out.
                 self.jobs = None;
-                self.go_sequential_later = true;
                 return Ok(());
             };
             if cut == 0 {
@@ -217,7 +182,7 @@ impl<'a> ParallelDebug2<'a> {
             self.scanned = 0;
             let rest = self.carry.split_off(cut);
             let data = std::mem::replace(&mut self.carry, rest);
-            let lines = data.iter().filter(|&&c| c == b'\n').count() as u64;
+            let lines = memchr::memchr_iter(b'\n', &data).count() as u64;
             let job = Job {
                 seq: self.next_seq,
                 base: self.base,
@@ -236,6 +201,177 @@ impl<'a> ParallelDebug2<'a> {
         }
         Ok(())
     }
+
+    /// The next piece's output, in input order; `None` once every piece is out (then see
+    /// [`Pieces::rest`]). After an error, nothing more is to be asked.
+    pub(crate) fn next_piece(&mut self) -> Option<Result<P::Out>> {
+        if let Err(e) = self.dispatch() {
+            return Some(Err(e));
+        }
+        if self.want >= self.next_seq {
+            return None;
+        }
+        let Some(rx) = self.results.as_ref() else {
+            return Some(Err(worker_failed(self.base)));
+        };
+        loop {
+            if let Some(d) = self.ready.remove(&self.want) {
+                self.want += 1;
+                return Some(Ok(d));
+            }
+            match rx.recv() {
+                Ok((seq, d)) => {
+                    self.ready.insert(seq, d);
+                }
+                Err(_) => return Some(Err(worker_failed(self.base))),
+            }
+        }
+    }
+
+    /// What is left to parse on the calling thread once [`Pieces::next_piece`] is `None`: the
+    /// input that could not be cut (or all of it), with the position it starts at.
+    pub(crate) fn rest(&mut self) -> Option<(Box<dyn Read + 'a>, Position)> {
+        let carry = std::mem::take(&mut self.carry);
+        let rest: Box<dyn Read + 'a> = match self.reader.take() {
+            Some(r) => Box::new(Cursor::new(carry).chain(r)),
+            None if carry.is_empty() => return None,
+            None => Box::new(Cursor::new(carry)),
+        };
+        Some((rest, self.base))
+    }
+}
+
+impl<P: PieceParser> Drop for Pieces<'_, P> {
+    fn drop(&mut self) {
+        // Closing the job channel ends the workers after their current piece.
+        self.jobs = None;
+        self.results = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker<P: PieceParser>(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    done: &mpsc::Sender<(u64, P::Out)>,
+    opts: &ParseOptions,
+) {
+    let mut parser = P::default();
+    loop {
+        let job = {
+            let rx = jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            }
+        };
+        let out = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            parser.parse(&job.data, job.base, opts)
+        }))
+        .unwrap_or_else(|_| {
+            parser = P::default();
+            P::failed(job.base)
+        });
+        if done.send((job.seq, out)).is_err() {
+            return;
+        }
+    }
+}
+
+fn worker_failed(pos: Position) -> ParseError {
+    ParseError::Io {
+        offset: pos.offset,
+        source: std::io::Error::other("a debug=2 parser thread failed"),
+    }
+}
+
+/// A piece's records (up to its first error) and its first non-blank line.
+#[derive(Default)]
+struct RecordPieces;
+
+struct Done {
+    records: Vec<Result<GoroutineRecord>>,
+    first_line: Option<String>,
+}
+
+impl PieceParser for RecordPieces {
+    type Out = Done;
+
+    fn parse(&mut self, data: &[u8], base: Position, opts: &ParseOptions) -> Done {
+        let lines = SliceLines::new(data, opts.max_line_bytes, base.offset, base.line);
+        let mut p = Machine::new(lines, opts, RecordSink::default());
+        let mut records = Vec::new();
+        while let Some(r) = p.next() {
+            let err = r.is_err();
+            records.push(r);
+            if err {
+                break;
+            }
+        }
+        Done {
+            records,
+            first_line: p.first_line().map(str::to_owned),
+        }
+    }
+
+    fn failed(base: Position) -> Done {
+        Done {
+            records: vec![Err(worker_failed(base))],
+            first_line: None,
+        }
+    }
+}
+
+/// Iterator over the records of a debug=2 dump, parsed by `threads` workers. Same items, in
+/// the same order, as [`Debug2Parser`] over the same input.
+pub struct ParallelDebug2<'a> {
+    pieces: Pieces<'a, RecordPieces>,
+    opts: ParseOptions,
+    current: std::vec::IntoIter<Result<GoroutineRecord>>,
+    /// Sequential parser for what cannot be cut (or for everything, on one core / one piece).
+    tail: Option<Debug2Parser<Box<dyn Read + 'a>>>,
+    first_line: Option<String>,
+    records: u64,
+    done: bool,
+}
+
+impl<'a> ParallelDebug2<'a> {
+    /// Start parsing `reader`. Reads the first piece; if that is the whole input, or only one
+    /// thread is allowed, everything is parsed on the calling thread.
+    pub fn new(reader: Box<dyn Read + 'a>, opts: &ParseOptions) -> Result<Self> {
+        Ok(ParallelDebug2 {
+            pieces: Pieces::new(reader, opts)?,
+            opts: opts.clone(),
+            current: Vec::new().into_iter(),
+            tail: None,
+            first_line: None,
+            records: 0,
+            done: false,
+        })
+    }
+
+    /// Goroutine records yielded so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Bytes of input consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.tail
+            .as_ref()
+            .map_or(self.pieces.base().offset, |t| t.bytes_read())
+    }
+
+    /// The first non-blank line of the input, for error messages about text that holds no
+    /// dump.
+    pub fn first_line(&self) -> Option<&str> {
+        self.first_line
+            .as_deref()
+            .or_else(|| self.tail.as_ref().and_then(|t| t.first_line()))
+    }
 }
 
 impl Iterator for ParallelDebug2<'_> {
@@ -253,38 +389,29 @@ impl Iterator for ParallelDebug2<'_> {
                 }
                 return Some(item);
             }
-            if let Err(e) = self.dispatch() {
-                self.done = true;
-                return Some(Err(e));
-            }
-            if self.want < self.next_seq {
-                let Some(rx) = self.results.as_ref() else {
-                    self.done = true;
-                    return Some(Err(worker_failed(self.base)));
-                };
-                while !self.ready.contains_key(&self.want) {
-                    match rx.recv() {
-                        Ok(d) => {
-                            self.ready.insert(d.seq, d);
+            if self.tail.is_none() {
+                match self.pieces.next_piece() {
+                    Some(Ok(d)) => {
+                        if self.first_line.is_none() {
+                            self.first_line = d.first_line;
                         }
-                        Err(_) => {
+                        self.current = d.records.into_iter();
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                    None => match self.pieces.rest() {
+                        Some((rest, base)) => {
+                            self.tail = Some(Debug2Parser::with_base(rest, &self.opts, base));
+                        }
+                        None => {
                             self.done = true;
-                            return Some(Err(worker_failed(self.base)));
+                            return None;
                         }
-                    }
+                    },
                 }
-                if let Some(d) = self.ready.remove(&self.want) {
-                    if self.first_line.is_none() {
-                        self.first_line = d.first_line;
-                    }
-                    self.current = d.records.into_iter();
-                }
-                self.want += 1;
-                continue;
-            }
-            if self.go_sequential_later {
-                self.go_sequential_later = false;
-                self.go_sequential();
             }
             let Some(t) = self.tail.as_mut() else {
                 self.done = true;
@@ -303,71 +430,63 @@ impl Iterator for ParallelDebug2<'_> {
     }
 }
 
-impl Drop for ParallelDebug2<'_> {
-    fn drop(&mut self) {
-        // Closing the job channel ends the workers after their current piece.
-        self.jobs = None;
-        self.results = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+/// A worker's aggregating sink, kept (with its caches) across its pieces.
+#[derive(Default)]
+struct AggPieces {
+    sink: Option<AggSink>,
+}
+
+impl PieceParser for AggPieces {
+    type Out = PieceOut;
+
+    fn parse(&mut self, data: &[u8], base: Position, opts: &ParseOptions) -> PieceOut {
+        let sink = self.sink.take().unwrap_or_default();
+        let lines = SliceLines::new(data, opts.max_line_bytes, base.offset, base.line);
+        let (out, _, sink) = parse_stretch(lines, opts, sink);
+        self.sink = Some(sink);
+        out
+    }
+
+    fn failed(base: Position) -> PieceOut {
+        PieceOut {
+            part: Partial::default(),
+            error: Some(worker_failed(base)),
+            first_line: None,
         }
     }
 }
 
-/// A debug=2 dump into a snapshot through the aggregating fast path.
-pub(crate) fn snapshot_debug2(
-    reader: Box<dyn Read + '_>,
-    opts: &ParseOptions,
-) -> Result<leakhound_schemas::model::Snapshot> {
-    super::aggregate::snapshot_sequential(reader, opts)
-}
-
-fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, done: &mpsc::Sender<Done>, opts: &ParseOptions) {
-    loop {
-        let job = {
-            let rx = jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match rx.recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            }
-        };
-        let seq = job.seq;
-        let out = std::panic::catch_unwind(AssertUnwindSafe(|| parse_piece(&job, opts)))
-            .unwrap_or_else(|_| Done {
-                seq,
-                records: vec![Err(worker_failed(job.base))],
-                first_line: None,
-            });
-        if done.send(out).is_err() {
-            return;
+/// A debug=2 dump into a snapshot through the aggregating fast path, on
+/// [`ParseOptions::threads`] threads: the same snapshot, or the same error, as
+/// [`ParallelDebug2`]'s records folded by `SnapshotBuilder`.
+pub(crate) fn snapshot_debug2(reader: Box<dyn Read + '_>, opts: &ParseOptions) -> Result<Snapshot> {
+    let mut pieces = Pieces::<AggPieces>::new(reader, opts)?;
+    let mut agg = Aggregate::default();
+    let mut first_line = None;
+    while let Some(out) = pieces.next_piece() {
+        let out = out?;
+        if let Some(e) = out.error {
+            return Err(e);
         }
-    }
-}
-
-fn parse_piece(job: &Job, opts: &ParseOptions) -> Done {
-    let mut p = Debug2Parser::with_base(&job.data[..], opts, job.base);
-    let mut records = Vec::new();
-    for r in p.by_ref() {
-        let err = r.is_err();
-        records.push(r);
-        if err {
-            break;
+        if first_line.is_none() {
+            first_line = out.first_line;
         }
+        agg.merge(out.part);
     }
-    Done {
-        seq: job.seq,
-        records,
-        first_line: p.first_line().map(str::to_owned),
+    let mut bytes = pieces.base().offset;
+    if let Some((rest, base)) = pieces.rest() {
+        let lines = LineReader::with_base(rest, opts.max_line_bytes, base.offset, base.line);
+        let (out, read, _) = parse_stretch(lines, opts, AggSink::default());
+        if let Some(e) = out.error {
+            return Err(e);
+        }
+        if first_line.is_none() {
+            first_line = out.first_line;
+        }
+        agg.merge(out.part);
+        bytes = read;
     }
-}
-
-fn worker_failed(pos: Position) -> ParseError {
-    ParseError::Io {
-        offset: pos.offset,
-        source: std::io::Error::other("a debug=2 parser thread failed"),
-    }
+    finish(agg, bytes, first_line)
 }
 
 /// The index just past the last blank line (`\n\n` or `\n\r\n`) in `b`, if any.
