@@ -347,7 +347,10 @@ mod tests {
         let mut a = LineReader::with_base(input, max, 7, 3);
         let mut b = SliceLines::new(input, max, 7, 3);
         loop {
-            let (x, y) = (a.next_line().unwrap(), LineSource::next_line(&mut b).unwrap());
+            let (x, y) = (
+                a.next_line().unwrap(),
+                LineSource::next_line(&mut b).unwrap(),
+            );
             let x = x.map(|l| (l.bytes.to_vec(), l.pos, l.terminated, l.overlong));
             let y = y.map(|l| (l.bytes.to_vec(), l.pos, l.terminated, l.overlong));
             assert_eq!(x, y);
@@ -362,7 +365,14 @@ mod tests {
     fn slice_lines_match_the_reader() {
         let mut long = vec![b'x'; 3 * CHUNK + 17];
         long.extend_from_slice(b"\r\nnext\n\n\r\nlast\r");
-        for input in [&b""[..], b"\n", b"a", b"ab\r\n\ncd\nef", b"abcdef\r\nxyz", &long] {
+        for input in [
+            &b""[..],
+            b"\n",
+            b"a",
+            b"ab\r\n\ncd\nef",
+            b"abcdef\r\nxyz",
+            &long,
+        ] {
             for max in [1, 2, 3, 5, 6, 100, 1 << 20] {
                 same_as_slice_lines(input, max);
             }

@@ -23,8 +23,8 @@ use leakhound_schemas::model::{GoroutineRecord, Snapshot};
 use super::ParseOptions;
 use super::aggregate::{AggSink, Aggregate, Partial, PieceOut, finish, parse_stretch};
 use super::debug2::{Debug2Parser, Machine, RecordSink};
-use super::lines::{LineReader, SliceLines};
 use super::error::{ParseError, Position, Result, from_io};
+use super::lines::{LineReader, SliceLines};
 
 /// Target size of one piece (smaller in tests, to get many pieces from small inputs).
 pub const PIECE: usize = if cfg!(test) { 16 << 10 } else { 1 << 20 };
@@ -268,13 +268,12 @@ fn worker<P: PieceParser>(
                 Err(_) => return,
             }
         };
-        let out = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            parser.parse(&job.data, job.base, opts)
-        }))
-        .unwrap_or_else(|_| {
-            parser = P::default();
-            P::failed(job.base)
-        });
+        let out =
+            std::panic::catch_unwind(AssertUnwindSafe(|| parser.parse(&job.data, job.base, opts)))
+                .unwrap_or_else(|_| {
+                    parser = P::default();
+                    P::failed(job.base)
+                });
         if done.send((job.seq, out)).is_err() {
             return;
         }
