@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use leakhound_ingest::parse::{ParseOptions, parse_snapshot_with};
 use leakhound_schemas::model::{Frame, Snapshot, StackId};
 use serde::Serialize;
 
@@ -188,15 +189,13 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for f in &files {
         let name = f.display().to_string();
+        // The parsers read in large chunks themselves: no `BufReader` (it would only add a copy).
+        let opts = ParseOptions::one_large_dump();
         let parsed = if name == "-" {
-            let stdin = std::io::stdin();
-            leakhound_ingest::parse::parse_snapshot(std::io::BufReader::new(stdin.lock()), "stdin")
+            parse_snapshot_with(std::io::stdin().lock(), "stdin", &opts)
         } else {
             match std::fs::File::open(f) {
-                Ok(file) => leakhound_ingest::parse::parse_snapshot(
-                    std::io::BufReader::with_capacity(1 << 20, file),
-                    &name,
-                ),
+                Ok(file) => parse_snapshot_with(file, &name, &opts),
                 Err(e) => {
                     eprintln!("error: {name}: cannot open: {e}");
                     failed = true;

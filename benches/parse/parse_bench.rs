@@ -14,9 +14,10 @@
 //! - `ours-records`: the same through `parse::open` (`ParallelDebug2`, with
 //!   `PARSE_BENCH_THREADS` threads: `ParseOptions::default().threads` if unset, 0 = one per
 //!   core);
-//! - `ours-snapshot`: `parse_snapshot_with` with `PARSE_BENCH_THREADS` threads, i.e. what
-//!   `leakhound inspect` does (it calls `parse_snapshot`, default threads): the aggregating fast
-//!   path (no record built per goroutine) straight into a `Snapshot`;
+//! - `ours-snapshot`: exactly what `leakhound inspect` does: `parse_snapshot_with` the `File`
+//!   with `ParseOptions::one_large_dump()` (one thread per core; `PARSE_BENCH_THREADS`
+//!   overrides): the aggregating fast path (no record built per goroutine) straight into a
+//!   `Snapshot`;
 //! - `ours-snapshot-full`: the same `Snapshot` the long way (`parse_snapshot_via_records`:
 //!   `ours-records` folded by `SnapshotBuilder`), the path `parse_snapshot` took before the fast
 //!   path, kept as the reference;
@@ -24,7 +25,10 @@
 //!   Go from the module proxy).
 //!
 //! The best of `PARSE_BENCH_RUNS` (default 3) wall times is reported, with MiB/s,
-//! goroutines/s, peak RSS, and the ratio to gostackparse. Numbers are printed, not asserted
+//! goroutines/s, peak RSS, and the ratio to gostackparse; and the least CPU time of the runs
+//! (user + system, every thread) with its ratio. On a shared machine the wall ratio says as much about
+//! the scheduler as about the parsers (a busy 2-core box gives each process a fraction of a
+//! core, and more to one with more threads); the CPU ratio is the steadier of the two. Numbers are printed, not asserted
 //! (STYLE.md: speed is measured by benchmarks, never by timed unit tests).
 
 use std::io::{BufWriter, Write};
@@ -43,6 +47,8 @@ struct Measured {
     goroutines: u64,
     frames: u64,
     seconds: f64,
+    #[serde(default)]
+    cpu_seconds: f64,
     max_rss_kb: u64,
 }
 
@@ -105,23 +111,36 @@ fn main() {
 
     let base = results.iter().find(|r| r.parser == "gostackparse").cloned();
     println!(
-        "\n{:<15} {:>10} {:>12} {:>14} {:>12} {:>10} {:>8}",
-        "parser", "seconds", "MiB/s", "goroutines/s", "goroutines", "peak RSS", "speedup"
+        "\n{:<19} {:>8} {:>9} {:>13} {:>11} {:>10} {:>8} {:>8} {:>8}",
+        "parser",
+        "seconds",
+        "MiB/s",
+        "goroutines/s",
+        "goroutines",
+        "peak RSS",
+        "speedup",
+        "CPU s",
+        "CPU x"
     );
     for r in &results {
         let mibs = r.bytes as f64 / (1 << 20) as f64 / r.seconds;
         let speedup = base
             .as_ref()
             .map_or("-".to_owned(), |b| format!("{:.1}x", b.seconds / r.seconds));
+        let cpu_speedup = base.as_ref().map_or("-".to_owned(), |b| {
+            format!("{:.1}x", b.cpu_seconds / r.cpu_seconds.max(1e-9))
+        });
         println!(
-            "{:<15} {:>10.3} {:>12.1} {:>14.0} {:>12} {:>7} MiB {:>8}",
+            "{:<19} {:>8.3} {:>9.1} {:>13.0} {:>11} {:>6} MiB {:>8} {:>8.3} {:>8}",
             r.parser,
             r.seconds,
             mibs,
             r.goroutines as f64 / r.seconds,
             r.goroutines,
             r.max_rss_kb / 1024,
-            speedup
+            speedup,
+            r.cpu_seconds,
+            cpu_speedup
         );
     }
     for r in &results {
@@ -191,10 +210,12 @@ fn best_of(runs: usize, cmd: impl Fn() -> Command) -> Measured {
         best = Some(match best {
             Some(b) if b.seconds <= m.seconds => Measured {
                 max_rss_kb: b.max_rss_kb.max(m.max_rss_kb),
+                cpu_seconds: b.cpu_seconds.min(m.cpu_seconds),
                 ..b
             },
             Some(b) => Measured {
                 max_rss_kb: b.max_rss_kb.max(m.max_rss_kb),
+                cpu_seconds: b.cpu_seconds.min(m.cpu_seconds),
                 ..m
             },
             None => m,
@@ -233,7 +254,12 @@ fn child(mode: &str, file: &Path) {
         }
         "ours-snapshot" | "ours-snapshot-full" => {
             let s = if mode == "ours-snapshot" {
-                parse_snapshot_with(f, "bench", &bench_opts())
+                let d = ParseOptions::one_large_dump();
+                let opts = ParseOptions {
+                    threads: env_num("PARSE_BENCH_THREADS", d.threads),
+                    ..d
+                };
+                parse_snapshot_with(f, "bench", &opts)
             } else {
                 parse_snapshot_via_records(f, "bench", &bench_opts())
             }
@@ -260,9 +286,25 @@ fn child(mode: &str, file: &Path) {
         "{}",
         serde_json::json!({
             "parser": mode, "bytes": bytes, "goroutines": goroutines, "frames": frames,
-            "seconds": seconds, "max_rss_kb": max_rss_kb,
+            "seconds": seconds, "cpu_seconds": cpu_seconds(), "max_rss_kb": max_rss_kb,
         })
     );
+}
+
+/// User + system CPU time of this process, every thread (`/proc/self/stat` fields 14 and 15,
+/// in clock ticks of 1/100 s on Linux).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After `)`: field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// `go build` the gostackparse harness (module proxy, shared caches).

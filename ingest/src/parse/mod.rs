@@ -102,6 +102,19 @@ impl Default for ParseOptions {
     }
 }
 
+impl ParseOptions {
+    /// The defaults, but on one thread per core (at most 4): for one large dump parsed on its
+    /// own, as `leakhound inspect` does. [`parse_snapshot_with`] on debug=2 then parses pieces
+    /// of the input on every core and merges their aggregates (only a few groups per piece
+    /// cross threads, so this scales where records did not).
+    pub fn one_large_dump() -> Self {
+        ParseOptions {
+            threads: 0,
+            ..Default::default()
+        }
+    }
+}
+
 /// The records of one dump, whichever format it is in.
 // One per input, moved once: boxing the large variant would buy nothing.
 #[allow(clippy::large_enum_variant)]

@@ -24,6 +24,7 @@ type result struct {
 	Frames     int     `json:"frames"`
 	Errors     int     `json:"errors"`
 	Seconds    float64 `json:"seconds"`
+	CPUSeconds float64 `json:"cpu_seconds"`
 	MaxRSSKB   int64   `json:"max_rss_kb"`
 }
 
@@ -59,7 +60,12 @@ func main() {
 		Frames:     frames,
 		Errors:     len(errs),
 		Seconds:    elapsed.Seconds(),
-		MaxRSSKB:   ru.Maxrss, // kilobytes on Linux
+		CPUSeconds: tv(ru.Utime) + tv(ru.Stime), // every thread, GC included
+		MaxRSSKB:   ru.Maxrss,                   // kilobytes on Linux
 	})
 	fmt.Println(string(out))
+}
+
+func tv(t syscall.Timeval) float64 {
+	return float64(t.Sec) + float64(t.Usec)/1e6
 }
