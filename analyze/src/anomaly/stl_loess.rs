@@ -1,8 +1,8 @@
 //! STL's inner loops (Cleveland et al. 1990), ported from `stlrs` 0.4.0 `src/stl_impl.rs`
 //! (itself ported from the netlib Fortran; MIT OR Unlicense, Copyright (c) 2021-2026 stlrs
 //! contributors), specialised to `f64`. Why not `stlrs` itself: the performance goal of issue 5
-//! (≥ 20x statsmodels) — `stlrs::est` was 66% of the bench's profile. Two changes, both in `est`,
-//! the local weighted fit where nearly all the time goes:
+//! (≥ 20x statsmodels) — `stlrs::est` was 66% of the bench's profile. The changes are all in how
+//! `est`, the local weighted fit where nearly all the time goes, is computed:
 //!
 //! - its weighted sums are taken in one pass over the window instead of four (and without a
 //!   division per point);
@@ -10,13 +10,18 @@
 //!   on the data, are computed once per series length and STL setting ([`Plans`], cached per
 //!   thread: a batch of equal-length series builds them once) instead of at every point of every
 //!   one of the 32 inner passes of a robust fit. Identical windows share one table (every
-//!   interior point of a smoother has the same symmetric window), so the tables stay small
-//!   (~80 kB for a week of 5-minute points) and in cache. The hot loop is then a branch-free
-//!   multiply-add over three slices.
+//!   interior point of a smoother has the same symmetric window), so the tables stay small and
+//!   in cache. Without robustness weights (the low-pass filter always, the first outer pass) the
+//!   sums of w, w·u and w·u² are data-independent too and come from the plan, and w·u from a
+//!   table;
+//! - the seasonal smoother runs over 8 cycle-subseries at once (`ss_lanes`): they share their
+//!   fits, and their points are contiguous in the series, so the sums vectorise across
+//!   subseries instead of over windows of a few points.
 //!
-//! The weights are the same numbers as before, and the sums are taken in the same order, so the
-//! result is the same to the bit as the previous version (which is equal to `stlrs` to ≤ 1e-9
-//! relative, unit test in `stl.rs`, and to statsmodels, `analyze/tests/anomaly_pyref.rs`).
+//! The weights are the same numbers as before, and every sum is taken in the same order, so the
+//! result is the same to the bit as the straightforward port (checked on random series during
+//! the rewrite; equal to `stlrs` to ≤ 1e-9 relative, unit test in `stl.rs`, and to statsmodels,
+//! `analyze/tests/anomaly_pyref.rs`). Same bits means the detector's verdicts cannot change.
 //!
 //! Indices follow the Fortran (1-based) as in the original where the port is kept line by line.
 #![allow(clippy::too_many_arguments)]
@@ -172,6 +177,11 @@ impl Plans {
 #[derive(Default)]
 struct Weights {
     table: Vec<f64>,
+    /// `table[i] · u` at the same places (u: the point's offset from the fitted x), as the
+    /// original computes `w · u` when there are no robustness weights.
+    wu: Vec<f64>,
+    /// The offsets u themselves (exact integers).
+    u: Vec<f64>,
     /// (window length, offset of its first point from the fitted x, h) → offset in `table`.
     index: HashMap<(usize, u64, u64), usize>,
 }
@@ -186,6 +196,9 @@ struct Fit {
     x0: f64,
     h: f64,
     w_at: usize,
+    /// The sums of w, w·u and w·u² over the window without robustness weights (they do not
+    /// depend on the data), as [`weighted_sums`] adds them up.
+    plain: [f64; 3],
 }
 
 impl Weights {
@@ -198,7 +211,7 @@ impl Weights {
         }
         let m = nright + 1 - nleft;
         let x0 = nleft as f64 - xs;
-        let table = &mut self.table;
+        let (table, wu, ut) = (&mut self.table, &mut self.wu, &mut self.u);
         let w_at = *self
             .index
             .entry((m, x0.to_bits(), h.to_bits()))
@@ -216,14 +229,25 @@ impl Weights {
                     };
                     if r <= h9 { w } else { 0.0 }
                 }));
+                wu.extend(
+                    table[at..]
+                        .iter()
+                        .enumerate()
+                        .map(|(k, w)| w * (x0 + k as f64)),
+                );
+                ut.extend((0..m).map(|k| x0 + k as f64));
                 at
             });
+        let w = &self.table[w_at..w_at + m];
+        let acc = weighted_sums::<false>(w, w, w, &self.u[w_at..w_at + m]);
+        let sum = |q: usize| (acc[q][0] + acc[q][1]) + (acc[q][2] + acc[q][3]);
         Fit {
             lo: nleft - 1,
             m,
             x0,
             h,
             w_at,
+            plain: [sum(0), sum(1), sum(2)],
         }
     }
 }
@@ -304,7 +328,7 @@ impl EssPlan {
     }
 
     /// `ess`: smooths `y` (`n` points) into `ys`.
-    fn run(&self, weights: &[f64], y: &[f64], userw: bool, rw: &[f64], ys: &mut [f64]) {
+    fn run(&self, weights: &Weights, y: &[f64], userw: bool, rw: &[f64], ys: &mut [f64]) {
         let n = self.n;
         if n < 2 {
             ys[0] = y[0];
@@ -368,7 +392,7 @@ impl SeasonalPlan {
 /// independent accumulators, the window's tail in the first.
 #[inline]
 fn est(
-    weights: &[f64],
+    weights: &Weights,
     fit: &Fit,
     y: &[f64],
     range: f64,
@@ -376,21 +400,63 @@ fn est(
     userw: bool,
     rw: &[f64],
 ) -> Option<f64> {
+    let window = fit.w_at..fit.w_at + fit.m;
     let ywin = &y[fit.lo..fit.lo + fit.m];
-    let wwin = &weights[fit.w_at..fit.w_at + fit.m];
-    let acc = if userw {
-        weighted_sums::<true>(ywin, wwin, &rw[fit.lo..fit.lo + fit.m], fit.x0)
+    let sums = if userw {
+        let acc = weighted_sums::<true>(
+            ywin,
+            &weights.table[window.clone()],
+            &rw[fit.lo..fit.lo + fit.m],
+            &weights.u[window],
+        );
+        let sum = |q: usize| (acc[q][0] + acc[q][1]) + (acc[q][2] + acc[q][3]);
+        [sum(0), sum(1), sum(2), sum(3), sum(4)]
     } else {
-        weighted_sums::<false>(ywin, wwin, wwin, fit.x0)
+        // Without robustness weights only the sums with y depend on the data.
+        let acc = y_sums(ywin, &weights.table[window.clone()], &weights.wu[window]);
+        let sum = |q: usize| (acc[q][0] + acc[q][1]) + (acc[q][2] + acc[q][3]);
+        let [sw, swu, swuu] = fit.plain;
+        [sw, swu, swuu, sum(0), sum(1)]
     };
-    let sum = |q: usize| (acc[q][0] + acc[q][1]) + (acc[q][2] + acc[q][3]);
-    let (sw, swu, swuu, swy, swuy) = (sum(0), sum(1), sum(2), sum(3), sum(4));
+    fitted(sums, fit.h, ideg, range)
+}
+
+/// The sums of w·y and w·u·y of [`weighted_sums`] without robustness weights (`wu` = w·u
+/// precomputed), lane by lane as there.
+#[inline(always)]
+fn y_sums(ywin: &[f64], w: &[f64], wu: &[f64]) -> [[f64; 4]; 2] {
+    let mut acc = [[0.0f64; 4]; 2];
+    let mut y4 = ywin.chunks_exact(4);
+    let mut w4 = w.chunks_exact(4);
+    let mut wu4 = wu.chunks_exact(4);
+    for ((yc, wc), wuc) in (&mut y4).zip(&mut w4).zip(&mut wu4) {
+        for lane in 0..4 {
+            acc[0][lane] += wc[lane] * yc[lane];
+            acc[1][lane] += wuc[lane] * yc[lane];
+        }
+    }
+    for ((yj, w), wu) in y4
+        .remainder()
+        .iter()
+        .zip(w4.remainder())
+        .zip(wu4.remainder())
+    {
+        acc[0][0] += w * yj;
+        acc[1][0] += wu * yj;
+    }
+    acc
+}
+
+/// The local fit from the weighted sums of 1, u, u², y and u·y (`None` when every weight is 0).
+#[inline(always)]
+fn fitted(sums: [f64; 5], h: f64, ideg: i32, range: f64) -> Option<f64> {
+    let [sw, swu, swuu, swy, swuy] = sums;
     if sw <= 0.0 {
         return None;
     }
     let ybar = swy / sw;
     let mut fitted = ybar;
-    if fit.h > 0.0 && ideg > 0 {
+    if h > 0.0 && ideg > 0 {
         // Normalised weights: a = Σ w̃ u (weighted centre, as offset from xs), c = Σ w̃ (u − a)².
         let a = swu / sw;
         let c = swuu / sw - a * a;
@@ -404,53 +470,45 @@ fn est(
 }
 
 /// Lane-wise sums of w, w·u, w·u², w·y, w·u·y over a window (`acc[q][lane]`), w = `w0 · rw`
-/// (`USERW`) or `w0`, u = `x0 + k`: point `k` of the window goes to lane `k % 4`, the last
-/// `len % 4` points to lane 0. (Quantity-major, so that two lanes are one SSE2 register.)
+/// (`USERW`) or `w0`, u the points' offsets from the fitted x (`ut`): point `k` of the window
+/// goes to lane `k % 4`, the last `len % 4` points to lane 0.
 #[inline(always)]
 fn weighted_sums<const USERW: bool>(
     ywin: &[f64],
     w0: &[f64],
     rw: &[f64],
-    x0: f64,
+    ut: &[f64],
 ) -> [[f64; 4]; 5] {
     let mut acc = [[0.0f64; 4]; 5];
-    let mut y4 = ywin.chunks_exact(4);
-    let mut w4 = w0.chunks_exact(4);
-    let mut r4 = rw.chunks_exact(4);
-    // u stays an exact integer: the same values as x0 + k.
-    let mut u = x0;
-    for ((yc, wc), rc) in (&mut y4).zip(&mut w4).zip(&mut r4) {
-        let mut w = [0.0; 4];
-        let mut uu = [0.0; 4];
-        for lane in 0..4 {
-            w[lane] = if USERW { wc[lane] * rc[lane] } else { wc[lane] };
-            uu[lane] = u + lane as f64;
-        }
-        for lane in 0..4 {
-            let wu = w[lane] * uu[lane];
-            acc[0][lane] += w[lane];
-            acc[1][lane] += wu;
-            acc[2][lane] += wu * uu[lane];
-            acc[3][lane] += w[lane] * yc[lane];
-            acc[4][lane] += wu * yc[lane];
-        }
-        u += 4.0;
-    }
-    for (k, ((yj, w), r)) in y4
-        .remainder()
-        .iter()
-        .zip(w4.remainder())
-        .zip(r4.remainder())
-        .enumerate()
+    let mut add = |q: usize, l: usize, v: f64| acc[q][l] += v;
+    let m = ywin.len().min(w0.len()).min(rw.len()).min(ut.len());
+    let (ywin, w0, rw, ut) = (&ywin[..m], &w0[..m], &rw[..m], &ut[..m]);
+    for (((yc, wc), rc), uc) in ywin
+        .chunks_exact(4)
+        .zip(w0.chunks_exact(4))
+        .zip(rw.chunks_exact(4))
+        .zip(ut.chunks_exact(4))
     {
-        let w = if USERW { w * r } else { *w };
-        let u = u + k as f64;
+        for l in 0..4 {
+            let w = if USERW { wc[l] * rc[l] } else { wc[l] };
+            let wu = w * uc[l];
+            add(0, l, w);
+            add(1, l, wu);
+            add(2, l, wu * uc[l]);
+            add(3, l, w * yc[l]);
+            add(4, l, wu * yc[l]);
+        }
+    }
+    let full = m / 4 * 4;
+    for k in full..m {
+        let w = if USERW { w0[k] * rw[k] } else { w0[k] };
+        let u = ut[k];
         let wu = w * u;
-        acc[0][0] += w;
-        acc[1][0] += wu;
-        acc[2][0] += wu * u;
-        acc[3][0] += w * yj;
-        acc[4][0] += wu * yj;
+        add(0, 0, w);
+        add(1, 0, wu);
+        add(2, 0, wu * u);
+        add(3, 0, w * ywin[k]);
+        add(4, 0, wu * ywin[k]);
     }
     acc
 }
@@ -494,7 +552,7 @@ fn onestp(
 ) {
     let n = y.len();
     let np = plans.key.np;
-    let weights = &plans.weights.table[..];
+    let weights = &plans.weights;
     for _ in 0..ni {
         for i in 0..n {
             work1[i] = y[i] - trend[i];
@@ -546,6 +604,47 @@ fn rwts(y: &[f64], n: usize, fit: &[f64], rw: &mut [f64]) {
     }
 }
 
+/// [`fitted`] on `L` fits at once (the same operations, all lanes computed, then selected): the
+/// fitted values and whether each exists (a weight was not 0).
+#[inline(always)]
+fn fitted_lanes<const L: usize, const DEG1: bool>(
+    [sw, swu, swuu, swy, swuy]: [[f64; L]; 5],
+    h: f64,
+    range: f64,
+) -> ([f64; L], [bool; L]) {
+    let mut out = [0.0; L];
+    let mut ok = [false; L];
+    for l in 0..L {
+        // As `fitted`: only a sum ≤ 0 has no fit.
+        ok[l] = sw[l] > 0.0 || sw[l].is_nan();
+        out[l] = swy[l] / sw[l];
+    }
+    if DEG1 && h > 0.0 {
+        for l in 0..L {
+            let ybar = out[l];
+            let a = swu[l] / sw[l];
+            let c = swuu[l] / sw[l] - a * a;
+            let b = -a / c;
+            let line = ybar + b * (swuy[l] / sw[l] - a * ybar);
+            if c.max(0.0).sqrt() > 0.001 * range {
+                out[l] = line;
+            }
+        }
+    }
+    (out, ok)
+}
+
+/// Cycle-subseries side by side in [`ss`]'s fast path (four SSE2 registers).
+const SS_LANES: usize = 8;
+
+/// The seasonal smoothing: each cycle-subseries (the points `j`, `j + np`, `j + 2 np`, …)
+/// smoothed by LOESS and extended by one point at each end (`season` gets `k + 2` points per
+/// subseries of `k`).
+///
+/// Every subseries of the same length has the same fits, so when every point is fitted (no
+/// jump, the statsmodels setting) the subseries are smoothed [`SS_LANES`] at a time (`y` and
+/// `rw` read in rows of `np`, contiguous across subseries): the same sums in the same order as
+/// one by one, vectorised across subseries instead of over a window of a few points.
 fn ss(
     y: &[f64],
     plans: &Plans,
@@ -558,12 +657,30 @@ fn ss(
 ) {
     let n = y.len();
     let np = plans.key.np;
-    let weights = &plans.weights.table[..];
-    for j in 1..=np {
+    let weights = &plans.weights;
+    let mut j = 1;
+    while j <= np {
         let k = (n - j) / np + 1;
         let Some(plan) = plans.seasonal.iter().find(|p| p.ess.n == k) else {
+            j += 1;
             continue;
         };
+        // Subseries j..j + SS_LANES all of length k (lengths only drop, by one, along j).
+        if plan.ess.newnj == 1
+            && k >= 2
+            && j + SS_LANES - 1 <= np
+            && (n - (j + SS_LANES - 1)) / np + 1 == k
+        {
+            let args = (y, rw, &mut *season, weights, plan, np, j - 1);
+            match (userw, plan.ess.ideg > 0) {
+                (false, false) => ss_lanes::<false, false>(args),
+                (false, true) => ss_lanes::<false, true>(args),
+                (true, false) => ss_lanes::<true, false>(args),
+                (true, true) => ss_lanes::<true, true>(args),
+            }
+            j += SS_LANES;
+            continue;
+        }
 
         for i in 1..=k {
             work1[i - 1] = y[(i - 1) * np + j - 1];
@@ -582,6 +699,112 @@ fn ss(
             est(weights, &plan.after, work1, range, isdeg, userw, work3).unwrap_or(work2[k]);
         for m in 1..=k + 2 {
             season[(m - 1) * np + j - 1] = work2[m - 1];
+        }
+        j += 1;
+    }
+}
+
+/// [`ss`] on the [`SS_LANES`] subseries starting at column `j0` (0-based), all of `plan.ess.n`
+/// points, every point fitted. `DEG1`: local lines (the sums of u, u² and u·y are needed).
+fn ss_lanes<const USERW: bool, const DEG1: bool>(
+    (y, rw, season, weights, plan, np, j0): (
+        &[f64],
+        &[f64],
+        &mut [f64],
+        &Weights,
+        &SeasonalPlan,
+        usize,
+        usize,
+    ),
+) {
+    const L: usize = SS_LANES;
+    let k = plan.ess.n;
+    let range = k as f64 - 1.0;
+    let lanes = |fit: &Fit| {
+        // Per window lane of `weighted_sums` (index 0-3), per subseries: the sums of w, w·y
+        // and (DEG1) w·u, w·u², w·u·y. Without robustness weights those of w, w·u and w·u² are
+        // the plan's.
+        let mut sw = [[0.0f64; L]; 4];
+        let mut swy = [[0.0f64; L]; 4];
+        let mut swu = [[0.0f64; L]; 4];
+        let mut swuu = [[0.0f64; L]; 4];
+        let mut swuy = [[0.0f64; L]; 4];
+        let w0 = &weights.table[fit.w_at..fit.w_at + fit.m];
+        let full = fit.m / 4 * 4;
+        for (mm, &w0) in w0.iter().enumerate() {
+            let wl = if mm < full { mm % 4 } else { 0 };
+            let row = (fit.lo + mm) * np + j0;
+            let (Some(yr), Some(rr)) = (y.get(row..row + L), rw.get(row..row + L)) else {
+                continue;
+            };
+            let (Ok(yr), Ok(rr)) = (<&[f64; L]>::try_from(yr), <&[f64; L]>::try_from(rr)) else {
+                continue;
+            };
+            let u = fit.x0 + mm as f64;
+            let mut w = [w0; L];
+            if USERW {
+                for l in 0..L {
+                    w[l] = w0 * rr[l];
+                }
+            }
+            let (sw, swy) = (&mut sw[wl], &mut swy[wl]);
+            if USERW {
+                for l in 0..L {
+                    sw[l] += w[l];
+                }
+            }
+            for l in 0..L {
+                swy[l] += w[l] * yr[l];
+            }
+            if DEG1 {
+                let (swu, swuu, swuy) = (&mut swu[wl], &mut swuu[wl], &mut swuy[wl]);
+                let mut wu = [0.0; L];
+                for l in 0..L {
+                    wu[l] = w[l] * u;
+                }
+                if USERW {
+                    for l in 0..L {
+                        swu[l] += wu[l];
+                        swuu[l] += wu[l] * u;
+                    }
+                }
+                for l in 0..L {
+                    swuy[l] += wu[l] * yr[l];
+                }
+            }
+        }
+        let sum = |s: &[[f64; L]; 4]| {
+            let mut t = [0.0; L];
+            for l in 0..L {
+                t[l] = (s[0][l] + s[1][l]) + (s[2][l] + s[3][l]);
+            }
+            t
+        };
+        let plain = |v: f64| [v; L];
+        let sums = if USERW {
+            [sum(&sw), sum(&swu), sum(&swuu), sum(&swy), sum(&swuy)]
+        } else {
+            let [a, b, c] = fit.plain;
+            [plain(a), plain(b), plain(c), sum(&swy), sum(&swuy)]
+        };
+        fitted_lanes::<L, DEG1>(sums, fit.h, range)
+    };
+    // The smoother: point i of the subseries goes to row i + 1 of `season`.
+    for (i, fit) in &plan.ess.fits {
+        let (out, ok) = lanes(fit);
+        for l in 0..L {
+            season[(i + 1) * np + j0 + l] = if ok[l] { out[l] } else { y[i * np + j0 + l] };
+        }
+    }
+    // The extensions (falling back on the smoothed end points).
+    for (fit, row, fallback) in [(&plan.before, 0, 1), (&plan.after, k + 1, k)] {
+        let (out, ok) = lanes(fit);
+        for l in 0..L {
+            season[row * np + j0 + l] = if ok[l] {
+                out[l]
+            } else {
+                season[fallback * np + j0 + l]
+            };
         }
     }
 }
