@@ -289,16 +289,21 @@ pub fn batch_parts(
         .unwrap_or(1)
         .min(series.len().max(1));
     let per = series.len().div_ceil(threads).max(1);
-    let mut chunks: Vec<Vec<SeriesParts>> = Vec::new();
+    // Per thread, the parts of a contiguous run of series.
+    let mut chunks: Vec<BatchParts> = Vec::new();
     std::thread::scope(|s| {
         let handles: Vec<_> = series
             .chunks(per)
             .map(|chunk| {
                 s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|sr| series_batch_features(*sr, cfg, keep_stl_inputs))
-                        .collect::<Vec<_>>()
+                    let mut out = BatchParts::default();
+                    for sr in chunk {
+                        let (stl_in, rows) =
+                            series_batch_features(*sr, cfg, keep_stl_inputs, &mut out.features);
+                        out.stl_inputs.push(stl_in);
+                        out.rows.push(rows);
+                    }
+                    out
                 })
             })
             .collect();
@@ -307,26 +312,34 @@ pub fn batch_parts(
         }
     });
     let mut parts = BatchParts::default();
-    // Exact capacity: growing by doubling would hold up to twice the matrix at the end.
-    let total: usize = chunks.iter().flatten().map(|(_, f, _)| f.len()).sum();
-    parts.features.reserve_exact(total);
-    for (stl_in, feats, rows) in chunks.into_iter().flatten() {
-        parts.stl_inputs.push(stl_in);
-        parts.features.extend_from_slice(&feats);
-        parts.rows.push(rows);
+    // The first thread's matrix grows into the whole one (a large buffer is extended in place,
+    // without a copy), the others are appended and freed one by one: at most the matrix and one
+    // thread's share are held at once, not twice the matrix.
+    let total: usize = chunks.iter().map(|c| c.features.len()).sum();
+    for (i, c) in chunks.into_iter().enumerate() {
+        if i == 0 {
+            parts.features = c.features;
+            parts.features.reserve_exact(total - parts.features.len());
+        } else {
+            parts.features.extend_from_slice(&c.features);
+        }
+        parts.stl_inputs.extend(c.stl_inputs);
+        parts.rows.extend(c.rows);
     }
     parts
 }
 
-/// One series' STL inputs (per life), feature rows and row count.
-type SeriesParts = (Vec<Vec<f64>>, Vec<f64>, usize);
-
-fn series_batch_features(series: SeriesRef<'_>, cfg: &StlIfConfig, keep: bool) -> SeriesParts {
+/// One series' STL inputs (per life) and row count; its feature rows are appended to `feats`.
+fn series_batch_features(
+    series: SeriesRef<'_>,
+    cfg: &StlIfConfig,
+    keep: bool,
+    feats: &mut Vec<f64>,
+) -> (Vec<Vec<f64>>, usize) {
     let Ok(p) = Prepared::new(series, cfg) else {
-        return (Vec::new(), Vec::new(), 0);
+        return (Vec::new(), 0);
     };
     let mut stl_inputs = Vec::new();
-    let mut feats = Vec::new();
     let mut rows = 0;
     for (lo, hi) in split_lives(&p.ts[..], &p.vs[..], cfg) {
         let Some(life) = LifeGrid::build(&p.ts[lo..hi], &p.vs[lo..hi], cfg) else {
@@ -343,7 +356,7 @@ fn series_batch_features(series: SeriesRef<'_>, cfg: &StlIfConfig, keep: bool) -
             rows += 1;
         }
     }
-    (stl_inputs, feats, rows)
+    (stl_inputs, rows)
 }
 
 // ---------------------------------------------------------------------------------------------
