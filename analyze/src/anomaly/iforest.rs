@@ -512,7 +512,14 @@ mod tests {
     fn anomaly_iforest_dense_layout_equals_node_walk() {
         // Forests of depth 1 to 8 (1 to 256 samples), ties and constant columns included; rows
         // beyond the training range and NaN.
-        for (n, max_samples) in [(1, 256), (2, 256), (3, 256), (40, 256), (3000, 256), (500, 7)] {
+        for (n, max_samples) in [
+            (1, 256),
+            (2, 256),
+            (3, 256),
+            (40, 256),
+            (3000, 256),
+            (500, 7),
+        ] {
             let mut data = gaussian_cloud(n, n as u64);
             for x in data.iter_mut().step_by(3) {
                 *x = x.round();

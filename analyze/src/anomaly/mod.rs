@@ -449,6 +449,11 @@ impl AnchorCache {
 
 /// Splits samples into lives: a new life at a reset (a drop below `reset_ratio` × the previous
 /// sample) or after a gap longer than `max_gap_s`. Returns index ranges.
+///
+/// A drop is not a reset when the last 30 minutes of the life hold a one-sample jump up of at
+/// least half its size: that is the end of a burst (its goroutines finish and the level returns
+/// to where it was), not a new process, which restarts from a level that was climbed to
+/// gradually or was there all along.
 fn split_lives(ts: &[i64], vs: &[f64], cfg: &StlIfConfig) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     if ts.is_empty() {
@@ -456,7 +461,11 @@ fn split_lives(ts: &[i64], vs: &[f64], cfg: &StlIfConfig) -> Vec<(usize, usize)>
     }
     let mut start = 0;
     for i in 1..ts.len() {
-        let reset = vs[i] < cfg.reset_ratio * vs[i - 1] && vs[i - 1] - vs[i] >= cfg.reset_min_drop;
+        let drop = vs[i - 1] - vs[i];
+        let reset = vs[i] < cfg.reset_ratio * vs[i - 1] && drop >= cfg.reset_min_drop && {
+            let from = ts.partition_point(|t| *t < ts[i] - 1_800).max(start + 1);
+            !(from..i).any(|k| vs[k] - vs[k - 1] >= 0.5 * drop)
+        };
         let gap = ts[i] - ts[i - 1] > cfg.max_gap_s;
         if reset || gap {
             out.push((start, i));
