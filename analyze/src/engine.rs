@@ -404,6 +404,9 @@ pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
 pub struct Series {
     pub ts_s: Vec<i64>,
     pub values: Vec<f64>,
+    /// Minutes at which a pod's process start time or container restart count changed (a
+    /// restart the values alone may not show); empty for workloads.
+    pub resets_s: Vec<i64>,
 }
 
 /// Minute series per pod and per workload (the sum over its pods) for `[from_s, to_s]`.
@@ -417,7 +420,9 @@ pub async fn minute_series(
         "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
                 MAX(workload) AS wl, pod, \
                 date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
-                AVG(CAST(goroutines AS DOUBLE)) AS v \
+                AVG(CAST(goroutines AS DOUBLE)) AS v, \
+                MAX(CAST(process_start_time AS BIGINT)) AS started, \
+                MAX(container_restarts) AS restarts \
          FROM goroutine_counts \
          WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
            AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
@@ -431,9 +436,12 @@ pub async fn minute_series(
     let batches = ctx.sql(&sql).await?.collect().await?;
     let mut pods: BTreeMap<Scope, Series> = BTreeMap::new();
     let mut workloads: BTreeMap<Scope, BTreeMap<i64, f64>> = BTreeMap::new();
+    // Per pod: the last (process start, restarts) seen.
+    let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
     for b in &batches {
         let scopes = scope_rows(b)?;
         let (t, v) = (ts_micros(b, "minute")?, f64s(b, "v")?);
+        let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
         for (i, scope) in scopes.into_iter().enumerate() {
             let (Some(t), Some(v)) = (t[i], v[i]) else {
                 continue;
@@ -446,7 +454,18 @@ pub async fn minute_series(
                 };
                 *workloads.entry(w).or_default().entry(t).or_default() += v;
             }
+            let now = (started[i], restarts[i]);
+            let changed = match identity.insert(scope.clone(), now) {
+                Some((ps, pr)) => {
+                    (ps.is_some() && now.0.is_some() && ps != now.0)
+                        || (pr.is_some() && now.1.is_some() && pr != now.1)
+                }
+                None => false,
+            };
             let s = pods.entry(scope).or_default();
+            if changed {
+                s.resets_s.push(t);
+            }
             s.ts_s.push(t);
             s.values.push(v);
         }
@@ -457,6 +476,7 @@ pub async fn minute_series(
             Series {
                 ts_s: points.keys().copied().collect(),
                 values: points.values().copied().collect(),
+                resets_s: Vec::new(),
             },
         );
     }
@@ -538,11 +558,12 @@ pub fn stl_findings(
             let j = i + at[i..].iter().take_while(|t| **t < seg_end).count();
             let lo = s.ts_s.partition_point(|x| *x < seg_start);
             let hi = s.ts_s.partition_point(|x| *x <= at[j - 1]);
-            let mut vs = crate::anomaly::evaluate_many(
+            let mut vs = crate::anomaly::evaluate_many_with_resets(
                 crate::anomaly::SeriesRef {
                     ts_s: &s.ts_s[lo..hi],
                     values: &s.values[lo..hi],
                 },
+                &s.resets_s,
                 &at[i..j],
                 &cfg.stl,
             );

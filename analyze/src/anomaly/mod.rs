@@ -233,8 +233,24 @@ pub fn evaluate(series: SeriesRef<'_>, now_s: i64, cfg: &StlIfConfig) -> Verdict
 /// Batch form for the same series at many evaluation times (replay): same answers as calling
 /// [`evaluate`] at each time, faster (STL and forest cached per anchor).
 pub fn evaluate_many(series: SeriesRef<'_>, at_s: &[i64], cfg: &StlIfConfig) -> Vec<Verdict> {
+    evaluate_many_with_resets(series, &[], at_s, cfg)
+}
+
+/// [`evaluate_many`] with the times at which the series is known to restart (a new process
+/// start time or a container restart, from the scrape's metadata): each starts a new life, in
+/// addition to the resets read from the values.
+pub fn evaluate_many_with_resets(
+    series: SeriesRef<'_>,
+    resets_s: &[i64],
+    at_s: &[i64],
+    cfg: &StlIfConfig,
+) -> Vec<Verdict> {
     let mut cache = AnchorCache::default();
-    match Prepared::new(series, cfg) {
+    match Prepared::new(series, cfg).map(|mut p| {
+        p.resets = resets_s.to_vec();
+        p.resets.sort_unstable();
+        p
+    }) {
         Ok(p) => at_s.iter().map(|t| p.eval(*t, cfg, &mut cache)).collect(),
         Err(reason) => at_s
             .iter()
@@ -341,7 +357,7 @@ fn series_batch_features(
     };
     let mut stl_inputs = Vec::new();
     let mut rows = 0;
-    for (lo, hi) in split_lives(&p.ts[..], &p.vs[..], cfg) {
+    for (lo, hi) in split_lives(&p.ts[..], &p.vs[..], &p.resets, cfg) {
         let Some(life) = LifeGrid::build(&p.ts[lo..hi], &p.vs[lo..hi], cfg) else {
             continue;
         };
@@ -365,6 +381,8 @@ fn series_batch_features(
 struct Prepared {
     ts: Vec<i64>,
     vs: Vec<f64>,
+    /// Known restarts (sorted): a life starts at the first sample at or after each.
+    resets: Vec<i64>,
 }
 
 impl Prepared {
@@ -384,7 +402,11 @@ impl Prepared {
                 vs.push(*v);
             }
         }
-        Ok(Self { ts, vs })
+        Ok(Self {
+            ts,
+            vs,
+            resets: Vec::new(),
+        })
     }
 
     fn eval(&self, now: i64, cfg: &StlIfConfig, cache: &mut AnchorCache) -> Verdict {
@@ -400,7 +422,7 @@ impl Prepared {
                 cfg.min_points
             ));
         }
-        let lives = split_lives(ts, vs, cfg);
+        let lives = split_lives(ts, vs, &self.resets, cfg);
         let Some(&(clo, chi)) = lives.last() else {
             return Verdict::quiet("stl_iforest: no data; not evaluated.");
         };
@@ -429,7 +451,7 @@ impl Prepared {
         let hi = self.ts.partition_point(|t| *t <= anchor);
         let lo = self.ts.partition_point(|t| *t <= anchor - cfg.window_s);
         let (ts, vs) = (&self.ts[lo..hi], &self.vs[lo..hi]);
-        let &(clo, chi) = split_lives(ts, vs, cfg).last()?;
+        let &(clo, chi) = split_lives(ts, vs, &self.resets, cfg).last()?;
         if anchor - ts.get(chi.checked_sub(1)?)? > cfg.stale_s {
             return None;
         }
@@ -462,16 +484,31 @@ impl AnchorCache {
 
 /// Splits samples into lives: a new life at a reset (a drop below `reset_ratio` × the previous
 /// sample) or after a gap longer than `max_gap_s`. Returns index ranges.
-fn split_lives(ts: &[i64], vs: &[f64], cfg: &StlIfConfig) -> Vec<(usize, usize)> {
+///
+/// A drop is not a reset when the last 30 minutes of the life hold a one-sample jump up of at
+/// least half its size: that is the end of a burst (its goroutines finish and the level returns
+/// to where it was), not a new process, which restarts from a level that was climbed to
+/// gradually or was there all along.
+///
+/// `resets` (sorted) are known restarts: a life starts at the first sample after each.
+fn split_lives(ts: &[i64], vs: &[f64], resets: &[i64], cfg: &StlIfConfig) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     if ts.is_empty() {
         return out;
     }
     let mut start = 0;
     for i in 1..ts.len() {
-        let reset = vs[i] < cfg.reset_ratio * vs[i - 1] && vs[i - 1] - vs[i] >= cfg.reset_min_drop;
+        let known = {
+            let r = resets.partition_point(|r| *r <= ts[i - 1]);
+            resets.get(r).is_some_and(|r| *r <= ts[i])
+        };
+        let drop = vs[i - 1] - vs[i];
+        let reset = vs[i] < cfg.reset_ratio * vs[i - 1] && drop >= cfg.reset_min_drop && {
+            let from = ts.partition_point(|t| *t < ts[i] - 1_800).max(start + 1);
+            !(from..i).any(|k| vs[k] - vs[k - 1] >= 0.5 * drop)
+        };
         let gap = ts[i] - ts[i - 1] > cfg.max_gap_s;
-        if reset || gap {
+        if known || reset || gap {
             out.push((start, i));
             start = i;
         }
@@ -1106,6 +1143,54 @@ fn decide(
                 ),
             });
         }
+    }
+
+    // Day-differenced slow rule: with more than a day of history, the level minus the level a
+    // day earlier removes the daily cycle without a seasonal fit (which needs two days): a leak
+    // that starts while daily traffic falls shows as steady growth here, not in the raw level.
+    let day_n = life.minutes((cfg.period_s / 60) as usize);
+    if n > day_n {
+        let dd: Vec<f64> = (day_n..n).map(|i| life.v[i] - life.v[i - day_n]).collect();
+        let pre_d = Prefix::new(&dd);
+        let sigma_d = noise_sigma(&dd[dd.len().saturating_sub(six_h)..]);
+        // Every whole hour from the shortest span to the horizon: a leak younger than the
+        // horizon shows over the hours since it began, not over a window that is half flat.
+        let mut best: Option<RuleOutcome> = None;
+        let mut hours = cfg.slow_min_span_min.div_ceil(60).max(1);
+        while hours * 60 <= cfg.slow_horizon_min {
+            let span_d = life.minutes(hours * 60);
+            let kd = span_d / block.max(1);
+            hours += 1;
+            if span_d > dd.len() || kd < 2 {
+                break;
+            }
+            let Some(g) = growth(&dd, &pre_d, dd.len(), block, kd, step, Stat::Median) else {
+                continue;
+            };
+            let c = closeness(&[
+                (g.share_up, cfg.slow_min_share_up),
+                (allowed_step_share(kd, cfg), g.max_step_share),
+                (g.rise, cfg.slow_min_rise_sigma * sigma_d),
+                (g.slope_per_s, cfg.slow_min_growth_per_s),
+            ]);
+            if best.as_ref().is_some_and(|b| b.closeness >= c) {
+                continue;
+            }
+            best = Some(RuleOutcome {
+                name: "slow",
+                closeness: c,
+                slope_per_s: g.slope_per_s,
+                detail: format!(
+                    "the level minus the level a day earlier rose {:.0} over {:.1} h ({:.2}/min, {:.0}% of half-hour steps up, largest step {:.0}% of the rise, day-differenced)",
+                    g.rise,
+                    (kd * block) as f64 * step as f64 / 3600.0,
+                    g.slope_per_s * 60.0,
+                    100.0 * g.share_up,
+                    100.0 * g.max_step_share.min(9.99),
+                ),
+            });
+        }
+        rules.extend(best);
     }
 
     // Quick rule for a life younger than a day: steady growth over the last two hours that
