@@ -35,8 +35,9 @@ SELECT g.namespace,
        MAX(g.age_p99_s) AS age_p99_s,
        SUM(g.alive_over_5m) AS alive_over_5m,
        MAX(g.wait_minutes_max) AS annotated_minutes
-FROM goroutine_samples g
-JOIN latest l ON g.namespace = l.namespace AND g.pod = l.pod AND g.ts = l.ts
+-- The small side first: DataFusion builds its hash table on the left input.
+FROM latest l
+JOIN goroutine_samples g ON g.namespace = l.namespace AND g.pod = l.pod AND g.ts = l.ts
 LEFT JOIN stack_info i ON g.stack_id = i.stack_id
 WHERE g.min_goroutine_id IS NOT NULL
   AND g.state NOT IN ('running', 'runnable', 'syscall', '')
