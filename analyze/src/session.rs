@@ -17,9 +17,13 @@ use crate::error::Result;
 /// `goroutine_samples`, `stacks`, `ingest_log`). Readers see the store as of this call
 /// (compaction in progress stays invisible, see `leakhound_ingest::visibility`).
 pub async fn session(store: &Store) -> Result<SessionContext> {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(2);
+    // Filters evaluated inside the Parquet scan (late materialisation): the named queries filter
+    // on a few columns and read the others only where the filter holds.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
     let ctx = SessionContext::new_with_config(config);
     let reader = store.reader().await?;
     ctx.register_object_store(store.base_url(), reader);
