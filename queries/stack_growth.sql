@@ -13,15 +13,20 @@ WITH per_snapshot AS (
     FROM goroutine_samples
     WHERE profile = 'goroutine'
       AND namespace LIKE ${namespace}
-      AND ts >= ${base_from} AND ts < ${to}
-      AND date >= ${base_from_date} AND date <= ${to_date}
+      -- Only the two windows are read (the days between them are pruned).
+      AND ((ts >= ${base_from} AND ts < ${base_to}) OR (ts >= ${from} AND ts < ${to}))
+      AND ((date >= ${base_from_date} AND date <= ${base_to_date})
+           OR (date >= ${from_date} AND date <= ${to_date}))
     GROUP BY namespace, pod, stack_id, ts, format
+),
+snaps AS (
+    SELECT DISTINCT namespace, pod, ts, format FROM per_snapshot
 ),
 snapshots AS (
     SELECT namespace, pod,
-           COUNT(DISTINCT CASE WHEN ts >= ${base_from} AND ts < ${base_to} THEN concat(CAST(ts AS VARCHAR), format) END) AS base_snaps,
-           COUNT(DISTINCT CASE WHEN ts >= ${from} AND ts < ${to} THEN concat(CAST(ts AS VARCHAR), format) END) AS now_snaps
-    FROM per_snapshot
+           SUM(CASE WHEN ts >= ${base_from} AND ts < ${base_to} THEN 1 ELSE 0 END) AS base_snaps,
+           SUM(CASE WHEN ts >= ${from} AND ts < ${to} THEN 1 ELSE 0 END) AS now_snaps
+    FROM snaps
     GROUP BY namespace, pod
 ),
 windows AS (
