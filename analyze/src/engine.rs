@@ -375,7 +375,8 @@ fn mean_in(s: &Series, from: i64, to: i64) -> Option<f64> {
 pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
     const DAY: i64 = 86_400;
     let w = 300;
-    let today = mean_in(s, now - w, now)? - mean_in(s, now - horizon_s - w, now - horizon_s)?;
+    let level_now = mean_in(s, now - w, now)?;
+    let today = level_now - mean_in(s, now - horizon_s - w, now - horizon_s)?;
     if today <= 0.0 {
         return None;
     }
@@ -387,7 +388,7 @@ pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
             Some((k, rise, level))
         })
         .filter(|(_, rise, level)| {
-            *rise >= 0.5 * today && (mean_in(s, now - w, now).unwrap_or(*level) - level).abs() <= today
+            *rise >= 0.5 * today && (level_now - level).abs() <= today
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(k, rise, _)| {

@@ -300,7 +300,8 @@ impl SnapshotBuilder {
     }
 }
 
-fn min_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+/// The smaller of two optional values (None only when both are).
+pub fn min_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, None) => x,
@@ -308,7 +309,8 @@ fn min_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     }
 }
 
-fn max_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+/// The larger of two optional values (None only when both are).
+pub fn max_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, None) => x,

@@ -926,6 +926,29 @@ fn allowed_step_share(k: usize, cfg: &StlIfConfig) -> f64 {
     cfg.max_step_share.min(2.5 / (k.max(2) - 1) as f64)
 }
 
+/// The slow rule's tests on `k` blocks of growth `g`: rising steps, no dominant step, a rise
+/// above the noise, a slope above the floor.
+fn slow_tests(g: &Growth, k: usize, sigma: f64, cfg: &StlIfConfig) -> [(f64, f64); 4] {
+    [
+        (g.share_up, cfg.slow_min_share_up),
+        (allowed_step_share(k, cfg), g.max_step_share),
+        (g.rise, cfg.slow_min_rise_sigma * sigma),
+        (g.slope_per_s, cfg.slow_min_growth_per_s),
+    ]
+}
+
+/// "rose R over H h (S/min, U% of half-hour steps up, largest step M% of the rise" (unclosed).
+fn slow_detail(g: &Growth, k: usize, block: usize, step_s: i64) -> String {
+    format!(
+        "rose {:.0} over {:.1} h ({:.2}/min, {:.0}% of half-hour steps up, largest step {:.0}% of the rise",
+        g.rise,
+        (k * block) as f64 * step_s as f64 / 3600.0,
+        g.slope_per_s * 60.0,
+        100.0 * g.share_up,
+        100.0 * g.max_step_share.min(9.99),
+    )
+}
+
 /// How close a set of (observed, required) "at least" tests came: min of observed/required in
 /// 0..1; 1 when all pass.
 fn closeness(tests: &[(f64, f64)]) -> f64 {
@@ -1022,12 +1045,7 @@ fn decide(
             && k >= 2
             && let Some(g) = growth(dv, pv, n, block, k, step, Stat::Median)
         {
-            let mut tests = vec![
-                (g.share_up, cfg.slow_min_share_up),
-                (allowed_step_share(k, cfg), g.max_step_share),
-                (g.rise, cfg.slow_min_rise_sigma * sigma),
-                (g.slope_per_s, cfg.slow_min_growth_per_s),
-            ];
+            let mut tests = slow_tests(&g, k, sigma, cfg).to_vec();
             let day = life.minutes((cfg.period_s / 60) as usize);
             // Day-over-day as soon as 5 minutes of yesterday exist (a reference of up to 30
             // minutes).
@@ -1133,14 +1151,7 @@ fn decide(
                 name: "slow",
                 closeness: closeness(&tests),
                 slope_per_s: g.slope_per_s,
-                detail: format!(
-                    "rose {:.0} over {:.1} h ({:.2}/min, {:.0}% of half-hour steps up, largest step {:.0}% of the rise, {mode}{young_note})",
-                    g.rise,
-                    (k * block) as f64 * step as f64 / 3600.0,
-                    g.slope_per_s * 60.0,
-                    100.0 * g.share_up,
-                    100.0 * g.max_step_share.min(9.99),
-                ),
+                detail: format!("{}, {mode}{young_note})", slow_detail(&g, k, block, step)),
             });
         }
     }
@@ -1148,9 +1159,9 @@ fn decide(
     // Day-differenced slow rule: with more than a day of history, the level minus the level a
     // day earlier removes the daily cycle without a seasonal fit (which needs two days): a leak
     // that starts while daily traffic falls shows as steady growth here, not in the raw level.
-    let day_n = life.minutes((cfg.period_s / 60) as usize);
-    if n > day_n {
-        let dd: Vec<f64> = (day_n..n).map(|i| life.v[i] - life.v[i - day_n]).collect();
+    let day = life.minutes((cfg.period_s / 60) as usize);
+    if n > day {
+        let dd: Vec<f64> = (day..n).map(|i| life.v[i] - life.v[i - day]).collect();
         let pre_d = Prefix::new(&dd);
         let sigma_d = noise_sigma(&dd[dd.len().saturating_sub(six_h)..]);
         // Every whole hour from the shortest span to the horizon: a leak younger than the
@@ -1167,12 +1178,7 @@ fn decide(
             let Some(g) = growth(&dd, &pre_d, dd.len(), block, kd, step, Stat::Median) else {
                 continue;
             };
-            let c = closeness(&[
-                (g.share_up, cfg.slow_min_share_up),
-                (allowed_step_share(kd, cfg), g.max_step_share),
-                (g.rise, cfg.slow_min_rise_sigma * sigma_d),
-                (g.slope_per_s, cfg.slow_min_growth_per_s),
-            ]);
+            let c = closeness(&slow_tests(&g, kd, sigma_d, cfg));
             if best.as_ref().is_some_and(|b| b.closeness >= c) {
                 continue;
             }
@@ -1181,12 +1187,8 @@ fn decide(
                 closeness: c,
                 slope_per_s: g.slope_per_s,
                 detail: format!(
-                    "the level minus the level a day earlier rose {:.0} over {:.1} h ({:.2}/min, {:.0}% of half-hour steps up, largest step {:.0}% of the rise, day-differenced)",
-                    g.rise,
-                    (kd * block) as f64 * step as f64 / 3600.0,
-                    g.slope_per_s * 60.0,
-                    100.0 * g.share_up,
-                    100.0 * g.max_step_share.min(9.99),
+                    "the level minus the level a day earlier {}, day-differenced)",
+                    slow_detail(&g, kd, block, step)
                 ),
             });
         }
@@ -1195,7 +1197,6 @@ fn decide(
 
     // Quick rule for a life younger than a day: steady growth over the last two hours that
     // carries the level above everything the life saw before by `young_quick_rise_frac` of it.
-    let day = life.minutes((cfg.period_s / 60) as usize);
     let qspan = life.minutes(cfg.young_quick_min);
     let qk = 6;
     let qblock = qspan / qk;

@@ -31,7 +31,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use leakhound_schemas::model::{
-    DumpFormat, Frame, ProfileKind, SampleGroup, Snapshot, Stack, StackId, stack_id, wait_bucket,
+    DumpFormat, Frame, ProfileKind, SampleGroup, Snapshot, Stack, StackId, max_opt, min_opt,
+    stack_id, wait_bucket,
 };
 
 use super::ParseOptions;
@@ -445,22 +446,6 @@ impl Sink for AggSink {
             }
         }
         Some(())
-    }
-}
-
-fn min_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
-fn max_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
 
