@@ -25,6 +25,8 @@ pub struct StackReport {
     pub frames: Vec<Frame>,
     pub created_by: Option<Frame>,
     pub elided: bool,
+    /// Every goroutine id of the stack if it has at most [`ParseOptions::SUMMARY_IDS`]
+    /// goroutines, else the lowest that many (the oldest goroutines, usually), ascending.
     pub goroutine_ids: Vec<u64>,
 }
 
@@ -91,6 +93,8 @@ pub fn report(source: &str, snap: &Snapshot) -> Report {
     let mut stacks: Vec<StackReport> = groups.into_values().collect();
     for s in &mut stacks {
         s.goroutine_ids.sort_unstable();
+        // Each group kept at most its lowest `SUMMARY_IDS`; so does the stack.
+        s.goroutine_ids.truncate(ParseOptions::SUMMARY_IDS);
         s.labels.sort();
     }
     stacks.sort_by(|a, b| {

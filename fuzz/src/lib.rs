@@ -15,5 +15,6 @@ pub fn small_opts() -> ParseOptions {
         max_frames: 32,
         max_goroutines: 1_000_000,
         threads: 1,
+        max_ids_per_group: 3,
     }
 }

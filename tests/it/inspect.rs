@@ -117,3 +117,34 @@ fn bad_input_names_the_file_and_exits_1() {
     assert!(err.contains("bad_gateway.debug2.txt"), "{err}");
     assert!(err.to_lowercase().contains("html"), "{err}");
 }
+
+/// A stack with more goroutines than `inspect` keeps ids for: the count is exact, the ids are
+/// the lowest 100, ascending, wherever they were in the dump and whatever their wait bucket.
+#[test]
+fn ids_of_a_large_stack_are_the_lowest_100() {
+    let mut dump = String::new();
+    // Ids 1000, 999, ..., 751 (250 goroutines), in two wait buckets, then one other stack.
+    for (i, id) in (751..=1000u64).rev().enumerate() {
+        let wait = if i % 2 == 0 { "" } else { ", 7 minutes" };
+        dump.push_str(&format!(
+            "goroutine {id} [chan send{wait}]:\nmain.leak(0x{id:x})\n\t/src/main.go:10 +0x1d\n\
+             created by main.main in goroutine 1\n\t/src/main.go:5 +0x25\n\n"
+        ));
+    }
+    dump.push_str("goroutine 1 [select]:\nmain.main()\n\t/src/main.go:3 +0x1\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.debug2.txt");
+    std::fs::write(&path, dump).unwrap();
+    let v = inspect_json(&path);
+    assert_eq!(v["total"], 251);
+    let leak = &v["stacks"][0];
+    assert_eq!(leak["count"], 250);
+    let ids: Vec<u64> = leak["goroutine_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (751..851).collect::<Vec<u64>>());
+    assert_eq!(v["stacks"][1]["goroutine_ids"], serde_json::json!([1]));
+}

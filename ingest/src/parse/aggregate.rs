@@ -24,7 +24,9 @@
 //! Memory: the caches hold one entry per distinct raw stack, state and label set (each is also
 //! a group of the snapshot, or close to it), and are emptied when they pass [`CACHE_LIMIT`]
 //! entries, so input made of ever-new stacks cannot grow them without bound. The snapshot
-//! itself keeps one goroutine id (8 bytes) per goroutine.
+//! itself keeps one goroutine id (8 bytes) per goroutine, unless
+//! [`ParseOptions::max_ids_per_group`] bounds them (as `leakhound inspect` does): then memory no
+//! longer grows with the goroutines of a stack.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -125,8 +127,86 @@ pub(crate) struct Group {
     wait_min: Option<u32>,
     wait_max: Option<u32>,
     count: u64,
-    ids: Vec<u64>,
+    ids: Ids,
     leaked: bool,
+}
+
+/// A group's goroutine ids, at most [`ParseOptions::max_ids_per_group`] of them kept: all of
+/// them in input order while there are no more than that, else the lowest ones (see
+/// [`cap_ids`], which gives the same from the full list). Between compactions `kept` holds up to
+/// twice the cap; ids that cannot be among the lowest are dropped on arrival.
+pub(crate) struct Ids {
+    kept: Vec<u64>,
+    /// Ids pushed or merged in, kept or not.
+    seen: u64,
+    /// Only ids below this can still be among the lowest (`u64::MAX` before the first
+    /// compaction: everything is kept until then).
+    below: u64,
+}
+
+impl Ids {
+    fn one(id: u64, cap: usize) -> Self {
+        let mut ids = Ids {
+            kept: Vec::new(),
+            seen: 0,
+            below: u64::MAX,
+        };
+        ids.push(id, cap);
+        ids
+    }
+
+    #[inline]
+    fn push(&mut self, id: u64, cap: usize) {
+        self.seen += 1;
+        // `u64::MAX` itself is kept until the first compaction (the full path keeps it too).
+        if id < self.below || self.below == u64::MAX {
+            self.kept.push(id);
+            if self.kept.len() > cap.saturating_mul(2) {
+                self.compact(cap);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Ids, cap: usize) {
+        self.seen += other.seen;
+        let below = self.below;
+        self.kept.extend(
+            other
+                .kept
+                .into_iter()
+                .filter(|&id| id < below || below == u64::MAX),
+        );
+        if self.kept.len() > cap.saturating_mul(2) {
+            self.compact(cap);
+        }
+    }
+
+    /// Keep the `cap` lowest (unordered).
+    fn compact(&mut self, cap: usize) {
+        if self.kept.len() > cap {
+            let (_, &mut nth, _) = self.kept.select_nth_unstable(cap);
+            self.below = self.below.min(nth);
+            self.kept.truncate(cap);
+        }
+    }
+
+    fn finish(mut self, cap: usize) -> Vec<u64> {
+        if self.seen > cap as u64 {
+            self.compact(cap);
+            self.kept.sort_unstable();
+        }
+        self.kept
+    }
+}
+
+/// What [`ParseOptions::max_ids_per_group`] makes of a group's full list of ids: unchanged if
+/// it holds no more than `cap`, else its `cap` lowest, ascending.
+pub(crate) fn cap_ids(ids: &mut Vec<u64>, cap: usize) {
+    if ids.len() > cap {
+        ids.select_nth_unstable(cap);
+        ids.truncate(cap);
+        ids.sort_unstable();
+    }
 }
 
 impl Group {
@@ -143,7 +223,7 @@ impl Group {
         }
     }
 
-    fn into_sample_group(self) -> SampleGroup {
+    fn into_sample_group(self, max_ids: usize) -> SampleGroup {
         let mut stack = Arc::unwrap_or_clone(self.stack);
         if stack.created_by.is_none()
             && let Some(from) = self.created_by_from
@@ -159,7 +239,7 @@ impl Group {
             wait_minutes_max: self.wait_max,
             labels: Arc::unwrap_or_clone(self.labels),
             count: self.count,
-            goroutine_ids: self.ids,
+            goroutine_ids: self.ids.finish(max_ids),
             leaked: self.leaked,
         }
     }
@@ -208,6 +288,8 @@ pub(crate) struct AggSink {
     /// (stack id, state id, wait bucket, label set id) → index into `part.groups`.
     index: FastMap<(u64, u32, &'static str, u32), u32>,
     part: Partial,
+    /// [`ParseOptions::max_ids_per_group`].
+    max_ids: usize,
 }
 
 impl Default for AggSink {
@@ -228,6 +310,7 @@ impl Default for AggSink {
             stack_vals: Vec::new(),
             index: FastMap::with_hasher(hasher),
             part: Partial::default(),
+            max_ids: usize::MAX,
         }
     }
 }
@@ -420,7 +503,7 @@ impl Sink for AggSink {
             Some(&g) => {
                 let g = &mut self.part.groups[g as usize];
                 g.count = g.count.saturating_add(1);
-                g.ids.push(c.id);
+                g.ids.push(c.id, self.max_ids);
                 g.wait_min = min_opt(g.wait_min, c.wait_minutes);
                 g.wait_max = max_opt(g.wait_max, c.wait_minutes);
                 g.leaked |= c.leaked;
@@ -440,7 +523,7 @@ impl Sink for AggSink {
                     wait_min: c.wait_minutes,
                     wait_max: c.wait_minutes,
                     count: 1,
-                    ids: vec![c.id],
+                    ids: Ids::one(c.id, self.max_ids),
                     leaked: c.leaked,
                 });
             }
@@ -455,19 +538,20 @@ pub(crate) struct Aggregate {
     by_stack: FastMap<u64, Vec<u32>>,
     groups: Vec<Group>,
     records: u64,
+    /// [`ParseOptions::max_ids_per_group`].
+    max_ids: usize,
 }
 
-impl Default for Aggregate {
-    fn default() -> Self {
+impl Aggregate {
+    pub(crate) fn new(opts: &ParseOptions) -> Self {
         Aggregate {
             by_stack: FastMap::with_hasher(FastState::new()),
             groups: Vec::new(),
             records: 0,
+            max_ids: opts.max_ids_per_group,
         }
     }
-}
 
-impl Aggregate {
     /// Goroutines folded in so far.
     pub(crate) fn records(&self) -> u64 {
         self.records
@@ -489,13 +573,13 @@ impl Aggregate {
             };
             let h = &mut self.groups[i as usize];
             h.count = h.count.saturating_add(g.count);
-            h.ids.extend_from_slice(&g.ids);
             h.wait_min = min_opt(h.wait_min, g.wait_min);
             h.wait_max = max_opt(h.wait_max, g.wait_max);
             h.leaked |= g.leaked;
             if h.created_by_missing() {
                 h.created_by_from = g.created_by_source().cloned();
             }
+            h.ids.merge(g.ids, self.max_ids);
         }
     }
 
@@ -503,10 +587,11 @@ impl Aggregate {
     /// [`SnapshotBuilder::finish`](leakhound_schemas::model::SnapshotBuilder::finish) orders
     /// them (largest first, then by stack id; a stable sort, so ties keep first appearance).
     pub(crate) fn into_snapshot(self) -> Snapshot {
+        let max_ids = self.max_ids;
         let mut groups: Vec<SampleGroup> = self
             .groups
             .into_iter()
-            .map(Group::into_sample_group)
+            .map(|g| g.into_sample_group(max_ids))
             .collect();
         groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.stack_id.cmp(&b.stack_id)));
         Snapshot {
@@ -534,6 +619,8 @@ pub(crate) fn parse_stretch<L: LineSource>(
     opts: &ParseOptions,
     sink: AggSink,
 ) -> (PieceOut, u64, AggSink) {
+    let mut sink = sink;
+    sink.max_ids = opts.max_ids_per_group;
     let mut m = Machine::new(lines, opts, sink);
     let mut error = None;
     while let Some(r) = m.next() {

@@ -43,7 +43,7 @@ use leakhound_schemas::model::{Frame, GoroutineRecord};
 
 use super::ParseOptions;
 use super::error::{ParseError, Position, Result};
-use super::lines::{Line, LineReader, LineSource};
+use super::lines::{Line, LineReader, LineSource, strip_cr};
 use super::normalise::canonical_frames;
 use super::quote::{QuoteError, parse_bare_label_set, parse_label_set};
 
@@ -100,7 +100,9 @@ pub(crate) trait Sink {
         form: LabelForm,
         set: &[u8],
     ) -> std::result::Result<(Self::Labels, usize), QuoteError>;
-    /// A record starts (the previous one, if any, has ended).
+    /// A record starts (the previous one, if any, has ended). Resets everything the sink holds
+    /// of a record: the fast lane ([`Machine::next`]) may start a record, hand over part of it
+    /// and give it up, and the record is then started again from its header.
     fn start(&mut self, h: Header<'_, Self::Labels>);
     /// A frame of the stack, innermost first, with the name as printed (`panic` already turned
     /// into `runtime.gopanic`).
@@ -334,6 +336,17 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
             return None;
         }
         loop {
+            if !self.st.active
+                && let Some(out) = self.fast_record()
+            {
+                match out {
+                    Some(rec) => {
+                        self.st.records += 1;
+                        return Some(Ok(rec));
+                    }
+                    None => continue,
+                }
+            }
             let line = match self.lines.next_line() {
                 Ok(Some(l)) => l,
                 Ok(None) => {
@@ -357,6 +370,114 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
                 }
             }
         }
+    }
+}
+
+impl<L: LineSource, S: Sink> Machine<L, S> {
+    /// The fast lane: outside a record, take the next record whole from the buffered input, if
+    /// it is an ordinary one — a header, frames (function line, file line), `created by`,
+    /// `...elided...`, other lines [`State::on_line`] skips, then a blank line — all there,
+    /// within the limits. The sink gets exactly the calls [`State::on_line`] would make, without
+    /// a [`Line`] built, a position kept or the function name copied per line.
+    ///
+    /// `None`: not taken (not a header, not all buffered, or anything unusual: another header,
+    /// `[originating from`, a malformed or over-limit line, ...); nothing was consumed and the
+    /// line-by-line path takes it from its header (starting the sink again). `Some(out)`: the
+    /// record was consumed; `out` is what the sink made of it (`None` for a g0).
+    fn fast_record(&mut self) -> Option<Option<S::Out>> {
+        let data = self.lines.buffered();
+        if !data.starts_with(b"goroutine ") {
+            return None;
+        }
+        let st = &mut self.st;
+        let nl = memchr::memchr(b'\n', data)?;
+        if nl > st.max_line {
+            return None;
+        }
+        let header = strip_cr(&data[..nl]);
+        let h = parse_header(header, self.lines.here(), &mut st.sink).ok()??;
+        let id = h.id;
+        st.sink.start(h);
+        let mut bytes = header.len() + 1;
+        let mut frames = 0usize;
+        let mut lines: u64 = 1;
+        let mut at = nl + 1;
+        // The function line waiting for its file line: name as printed, and whether it is the
+        // `created by` frame.
+        let mut pending: Option<(&[u8], bool)> = None;
+        loop {
+            let rest = &data[at..];
+            let nl = memchr::memchr(b'\n', rest)?;
+            if nl > st.max_line {
+                return None;
+            }
+            let b = strip_cr(&rest[..nl]);
+            at += nl + 1;
+            lines += 1;
+            let Some(&first) = b.first() else {
+                break;
+            };
+            bytes = bytes.saturating_add(b.len() + 1);
+            if bytes > st.max_record_bytes {
+                return None;
+            }
+            match first {
+                b'\t' => {
+                    let Some((name, created_by)) = pending.take() else {
+                        continue;
+                    };
+                    let (file, line_no) = parse_file_line(&b[1..])?;
+                    let line_no = u32::try_from(line_no).ok()?;
+                    let function: &[u8] = if name == b"panic" {
+                        b"runtime.gopanic"
+                    } else {
+                        name
+                    };
+                    if created_by {
+                        st.sink.created_by(function, file, line_no);
+                    } else {
+                        if frames >= st.max_frames {
+                            return None;
+                        }
+                        frames += 1;
+                        st.sink.frame(function, file, line_no);
+                    }
+                }
+                b'g' if b.starts_with(b"goroutine ") => return None,
+                b'c' if b.starts_with(b"created by ") => {
+                    let rest = &b[b"created by ".len()..];
+                    let name = match rfind_in_goroutine(rest) {
+                        Some(i) => {
+                            match parse_u64(&rest[i + b" in goroutine ".len()..]) {
+                                Some(Ok(v)) => st.sink.creator_goroutine(v),
+                                Some(Err(())) => return None,
+                                None => {}
+                            }
+                            &rest[..i]
+                        }
+                        None => rest,
+                    };
+                    pending = Some((name, true));
+                }
+                b'.' if b.starts_with(b"...") && b.ends_with(b" elided...") => st.sink.elided(),
+                b'[' if b.starts_with(b"[originating from goroutine ") => return None,
+                _ => {
+                    if let Some(name) = parse_func_line(b) {
+                        pending = Some((name, false));
+                    }
+                }
+            }
+        }
+        // The blank line: the record ends, as `State::emit` ends it.
+        if st.first_line.is_none() {
+            st.first_line = Some(super::error::excerpt(header));
+        }
+        st.id = id;
+        st.pending = None;
+        st.in_ancestors = false;
+        let out = st.sink.end(id != 0);
+        self.lines.consume(at, lines);
+        Some(out)
     }
 }
 

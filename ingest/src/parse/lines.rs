@@ -238,6 +238,15 @@ pub(crate) trait LineSource {
     fn next_line(&mut self) -> Result<Option<Line<'_>>>;
     /// Bytes consumed so far (the offset of the next line).
     fn offset(&self) -> u64;
+    /// The input from the next line on that is already in memory (possibly none of it, and
+    /// possibly ending mid-line): for the debug=2 record fast lane, which takes whole records
+    /// from it and then [`LineSource::consume`]s them.
+    fn buffered(&self) -> &[u8];
+    /// Where the next line starts.
+    fn here(&self) -> Position;
+    /// Skip `bytes` bytes of [`LineSource::buffered`] holding `lines` whole lines (each with its
+    /// `\n`, none longer than the line limit): as if `next_line` had returned them.
+    fn consume(&mut self, bytes: usize, lines: u64);
 }
 
 impl<R: Read> LineSource for LineReader<R> {
@@ -247,6 +256,21 @@ impl<R: Read> LineSource for LineReader<R> {
     }
     fn offset(&self) -> u64 {
         LineReader::offset(self)
+    }
+    #[inline]
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+    #[inline]
+    fn here(&self) -> Position {
+        LineReader::here(self)
+    }
+    #[inline]
+    fn consume(&mut self, bytes: usize, lines: u64) {
+        debug_assert!(bytes <= self.end - self.start);
+        self.start += bytes;
+        self.offset += bytes as u64;
+        self.line_no += lines;
     }
 }
 
@@ -314,9 +338,29 @@ impl LineSource for SliceLines<'_> {
     fn offset(&self) -> u64 {
         self.base + self.at as u64
     }
+
+    #[inline]
+    fn buffered(&self) -> &[u8] {
+        self.data.get(self.at..).unwrap_or_default()
+    }
+
+    #[inline]
+    fn here(&self) -> Position {
+        Position {
+            offset: self.base + self.at as u64,
+            line: self.line_no + 1,
+        }
+    }
+
+    #[inline]
+    fn consume(&mut self, bytes: usize, lines: u64) {
+        self.at += bytes;
+        self.line_no += lines;
+    }
 }
 
-fn strip_cr(line: &[u8]) -> &[u8] {
+#[inline]
+pub(crate) fn strip_cr(line: &[u8]) -> &[u8] {
     match line.split_last() {
         Some((b'\r', rest)) => rest,
         _ => line,

@@ -87,6 +87,12 @@ pub struct ParseOptions {
     /// extra copies cost more than the second core brings. Revisit with more cores or another
     /// allocator.
     pub threads: usize,
+    /// Goroutine ids kept per group of a [`Snapshot`] (debug=2): a group with more goroutines
+    /// keeps its lowest this many ids, ascending (a group with fewer keeps them all, in input
+    /// order). Default unbounded: the store's residence tracking needs every id. A bound makes
+    /// the memory of a parse independent of the number of goroutines per stack, which is what
+    /// [`ParseOptions::one_large_dump`] is for. Records ([`open`]) always carry their id.
+    pub max_ids_per_group: usize,
 }
 
 impl Default for ParseOptions {
@@ -98,21 +104,28 @@ impl Default for ParseOptions {
             max_frames: 10_000,
             max_goroutines: 1_000_000_000,
             threads: 1,
+            max_ids_per_group: usize::MAX,
         }
     }
 }
 
 impl ParseOptions {
-    /// The defaults, but on one thread per core (at most 4): for one large dump parsed on its
-    /// own, as `leakhound inspect` does. [`parse_snapshot_with`] on debug=2 then parses pieces
-    /// of the input on every core and merges their aggregates (only a few groups per piece
-    /// cross threads, so this scales where records did not).
+    /// The defaults, but on one thread per core (at most 4) and with at most
+    /// [`ParseOptions::SUMMARY_IDS`] goroutine ids per group: for one large dump summarised on
+    /// its own, as `leakhound inspect` does. [`parse_snapshot_with`] on debug=2 then parses
+    /// pieces of the input on every core and merges their aggregates (only a few groups per
+    /// piece cross threads, so this scales where records did not), in memory that does not grow
+    /// with the dump.
     pub fn one_large_dump() -> Self {
         ParseOptions {
             threads: 0,
+            max_ids_per_group: Self::SUMMARY_IDS,
             ..Default::default()
         }
     }
+
+    /// Goroutine ids per group kept by [`ParseOptions::one_large_dump`].
+    pub const SUMMARY_IDS: usize = 100;
 }
 
 /// The records of one dump, whichever format it is in.
@@ -292,6 +305,7 @@ pub fn parse_snapshot_with(
         return snapshot_of(
             open_detected(detected, reader, compressed, opts)?,
             source_name,
+            opts,
         );
     }
     let snap = parallel::snapshot_debug2(reader, opts)?;
@@ -314,10 +328,10 @@ pub fn parse_snapshot_via_records(
     source_name: &str,
     opts: &ParseOptions,
 ) -> Result<Snapshot> {
-    snapshot_of(open(reader, opts)?, source_name)
+    snapshot_of(open(reader, opts)?, source_name, opts)
 }
 
-fn snapshot_of(opened: Opened<'_>, source_name: &str) -> Result<Snapshot> {
+fn snapshot_of(opened: Opened<'_>, source_name: &str, opts: &ParseOptions) -> Result<Snapshot> {
     let Opened::Dump {
         mut records,
         compressed,
@@ -354,7 +368,11 @@ fn snapshot_of(opened: Opened<'_>, source_name: &str) -> Result<Snapshot> {
         bytes = records.bytes_read(),
         "Parsed goroutine dump."
     );
-    Ok(b.finish())
+    let mut snap = b.finish();
+    for g in &mut snap.groups {
+        aggregate::cap_ids(&mut g.goroutine_ids, opts.max_ids_per_group);
+    }
+    Ok(snap)
 }
 
 /// Read up to `n` bytes (fewer only at EOF).

@@ -21,6 +21,7 @@ fn small_opts(threads: usize) -> ParseOptions {
         max_frames: 32,
         max_goroutines: 1_000_000,
         threads,
+        max_ids_per_group: 3,
     }
 }
 
@@ -147,9 +148,11 @@ fn many_pieces() {
     while input.len() < 20 * PIECE {
         input.extend_from_slice(&unit);
     }
-    for threads in [1, 2, 4] {
+    for (threads, max_ids_per_group) in [(1, usize::MAX), (2, usize::MAX), (4, usize::MAX), (2, 7)]
+    {
         let opts = ParseOptions {
             threads,
+            max_ids_per_group,
             ..Default::default()
         };
         same(&input, &opts);

@@ -16,6 +16,7 @@ fn small_opts() -> ParseOptions {
         max_frames: 64,
         max_goroutines: 1_000_000_000,
         threads: 1,
+        max_ids_per_group: usize::MAX,
     }
 }
 
