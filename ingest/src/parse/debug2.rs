@@ -35,6 +35,11 @@
 //!   inside a record has no `\n`, or if it ends on a function line whose file line is missing.
 //!   (`runtime/pprof` cuts its debug=2 buffer at 64 MiB mid-line; that is caught.)
 //! - After any error the iterator ends (it is fused).
+//! - Speed: outside a record, an ordinary record (header, frames, `created by`, elided marker,
+//!   blank line) already in the line source's buffer is taken whole by a fast lane
+//!   ([`Machine::fast_record`]) that makes the same sink calls the line-by-line path would;
+//!   anything unusual (errors, limits, a missing blank line, ancestors) is left to the
+//!   line-by-line path from the record's header. `tests::lane` checks both give the same.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -62,6 +67,9 @@ pub struct Debug2Parser<R> {
 pub(crate) struct Machine<L, S> {
     lines: L,
     st: State<S>,
+    /// Take ordinary records whole ([`Machine::fast_record`]); off only in tests, which check
+    /// that both ways give the same.
+    lane: bool,
 }
 
 /// How a Go 1.26 (`[STATUS labels:{"k": "v"}]:`) or Go 1.27 (`[STATUS] {k: v}:`) label set is
@@ -263,6 +271,13 @@ impl<R: Read> Debug2Parser<R> {
         self.inner.st.records
     }
 
+    /// The same parser without the record fast lane: every line through [`State::on_line`].
+    #[cfg(test)]
+    pub(crate) fn line_by_line(mut self) -> Self {
+        self.inner.lane = false;
+        self
+    }
+
     /// Bytes consumed so far.
     pub fn bytes_read(&self) -> u64 {
         self.inner.bytes_read()
@@ -288,6 +303,7 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
     /// does), handing what it reads to `sink`.
     pub(crate) fn new(lines: L, opts: &ParseOptions, sink: S) -> Self {
         Machine {
+            lane: true,
             lines,
             st: State {
                 max_record_bytes: opts.max_record_bytes,
@@ -336,7 +352,8 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
             return None;
         }
         loop {
-            if !self.st.active
+            if self.lane
+                && !self.st.active
                 && let Some(out) = self.fast_record()
             {
                 match out {

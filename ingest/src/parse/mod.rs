@@ -30,8 +30,10 @@
 //!
 //! Memory: the text parsers hold one line (at most [`ParseOptions::max_line_bytes`]) and one
 //! record (at most [`ParseOptions::max_record_bytes`]) whatever the dump size; profile.proto is
-//! decoded whole, within [`ParseOptions::max_decompressed_bytes`]. No input makes them panic:
-//! everything ends in a [`ParseError`] naming the offset and line where it matters.
+//! decoded whole, within [`ParseOptions::max_decompressed_bytes`]. A debug=2 [`Snapshot`]
+//! keeps the goroutine ids of each group, 8 bytes per goroutine, unless
+//! [`ParseOptions::max_ids_per_group`] bounds them (`leakhound inspect` does). No input makes
+//! them panic: everything ends in a [`ParseError`] naming the offset and line where it matters.
 
 mod aggregate;
 pub mod debug1;

@@ -6,6 +6,7 @@ mod aggregate;
 mod captures;
 mod debug1;
 mod debug2;
+mod lane;
 mod parallel;
 mod props;
 mod proto;
