@@ -15,8 +15,9 @@
 //!   `PARSE_BENCH_THREADS` threads: `ParseOptions::default().threads` if unset, 0 = one per
 //!   core);
 //! - `ours-snapshot`: exactly what `leakhound inspect` does: `parse_snapshot_with` the `File`
-//!   with `ParseOptions::one_large_dump()` (one thread per core; `PARSE_BENCH_THREADS`
-//!   overrides): the aggregating fast path (no record built per goroutine) straight into a
+//!   with `ParseOptions::one_large_dump()` (one thread per core, `PARSE_BENCH_THREADS`
+//!   overrides; at most 100 goroutine ids kept per group, so its RSS stays flat as the dump
+//!   grows): the aggregating fast path (no record built per goroutine) straight into a
 //!   `Snapshot`;
 //! - `ours-snapshot-full`: the same `Snapshot` the long way (`parse_snapshot_via_records`:
 //!   `ours-records` folded by `SnapshotBuilder`), the path `parse_snapshot` took before the fast
