@@ -4,25 +4,36 @@
 -- param: namespace string %
 -- param: from timestamp now-24h
 -- param: to timestamp now
-WITH per_capture AS (
-    SELECT namespace, pod, stack_id, ts, format, SUM(goroutines) AS n
+-- Two passes over the samples: the first finds each leaked stack's first and last capture (a
+-- few thousand groups, no per-capture grouping of millions of rows); the second reads only the
+-- rows of those last captures (the join hands the scan their times, so it prunes by `ts`).
+WITH span AS (
+    SELECT namespace, pod, stack_id, MIN(ts) AS first_seen, MAX(ts) AS last_seen
     FROM goroutine_samples
     WHERE (profile = 'goroutineleak' OR leaked)
       AND namespace LIKE ${namespace}
       AND ts >= ${from} AND ts < ${to}
       AND date >= ${from_date} AND date <= ${to_date}
-    GROUP BY namespace, pod, stack_id, ts, format
+    GROUP BY namespace, pod, stack_id
+),
+last_capture AS (
+    SELECT s.namespace, s.pod, s.stack_id, s.first_seen, s.last_seen, g.format,
+           SUM(g.goroutines) AS n
+    -- The small side first: DataFusion builds its hash table on the left input.
+    FROM span s
+    JOIN goroutine_samples g
+      ON g.namespace = s.namespace AND g.pod = s.pod AND g.stack_id = s.stack_id
+     AND g.ts = s.last_seen
+    WHERE (g.profile = 'goroutineleak' OR g.leaked)
+      AND g.ts >= ${from} AND g.ts < ${to}
+      AND g.date >= ${from_date} AND g.date <= ${to_date}
+    GROUP BY s.namespace, s.pod, s.stack_id, s.first_seen, s.last_seen, g.format
 ),
 leaked AS (
     -- One moment captured in several formats counts once.
-    SELECT namespace, pod, stack_id, ts, MAX(n) AS n
-    FROM per_capture
-    GROUP BY namespace, pod, stack_id, ts
-),
-span AS (
-    SELECT namespace, pod, stack_id, MIN(ts) AS first_seen, MAX(ts) AS last_seen
-    FROM leaked
-    GROUP BY namespace, pod, stack_id
+    SELECT namespace, pod, stack_id, first_seen, last_seen, MAX(n) AS n
+    FROM last_capture
+    GROUP BY namespace, pod, stack_id, first_seen, last_seen
 ),
 stack_info AS (
     SELECT stack_id, MIN(top_function) AS top_function, MIN(top_file) AS top_file,
@@ -38,8 +49,7 @@ SELECT s.namespace,
        i.created_by,
        s.first_seen,
        s.last_seen,
-       l.n AS goroutines
-FROM span s
-JOIN leaked l ON l.namespace = s.namespace AND l.pod = s.pod AND l.stack_id = s.stack_id AND l.ts = s.last_seen
+       s.n AS goroutines
+FROM leaked s
 LEFT JOIN stack_info i ON s.stack_id = i.stack_id
 ORDER BY goroutines DESC, s.namespace, s.pod, stack_id;

@@ -12,6 +12,10 @@
 //! default `/var/tmp/leakhound-duckdb/bin/python`; `python3 -m venv … && pip install duckdb`)
 //! over the same files (`read_parquet(…, hive_partitioning = true)`), both on 2 threads, and
 //! checks that both return the same number of rows.
+//!
+//! While tuning: `LEAKHOUND_QBENCH_ONLY=oldest_blocked,stack_growth` runs only those queries,
+//! `LEAKHOUND_QBENCH_EXPLAIN=1` prints leakhound's `EXPLAIN ANALYZE` of each, and
+//! `LEAKHOUND_QBENCH_NO_DUCKDB=1` skips DuckDB.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,9 +189,14 @@ fn main() {
         .expect("time")
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let now = chrono::Utc::now();
+    let only = std::env::var("LEAKHOUND_QBENCH_ONLY").unwrap_or_default();
+    let explain = std::env::var_os("LEAKHOUND_QBENCH_EXPLAIN").is_some();
     let mut rendered = BTreeMap::new();
     let mut ours = BTreeMap::new();
-    for name in QUERIES {
+    for name in QUERIES
+        .iter()
+        .filter(|n| only.is_empty() || only.split(',').any(|o| o.trim() == **n))
+    {
         let q = queries::find(name, None).expect("query");
         let sql = q.render(&params(name, from, &to), now).expect("render");
         let mut best = f64::MAX;
@@ -211,6 +220,24 @@ fn main() {
             rows = n;
         }
         ours.insert(name.to_string(), (best, rows));
+        if explain {
+            let text = rt.block_on(async {
+                let ctx = leakhound_analyze::session::session(&store)
+                    .await
+                    .expect("session");
+                let batches = ctx
+                    .sql(&format!("EXPLAIN ANALYZE {sql}"))
+                    .await
+                    .expect("plan")
+                    .collect()
+                    .await
+                    .expect("run");
+                arrow::util::pretty::pretty_format_batches(&batches)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            });
+            println!("{name}:\n{text}");
+        }
         // DuckDB reads the same SQL; strip the trailing `;` for its Python API.
         rendered.insert(
             name.to_string(),
@@ -221,11 +248,15 @@ fn main() {
     std::fs::write(&qfile, serde_json::to_string(&rendered).expect("json")).expect("write");
     let script = dir.join("_duckdb_bench.py");
     std::fs::write(&script, DUCKDB_SCRIPT).expect("write");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&dir)
-        .arg(&qfile)
-        .output();
+    let out = if std::env::var_os("LEAKHOUND_QBENCH_NO_DUCKDB").is_some() {
+        Err(std::io::Error::other("LEAKHOUND_QBENCH_NO_DUCKDB is set"))
+    } else {
+        std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&dir)
+            .arg(&qfile)
+            .output()
+    };
     let duck: serde_json::Value = match out {
         Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
         Ok(o) => {
