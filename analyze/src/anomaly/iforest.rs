@@ -296,6 +296,10 @@ impl IsolationForest {
             let mut rng = SplitMix64(params.seed ^ (t as u64).wrapping_mul(0xd134_2543_de82_ef95));
             rng.next_u64();
             let sample = sample_without_replacement(n_rows, psi, &mut rng);
+            if let [data] = parts {
+                trees.push(build_tree(data, n_features, sample, max_depth, &mut rng));
+                continue;
+            }
             // The tree reads only its sample: copied out in sample order, row `i` of the copy is
             // sample `i`, and the tree is the one built on the whole matrix.
             rows.clear();
