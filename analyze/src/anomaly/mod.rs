@@ -371,7 +371,21 @@ fn batch_chunks(
         }
     });
     pieces.sort_unstable_by_key(|(i, _)| *i);
-    pieces.into_iter().map(|(_, p)| p).collect()
+    // A piece whose thread panicked is missing: its series get no rows (one entry per series
+    // all the same, so that the others keep their places).
+    let mut pieces = pieces.into_iter().peekable();
+    series
+        .chunks(SERIES_PER_PIECE)
+        .enumerate()
+        .map(|(i, chunk)| match pieces.next_if(|(j, _)| *j == i) {
+            Some((_, p)) => p,
+            None => BatchParts {
+                stl_inputs: vec![Vec::new(); chunk.len()],
+                features: Vec::new(),
+                rows: vec![0; chunk.len()],
+            },
+        })
+        .collect()
 }
 
 /// Series per piece of [`batch_chunks`] (about 32,000 feature rows for a week of 1-minute data).
