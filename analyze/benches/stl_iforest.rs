@@ -201,7 +201,7 @@ fn main() {
     let t = Instant::now();
     let parts = batch_parts(&refs, &cfg, true);
     let prep_s = t.elapsed().as_secs_f64();
-    // STL alone on the same inputs, split over the cores as `batch_parts` splits the series.
+    // STL alone on the same inputs, over the cores as `batch_parts` hands out the series.
     let t = Instant::now();
     let decomposed = decompose_all(&parts.stl_inputs, period, &cfg.stl);
     let stl_s = t.elapsed().as_secs_f64();
@@ -343,23 +343,32 @@ fn main() {
     );
 }
 
-/// Decomposes every life, the series split over the cores; returns how many were decomposed.
+/// Decomposes every life, the series handed to the cores 16 at a time as `batch_parts` hands
+/// them out; returns how many were decomposed.
 fn decompose_all(lives: &[Vec<Vec<f64>>], period: usize, p: &StlParams) -> usize {
+    const PER: usize = 16;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(lives.len().max(1));
-    let per = lives.len().div_ceil(threads).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let handles: Vec<_> = lives
-            .chunks(per)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .flatten()
-                        .filter(|y| decompose(y, period, p).is_some())
-                        .count()
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = 0;
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = lives.chunks(PER).nth(i) else {
+                            break;
+                        };
+                        done += chunk
+                            .iter()
+                            .flatten()
+                            .filter(|y| decompose(y, period, p).is_some())
+                            .count();
+                    }
+                    done
                 })
             })
             .collect();

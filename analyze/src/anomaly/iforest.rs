@@ -96,22 +96,6 @@ struct Tree {
 }
 
 impl Tree {
-    /// Depth of the deepest leaf.
-    fn depth(&self) -> usize {
-        let mut deepest = 0;
-        let mut stack = vec![(0usize, 0usize)];
-        while let Some((i, d)) = stack.pop() {
-            match self.nodes.get(i) {
-                Some(n) if n.feature != LEAF => {
-                    stack.push((n.left as usize, d + 1));
-                    stack.push((n.left as usize + 1, d + 1));
-                }
-                _ => deepest = deepest.max(d),
-            }
-        }
-        deepest
-    }
-
     fn path_length(&self, row: &[f64]) -> f64 {
         let mut i = 0usize;
         loop {
@@ -127,110 +111,133 @@ impl Tree {
     }
 }
 
-/// Deepest tree stored in the dense layout (4,095 inner nodes, 4,096 leaves: 80 kB a tree);
-/// deeper ones (more than 4,096 samples per tree) are walked node by node.
-const DENSE_MAX_DEPTH: usize = 12;
+/// Depth of the fixed layout: every tree of a forest fitted on at most 256 samples per tree
+/// (scikit-learn's default, and ours) fits in it; deeper forests are walked node by node.
+const FIXED_DEPTH: usize = 8;
 
-/// Rows descending the trees side by side in [`DenseForest::add_path_lengths`]: independent
-/// descents the CPU overlaps (one descent is a chain of dependent loads).
-const LANES: usize = 8;
+/// Slots per tree in the fixed layout: 255 inner nodes (heap-ordered, one slot unused) and 256
+/// leaves. A power of two that a `u8` index cannot leave, so that the descent has no bounds
+/// check.
+const SLOTS: usize = 1 << FIXED_DEPTH;
 
-/// All trees as complete binary trees of one depth `D`, heap-ordered (children of `i` at
-/// `2i + 1` and `2i + 2`): a descent is exactly `D` steps `i = 2i + 1 + (x > threshold)`, with no
-/// test for a leaf. A leaf above depth `D` becomes a subtree whose thresholds are +∞ (every row
+/// Features per row in the fixed layout (rows are copied into `[f64; ROW]`, zero-padded): a
+/// feature index masked with `ROW - 1` cannot leave the row either.
+const ROW: usize = 8;
+
+/// Rows descending a tree side by side in [`FixedForest::add_path_lengths`]: independent
+/// descents the CPU overlaps (one descent is a chain of dependent loads). 16 measured fastest
+/// (8: 1.2x slower; 32 no longer stays in registers).
+const LANES: usize = 16;
+
+/// Rows a thread copies into the fixed layout at once and sends through every tree, tree by
+/// tree (16 kB of rows + 4.3 kB of tree: both stay in the L1 cache).
+const BLOCK: usize = 256;
+
+/// One tree as a complete binary tree of depth [`FIXED_DEPTH`], heap-ordered (children of `i` at
+/// `2i + 1` and `2i + 2`): a descent is exactly 8 steps `i = 2i + 1 + (x > threshold)`, with no
+/// test for a leaf. A leaf above depth 8 becomes a subtree whose thresholds are +∞ (every row
 /// goes left, `x > +∞` is false, NaN included) and whose leaves all hold its path length, so
 /// every row gets the same path length as in the node-by-node walk (same sums, same order: the
 /// same scores to the bit).
+///
+/// The index is a `u8` that wraps: at depth 8 the heap index `p` (255..=510) lands on
+/// `p mod 256`, which is where `leaf` keeps that leaf's path length.
 #[derive(Debug, Clone)]
-struct DenseForest {
-    depth: usize,
-    /// Per tree, `2^D - 1` inner nodes: feature index and threshold.
-    feature: Vec<u32>,
-    threshold: Vec<f64>,
-    /// Per tree, `2^D` path lengths.
-    leaf: Vec<f64>,
+struct FixedTree {
+    threshold: [f64; SLOTS],
+    feature: [u8; SLOTS],
+    leaf: [f64; SLOTS],
 }
 
-impl DenseForest {
-    fn new(trees: &[Tree]) -> Option<Self> {
-        // At least 1, so that a forest of single leaves still has one (+∞) node a tree.
-        let depth = trees.iter().map(Tree::depth).max()?.max(1);
-        if depth > DENSE_MAX_DEPTH {
-            return None;
-        }
-        let inner = (1usize << depth) - 1;
+impl FixedTree {
+    fn new(tree: &Tree) -> Option<Self> {
         let mut f = Self {
-            depth,
-            feature: vec![0; inner * trees.len()],
-            threshold: vec![f64::INFINITY; inner * trees.len()],
-            leaf: vec![0.0; (inner + 1) * trees.len()],
+            threshold: [f64::INFINITY; SLOTS],
+            feature: [0; SLOTS],
+            leaf: [0.0; SLOTS],
         };
-        for (t, tree) in trees.iter().enumerate() {
-            let (feature, threshold, leaf) = (
-                &mut f.feature[t * inner..(t + 1) * inner],
-                &mut f.threshold[t * inner..(t + 1) * inner],
-                &mut f.leaf[t * (inner + 1)..(t + 1) * (inner + 1)],
-            );
-            // (sparse node, dense node, depth of the dense node)
-            let mut stack = vec![(0usize, 0usize, 0usize)];
-            while let Some((si, di, d)) = stack.pop() {
-                let node = tree.nodes.get(si)?;
-                if node.feature == LEAF {
-                    // Every leaf below dense node `di` at depth D: a contiguous range.
-                    let first = ((di + 1) << (depth - d)) - 1 - inner;
-                    leaf[first..first + (1 << (depth - d))].fill(node.value);
-                    continue;
+        // (sparse node, heap index, depth)
+        let mut stack = vec![(0usize, 0usize, 0usize)];
+        while let Some((si, hi, d)) = stack.pop() {
+            let node = tree.nodes.get(si)?;
+            if node.feature == LEAF {
+                // Every depth-8 descendant of heap node `hi`: a contiguous range of heap indices.
+                let first = ((hi + 1) << (FIXED_DEPTH - d)) - 1;
+                for p in first..first + (1 << (FIXED_DEPTH - d)) {
+                    f.leaf[p % SLOTS] = node.value;
                 }
-                feature[di] = node.feature;
-                threshold[di] = node.value;
-                let left = node.left as usize;
-                stack.push((left, 2 * di + 1, d + 1));
-                stack.push((left + 1, 2 * di + 2, d + 1));
+                continue;
             }
+            if d >= FIXED_DEPTH || node.feature as usize >= ROW {
+                return None;
+            }
+            f.feature[hi] = node.feature as u8;
+            f.threshold[hi] = node.value;
+            let left = node.left as usize;
+            stack.push((left, 2 * hi + 1, d + 1));
+            stack.push((left + 1, 2 * hi + 2, d + 1));
         }
         Some(f)
     }
 
-    /// Adds every tree's path length of each row (`rows`: row-major, `nf` a row) to `out`, tree
-    /// by tree in order (as [`IsolationForest::score`] sums them).
-    fn add_path_lengths(&self, rows: &[f64], nf: usize, out: &mut [f64]) {
-        let inner = (1usize << self.depth) - 1;
-        let trees = self
-            .feature
-            .chunks_exact(inner)
-            .zip(self.threshold.chunks_exact(inner))
-            .zip(self.leaf.chunks_exact(inner + 1));
-        for ((feature, threshold), leaf) in trees {
-            let descend = |row: &[f64], i: usize| {
-                let f = feature.get(i).map_or(0, |f| *f as usize);
-                let x = row.get(f).copied().unwrap_or(0.0);
-                let t = threshold.get(i).copied().unwrap_or(f64::INFINITY);
-                2 * i + 1 + usize::from(x > t)
-            };
-            let mut groups = out.chunks_exact_mut(LANES);
-            let mut row_groups = rows.chunks_exact(LANES * nf);
-            for (o, r) in (&mut groups).zip(&mut row_groups) {
-                let mut idx = [0usize; LANES];
-                for _ in 0..self.depth {
-                    for (l, i) in idx.iter_mut().enumerate() {
-                        *i = descend(&r[l * nf..(l + 1) * nf], *i);
+    /// Path length of one (padded) row.
+    fn path_length(&self, row: &[f64; ROW]) -> f64 {
+        let mut i = 0u8;
+        for _ in 0..FIXED_DEPTH {
+            i = self.step(i, row);
+        }
+        self.leaf[usize::from(i)]
+    }
+
+    #[inline(always)]
+    fn step(&self, i: u8, row: &[f64; ROW]) -> u8 {
+        let x = row[usize::from(self.feature[usize::from(i)]) & (ROW - 1)];
+        i.wrapping_mul(2)
+            .wrapping_add(1)
+            .wrapping_add(u8::from(x > self.threshold[usize::from(i)]))
+    }
+}
+
+/// Every tree of a forest in the fixed layout (when all are at most 8 deep and rows have at
+/// most 8 features).
+#[derive(Debug, Clone)]
+struct FixedForest {
+    trees: Vec<FixedTree>,
+}
+
+impl FixedForest {
+    fn new(trees: &[Tree], n_features: usize) -> Option<Self> {
+        if n_features > ROW {
+            return None;
+        }
+        let trees = trees
+            .iter()
+            .map(FixedTree::new)
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { trees })
+    }
+
+    /// The sum over the trees of each row's path length, tree by tree in order (as the
+    /// node-by-node walk sums them), into `out`. `rows`: at most [`BLOCK`], a multiple of
+    /// [`LANES`] (padding rows included), at least `out.len()`.
+    fn path_length_sums(&self, rows: &[[f64; ROW]], out: &mut [f64]) {
+        let mut acc = [0.0f64; BLOCK];
+        let acc = &mut acc[..rows.len().min(BLOCK)];
+        for tree in &self.trees {
+            for (group, a) in rows.chunks_exact(LANES).zip(acc.chunks_exact_mut(LANES)) {
+                let mut idx = [0u8; LANES];
+                for _ in 0..FIXED_DEPTH {
+                    for (i, row) in idx.iter_mut().zip(group) {
+                        *i = tree.step(*i, row);
                     }
                 }
-                for (o, i) in o.iter_mut().zip(idx) {
-                    *o += leaf.get(i - inner).copied().unwrap_or(0.0);
+                for (a, i) in a.iter_mut().zip(idx) {
+                    *a += tree.leaf[usize::from(i)];
                 }
             }
-            for (o, r) in groups
-                .into_remainder()
-                .iter_mut()
-                .zip(row_groups.remainder().chunks_exact(nf))
-            {
-                let mut i = 0;
-                for _ in 0..self.depth {
-                    i = descend(r, i);
-                }
-                *o += leaf.get(i - inner).copied().unwrap_or(0.0);
-            }
+        }
+        for (o, a) in out.iter_mut().zip(acc.iter()) {
+            *o = *a;
         }
     }
 }
@@ -239,9 +246,9 @@ impl DenseForest {
 #[derive(Debug, Clone)]
 pub struct IsolationForest {
     trees: Vec<Tree>,
-    /// The same trees in the dense layout, when shallow enough (always with scikit-learn's
-    /// default of 256 samples: depth 8).
-    dense: Option<DenseForest>,
+    /// The same trees in the fixed layout, when shallow enough (always with scikit-learn's
+    /// default of 256 samples: depth 8) and the rows short enough (our 6 features).
+    fixed: Option<FixedForest>,
     n_features: usize,
     c_psi: f64,
 }
@@ -251,27 +258,59 @@ impl IsolationForest {
     /// `None` when there is nothing to fit (no rows, no features, a ragged matrix, non-finite
     /// values).
     pub fn fit(data: &[f64], n_features: usize, params: &IForestParams) -> Option<Self> {
-        if n_features == 0 || data.is_empty() || !data.len().is_multiple_of(n_features) {
+        Self::fit_parts(&[data], n_features, params)
+    }
+
+    /// [`Self::fit`] on the rows of `parts` one after the other (the same forest as on their
+    /// concatenation, without building it).
+    pub fn fit_parts(parts: &[&[f64]], n_features: usize, params: &IForestParams) -> Option<Self> {
+        if n_features == 0 || parts.iter().any(|p| !p.len().is_multiple_of(n_features)) {
             return None;
         }
-        if data.iter().any(|v| !v.is_finite()) {
+        if parts.iter().flat_map(|p| p.iter()).any(|v| !v.is_finite()) {
             return None;
         }
-        let n_rows = data.len() / n_features;
+        // First row of each part.
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut n_rows = 0;
+        for p in parts {
+            starts.push(n_rows);
+            n_rows += p.len() / n_features;
+        }
+        if n_rows == 0 {
+            return None;
+        }
+        let row = |r: usize| {
+            let part = starts.partition_point(|s| *s <= r).saturating_sub(1);
+            let at = (r - starts[part]) * n_features;
+            &parts[part][at..at + n_features]
+        };
         let psi = params.max_samples.clamp(1, n_rows.max(1)).min(n_rows);
         let max_depth = (psi.max(2) as f64).log2().ceil() as usize;
         let n_trees = params.n_trees.max(1);
         let mut trees = Vec::with_capacity(n_trees);
+        let mut rows = Vec::with_capacity(psi * n_features);
         for t in 0..n_trees {
             // One independent stream per tree: tree t does not depend on how many numbers the
             // trees before it drew.
             let mut rng = SplitMix64(params.seed ^ (t as u64).wrapping_mul(0xd134_2543_de82_ef95));
             rng.next_u64();
             let sample = sample_without_replacement(n_rows, psi, &mut rng);
-            trees.push(build_tree(data, n_features, sample, max_depth, &mut rng));
+            if let [data] = parts {
+                trees.push(build_tree(data, n_features, sample, max_depth, &mut rng));
+                continue;
+            }
+            // The tree reads only its sample: copied out in sample order, row `i` of the copy is
+            // sample `i`, and the tree is the one built on the whole matrix.
+            rows.clear();
+            for r in &sample {
+                rows.extend_from_slice(row(*r as usize));
+            }
+            let local = (0..sample.len() as u32).collect();
+            trees.push(build_tree(&rows, n_features, local, max_depth, &mut rng));
         }
         Some(Self {
-            dense: DenseForest::new(&trees),
+            fixed: FixedForest::new(&trees, n_features),
             trees,
             n_features,
             c_psi: average_path_length(psi),
@@ -290,11 +329,18 @@ impl IsolationForest {
             return 0.5;
         }
         let mut total = 0.0;
-        match &self.dense {
-            Some(dense) if row.len() == self.n_features => {
-                dense.add_path_lengths(row, self.n_features, std::slice::from_mut(&mut total));
+        match &self.fixed {
+            Some(fixed) => {
+                // Missing features read as 0, as in the node walk.
+                let mut padded = [0.0; ROW];
+                for (p, x) in padded.iter_mut().zip(row) {
+                    *p = *x;
+                }
+                for t in &fixed.trees {
+                    total += t.path_length(&padded);
+                }
             }
-            _ => {
+            None => {
                 for t in &self.trees {
                     total += t.path_length(row);
                 }
@@ -307,39 +353,71 @@ impl IsolationForest {
     /// [`Self::score`] row by row; rows go through the forest in blocks, tree by tree, so that a
     /// tree stays in the L1 cache while a block descends it.
     pub fn score_many(&self, data: &[f64]) -> Vec<f64> {
+        self.score_many_parts(&[data]).pop().unwrap_or_default()
+    }
+
+    /// [`Self::score_many`] of each part.
+    pub fn score_many_parts(&self, parts: &[&[f64]]) -> Vec<Vec<f64>> {
+        /// Rows a thread takes at a time.
+        const CHUNK: usize = 16 * 1024;
         let nf = self.n_features.max(1);
-        let n_rows = data.len() / nf;
-        let mut out = vec![0.0; n_rows];
+        let mut out: Vec<Vec<f64>> = parts.iter().map(|p| vec![0.0; p.len() / nf]).collect();
+        let n_rows: usize = out.iter().map(Vec::len).sum();
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(n_rows / 4096 + 1);
+        let mut work = out
+            .iter_mut()
+            .zip(parts)
+            .flat_map(|(o, d)| o.chunks_mut(CHUNK).zip(d.chunks(CHUNK * nf)));
         if threads <= 1 {
-            self.score_block_wise(data, &mut out);
+            for (o, d) in work {
+                self.score_rows(d, o);
+            }
             return out;
         }
-        let per = n_rows.div_ceil(threads);
+        // Chunks are handed out one at a time rather than split evenly up front: on a shared
+        // machine one thread can get less CPU than the other, and with an even split its half
+        // alone sets the wall time.
+        let work = std::sync::Mutex::new(&mut work);
         std::thread::scope(|s| {
-            for (o_chunk, d_chunk) in out.chunks_mut(per).zip(data.chunks(per * nf)) {
-                s.spawn(move || self.score_block_wise(d_chunk, o_chunk));
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while let Some((o, d)) = work.lock().ok().and_then(|mut w| w.next()) {
+                        self.score_rows(d, o);
+                    }
+                });
             }
         });
         out
     }
 
-    fn score_block_wise(&self, data: &[f64], out: &mut [f64]) {
-        const BLOCK: usize = 512;
+    fn score_rows(&self, data: &[f64], out: &mut [f64]) {
         let nf = self.n_features.max(1);
         if self.trees.is_empty() || self.c_psi <= 0.0 {
             out.fill(0.5);
             return;
         }
         let denom = self.trees.len() as f64 * self.c_psi;
-        for (o_block, d_block) in out.chunks_mut(BLOCK).zip(data.chunks(BLOCK * nf)) {
-            o_block.fill(0.0);
-            match &self.dense {
-                Some(dense) => dense.add_path_lengths(d_block, nf, o_block),
-                None => {
+        match &self.fixed {
+            Some(fixed) => {
+                let mut rows = vec![[0.0; ROW]; BLOCK];
+                for (o_block, d_block) in out.chunks_mut(BLOCK).zip(data.chunks(BLOCK * nf)) {
+                    for (r, src) in rows.iter_mut().zip(d_block.chunks_exact(nf)) {
+                        for (p, x) in r.iter_mut().zip(src) {
+                            *p = *x;
+                        }
+                    }
+                    // The last group is padded with whatever rows the previous block left: their
+                    // sums are not used.
+                    let used = o_block.len().next_multiple_of(LANES).min(BLOCK);
+                    fixed.path_length_sums(&rows[..used], o_block);
+                }
+            }
+            None => {
+                for (o_block, d_block) in out.chunks_mut(BLOCK).zip(data.chunks(BLOCK * nf)) {
+                    o_block.fill(0.0);
                     for tree in &self.trees {
                         for (o, row) in o_block.iter_mut().zip(d_block.chunks_exact(nf)) {
                             *o += tree.path_length(row);
@@ -347,9 +425,9 @@ impl IsolationForest {
                     }
                 }
             }
-            for o in o_block.iter_mut() {
-                *o = (-*o / denom).exp2();
-            }
+        }
+        for o in out.iter_mut() {
+            *o = (-*o / denom).exp2();
         }
     }
 }
@@ -509,7 +587,7 @@ mod tests {
     }
 
     #[test]
-    fn anomaly_iforest_dense_layout_equals_node_walk() {
+    fn anomaly_iforest_fixed_layout_equals_node_walk() {
         // Forests of depth 1 to 8 (1 to 256 samples), ties and constant columns included; rows
         // beyond the training range and NaN.
         for (n, max_samples) in [
@@ -529,16 +607,72 @@ mod tests {
                 ..IForestParams::default()
             };
             let f = IsolationForest::fit(&data, 2, &p).expect("forest");
-            let dense = f.dense.as_ref().expect("dense layout");
+            let fixed = f.fixed.as_ref().expect("fixed layout");
             let mut rows = data.clone();
             rows.extend_from_slice(&[50.0, -50.0, f64::NAN, 0.0, f64::INFINITY, 1.0]);
-            let mut out = vec![0.0; rows.len() / 2];
-            dense.add_path_lengths(&rows, 2, &mut out);
-            for (row, got) in rows.chunks_exact(2).zip(&out) {
-                let want: f64 = f.trees.iter().map(|t| t.path_length(row)).sum();
-                assert_eq!(want.to_bits(), got.to_bits(), "n {n}, row {row:?}");
+            let padded: Vec<[f64; ROW]> = rows
+                .chunks_exact(2)
+                .map(|r| {
+                    let mut p = [0.0; ROW];
+                    p[..2].copy_from_slice(r);
+                    p
+                })
+                .collect();
+            for (block, rows) in padded.chunks(BLOCK).zip(rows.chunks(2 * BLOCK)) {
+                let mut block = block.to_vec();
+                block.resize(block.len().next_multiple_of(LANES), [0.0; ROW]);
+                let mut out = vec![0.0; rows.len() / 2];
+                fixed.path_length_sums(&block, &mut out);
+                for (row, got) in rows.chunks_exact(2).zip(&out) {
+                    let want: f64 = f.trees.iter().map(|t| t.path_length(row)).sum();
+                    assert_eq!(want.to_bits(), got.to_bits(), "n {n}, row {row:?}");
+                }
+            }
+            // The batch (over threads, in blocks, any remainder) and row by row agree.
+            for (row, s) in rows.chunks_exact(2).zip(f.score_many(&rows)) {
+                assert_eq!(f.score(row).to_bits(), s.to_bits());
             }
         }
+    }
+
+    #[test]
+    fn anomaly_iforest_without_fixed_layout_scores_the_same_way() {
+        // Deeper than 8 (512 samples a tree) or wider than 8 features: the node-by-node walk.
+        let wide: Vec<f64> = gaussian_cloud(3000, 5);
+        for (nf, max_samples) in [(2, 512), (10, 256)] {
+            let p = IForestParams {
+                max_samples,
+                n_trees: 20,
+                ..IForestParams::default()
+            };
+            let f = IsolationForest::fit(&wide, nf, &p).expect("forest");
+            assert!(f.fixed.is_none());
+            let many = f.score_many(&wide);
+            for (row, s) in wide.chunks_exact(nf).zip(&many) {
+                let total: f64 = f.trees.iter().map(|t| t.path_length(row)).sum();
+                let want = (-total / (f.trees.len() as f64 * f.c_psi)).exp2();
+                assert_eq!(want.to_bits(), s.to_bits());
+                assert_eq!(f.score(row).to_bits(), s.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn anomaly_iforest_parts_equal_the_whole_matrix() {
+        let data = gaussian_cloud(5000, 13);
+        let p = IForestParams::default();
+        let whole = IsolationForest::fit(&data, 2, &p).expect("forest");
+        let want = whole.score_many(&data);
+        // Uneven pieces, an empty one among them.
+        let parts: Vec<&[f64]> = vec![&data[..2], &data[2..3000], &[], &data[3000..]];
+        let f = IsolationForest::fit_parts(&parts, 2, &p).expect("forest");
+        let got: Vec<f64> = f.score_many_parts(&parts).concat();
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        assert!(IsolationForest::fit_parts(&[&data[..3]], 2, &p).is_none());
+        assert!(IsolationForest::fit_parts(&[&[], &[]], 2, &p).is_none());
     }
 
     #[test]

@@ -275,21 +275,29 @@ pub struct BatchParts {
 /// forest over all points' features. Returns per series the IF scores (0..1) of its evaluation
 /// points: every `stl_step_s`-aligned time where it has data, in time order.
 pub fn score_batch(series: &[SeriesRef<'_>], cfg: &StlIfConfig) -> Vec<Vec<f64>> {
-    let parts = batch_parts(series, cfg, false);
-    let Some(forest) = IsolationForest::fit(&parts.features, N_FEATURES, &cfg.forest) else {
-        return parts.rows.iter().map(|n| vec![0.0; *n]).collect();
+    // The feature matrix stays in the pieces the threads built (fitted and scored as one
+    // matrix, never copied into one).
+    let chunks = batch_chunks(series, cfg, false);
+    let parts: Vec<&[f64]> = chunks.iter().map(|c| c.features.as_slice()).collect();
+    let scores = match IsolationForest::fit_parts(&parts, N_FEATURES, &cfg.forest) {
+        Some(forest) => forest.score_many_parts(&parts),
+        None => parts
+            .iter()
+            .map(|p| vec![0.0; p.len() / N_FEATURES])
+            .collect(),
     };
-    let scores = forest.score_many(&parts.features);
-    let mut out = Vec::with_capacity(parts.rows.len());
-    let mut at = 0;
-    for n in &parts.rows {
-        out.push(
-            scores
-                .get(at..at + n)
-                .map(<[f64]>::to_vec)
-                .unwrap_or_default(),
-        );
-        at += n;
+    let mut out = Vec::with_capacity(series.len());
+    for (chunk, scores) in chunks.iter().zip(&scores) {
+        let mut at = 0;
+        for n in &chunk.rows {
+            out.push(
+                scores
+                    .get(at..at + n)
+                    .map(<[f64]>::to_vec)
+                    .unwrap_or_else(|| vec![0.0; *n]),
+            );
+            at += n;
+        }
     }
     out
 }
@@ -300,37 +308,11 @@ pub fn batch_parts(
     cfg: &StlIfConfig,
     keep_stl_inputs: bool,
 ) -> BatchParts {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(series.len().max(1));
-    let per = series.len().div_ceil(threads).max(1);
-    // Per thread, the parts of a contiguous run of series.
-    let mut chunks: Vec<BatchParts> = Vec::new();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = series
-            .chunks(per)
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut out = BatchParts::default();
-                    for sr in chunk {
-                        let (stl_in, rows) =
-                            series_batch_features(*sr, cfg, keep_stl_inputs, &mut out.features);
-                        out.stl_inputs.push(stl_in);
-                        out.rows.push(rows);
-                    }
-                    out
-                })
-            })
-            .collect();
-        for h in handles {
-            chunks.push(h.join().unwrap_or_default());
-        }
-    });
+    let chunks = batch_chunks(series, cfg, keep_stl_inputs);
     let mut parts = BatchParts::default();
-    // The first thread's matrix grows into the whole one (a large buffer is extended in place,
-    // without a copy), the others are appended and freed one by one: at most the matrix and one
-    // thread's share are held at once, not twice the matrix.
+    // The first piece grows into the whole matrix (a large buffer is extended in place, without
+    // a copy), the others are appended and freed one by one: at most the matrix and one piece
+    // are held at once, not twice the matrix.
     let total: usize = chunks.iter().map(|c| c.features.len()).sum();
     for (i, c) in chunks.into_iter().enumerate() {
         if i == 0 {
@@ -344,6 +326,70 @@ pub fn batch_parts(
     }
     parts
 }
+
+/// [`batch_parts`] in pieces of consecutive series, in order. The series are handed to the
+/// threads [`SERIES_PER_PIECE`] at a time rather than split evenly up front: on a shared machine
+/// one thread can get less CPU than another, and with an even split its share alone sets the
+/// wall time.
+fn batch_chunks(
+    series: &[SeriesRef<'_>],
+    cfg: &StlIfConfig,
+    keep_stl_inputs: bool,
+) -> Vec<BatchParts> {
+    let n_pieces = series.len().div_ceil(SERIES_PER_PIECE);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(n_pieces.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut pieces: Vec<(usize, BatchParts)> = Vec::with_capacity(n_pieces);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = series.chunks(SERIES_PER_PIECE).nth(i) else {
+                            break;
+                        };
+                        let mut out = BatchParts::default();
+                        for sr in chunk {
+                            let (stl_in, rows) =
+                                series_batch_features(*sr, cfg, keep_stl_inputs, &mut out.features);
+                            out.stl_inputs.push(stl_in);
+                            out.rows.push(rows);
+                        }
+                        done.push((i, out));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            pieces.extend(h.join().unwrap_or_default());
+        }
+    });
+    pieces.sort_unstable_by_key(|(i, _)| *i);
+    // A piece whose thread panicked is missing: its series get no rows (one entry per series
+    // all the same, so that the others keep their places).
+    let mut pieces = pieces.into_iter().peekable();
+    series
+        .chunks(SERIES_PER_PIECE)
+        .enumerate()
+        .map(|(i, chunk)| match pieces.next_if(|(j, _)| *j == i) {
+            Some((_, p)) => p,
+            None => BatchParts {
+                stl_inputs: vec![Vec::new(); chunk.len()],
+                features: Vec::new(),
+                rows: vec![0; chunk.len()],
+            },
+        })
+        .collect()
+}
+
+/// Series per piece of [`batch_chunks`] (about 32,000 feature rows for a week of 1-minute data).
+const SERIES_PER_PIECE: usize = 16;
 
 /// One series' STL inputs (per life) and row count; its feature rows are appended to `feats`.
 fn series_batch_features(
@@ -367,10 +413,9 @@ fn series_batch_features(
         if keep {
             stl_inputs.push(model.stl_input.clone());
         }
-        for row in model.train_rows.chunks_exact(N_FEATURES) {
-            feats.extend_from_slice(row);
-            rows += 1;
-        }
+        let n = model.train_rows.len() / N_FEATURES;
+        feats.extend_from_slice(&model.train_rows[..n * N_FEATURES]);
+        rows += n;
     }
     (stl_inputs, rows)
 }
@@ -664,8 +709,18 @@ impl AnchorModel {
         let nb = usize::try_from(last_stl_bin - first_stl_bin + 1).ok()?;
         let mut sum = vec![0.0; nb];
         let mut cnt = vec![0usize; nb];
+        // Grid times rise by `grid_step_s`: the STL bin moves on when a time reaches the next
+        // bin's start (no division per point).
+        let mut b = 0usize;
+        let mut next_start = first_stl_bin
+            .saturating_add(1)
+            .saturating_mul(cfg.stl_step_s);
         for (i, v) in life.v.iter().enumerate() {
-            let b = (life.ts(i).div_euclid(cfg.stl_step_s) - first_stl_bin) as usize;
+            let t = life.ts(i);
+            while t >= next_start && b + 1 < nb {
+                b += 1;
+                next_start += cfg.stl_step_s;
+            }
             sum[b] += v;
             cnt[b] += 1;
         }
@@ -693,8 +748,18 @@ impl AnchorModel {
         let pre = Prefix::new(&d);
         let mut rows = Vec::new();
         let mut n_rows = 0;
-        let _ = per_stl;
-        for i in 0..life.v.len() {
+        // The grid points on a multiple of stl_step_s: every `per_stl`-th one from the first
+        // when the steps divide (the default), else found one by one.
+        let first_aligned = (0..life.v.len().min(per_stl))
+            .find(|&i| life.ts(i).rem_euclid(cfg.stl_step_s) == 0)
+            .unwrap_or(life.v.len());
+        let aligned_stride = cfg.stl_step_s.rem_euclid(cfg.grid_step_s) == 0;
+        let (from, stride) = if aligned_stride {
+            (first_aligned, per_stl)
+        } else {
+            (0, 1)
+        };
+        for i in (from..life.v.len()).step_by(stride) {
             let t = life.ts(i);
             if t.rem_euclid(cfg.stl_step_s) != 0 {
                 continue;
@@ -812,24 +877,25 @@ fn features(
         pre.slope(hi.saturating_sub(w), hi) * per_min / sigma
     };
     let block = life.minutes(15);
-    let max_blocks = 24usize;
-    let mut means = Vec::with_capacity(max_blocks);
+    // At most 24 block means, newest first (no allocation: this runs for every 5-minute point).
+    let mut means_buf = [0.0f64; 24];
+    let mut count = 0;
     let mut end = hi;
-    while means.len() < max_blocks && end >= block {
-        means.push(pre.mean(end - block, end));
+    while count < means_buf.len() && end >= block {
+        means_buf[count] = pre.mean(end - block, end);
+        count += 1;
         end -= block;
     }
+    let means = &means_buf[..count];
     let mono = if means.len() >= 2 {
-        let (mut up, mut down) = (0.0, 0.0);
+        // means[0] is the newest block. Counted without branches (the data decides them at
+        // random, and mispredicted they were a tenth of the batch's feature time).
+        let (mut up, mut down) = (0u32, 0u32);
         for w in means.windows(2) {
-            // means[0] is the newest block.
-            if w[0] > w[1] {
-                up += 1.0;
-            } else if w[0] < w[1] {
-                down += 1.0;
-            }
+            up += u32::from(w[0] > w[1]);
+            down += u32::from(w[0] < w[1]);
         }
-        (up - down) / (means.len() - 1) as f64
+        (f64::from(up) - f64::from(down)) / (means.len() - 1) as f64
     } else {
         0.0
     };

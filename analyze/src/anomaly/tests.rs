@@ -552,3 +552,34 @@ fn anomaly_score_batch_ranks_leaking_series_higher() {
         }
     }
 }
+
+#[test]
+fn anomaly_score_batch_equals_one_forest_on_the_whole_matrix() {
+    // More series than one piece of `batch_chunks` holds: the pieces are fitted and scored as
+    // one matrix, to the bit.
+    let cfg = StlIfConfig::default();
+    let all: Vec<Series> = (0..2 * SERIES_PER_PIECE as u64 + 3)
+        .map(|seed| {
+            let base = 100.0 + 20.0 * seed as f64;
+            generate(2 * 1440 + 7 * seed as i64, base * 0.03, seed, |t| {
+                base + diurnal(t, base * 0.2)
+            })
+        })
+        .collect();
+    let refs: Vec<SeriesRef<'_>> = all.iter().map(Series::as_ref).collect();
+    let batch = score_batch(&refs, &cfg);
+    let parts = batch_parts(&refs, &cfg, false);
+    assert_eq!(
+        batch.iter().map(Vec::len).collect::<Vec<_>>(),
+        parts.rows,
+        "rows per series"
+    );
+    let forest = IsolationForest::fit(&parts.features, N_FEATURES, &cfg.forest).expect("forest");
+    let whole = forest.score_many(&parts.features);
+    let flat: Vec<u64> = batch.iter().flatten().map(|s| s.to_bits()).collect();
+    let whole: Vec<u64> = whole.iter().map(|s| s.to_bits()).collect();
+    assert!(
+        flat == whole,
+        "score_batch differs from one forest on the whole matrix"
+    );
+}
