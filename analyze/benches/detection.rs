@@ -2,7 +2,7 @@
 //! recall, F1, false alarms and detection delay per detector, the seed's rules included.
 //!
 //! `cargo bench -p leakhound-analyze --bench detection` (or `--profile dev` for a quick run).
-//! `LEAKHOUND_SCENARIO_SEEDS=1,2,3` picks the draws (default 1,2,3); seeds never used while
+//! `LEAKHOUND_SCENARIO_SEEDS=1,2,3` (or ranges: `113-128`) picks the draws (default 1,2,3); seeds never used while
 //! tuning (e.g. 101..110) are the honest test. `LEAKHOUND_SCENARIO_KINDS=fast_leak,diurnal`
 //! narrows the kinds. `-v` in `LEAKHOUND_BENCH_VERBOSE=1` prints every scenario.
 
@@ -22,10 +22,20 @@ fn env_list(name: &str, default: &str) -> Vec<String> {
 }
 
 fn main() {
-    let seeds: Vec<u64> = env_list("LEAKHOUND_SCENARIO_SEEDS", "1,2,3")
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let mut seeds: Vec<u64> = Vec::new();
+    for item in env_list("LEAKHOUND_SCENARIO_SEEDS", "1,2,3") {
+        let range = match item.split_once('-') {
+            Some((a, b)) => a.trim().parse().ok().zip(b.trim().parse().ok()),
+            None => item.parse().ok().map(|n| (n, n)),
+        };
+        let Some((from, to)) = range.filter(|(a, b): &(u64, u64)| a <= b) else {
+            eprintln!(
+                "LEAKHOUND_SCENARIO_SEEDS: {item:?} is neither a seed nor a range like 113-128"
+            );
+            std::process::exit(2);
+        };
+        seeds.extend(from..=to);
+    }
     let kinds = env_list("LEAKHOUND_SCENARIO_KINDS", &scenarios::KINDS.join(","));
     let verbose = std::env::var_os("LEAKHOUND_BENCH_VERBOSE").is_some();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
