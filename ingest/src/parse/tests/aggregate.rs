@@ -116,16 +116,7 @@ fn cut_anywhere_and_crlf() {
         {
             same(&data[..cut], &ParseOptions::default());
         }
-        let crlf: Vec<u8> = data
-            .iter()
-            .flat_map(|&c| {
-                if c == b'\n' {
-                    vec![b'\r', b'\n']
-                } else {
-                    vec![c]
-                }
-            })
-            .collect();
+        let crlf = super::crlf(&data);
         same(&crlf, &ParseOptions::default());
         same(&crlf, &small_opts(1));
     }

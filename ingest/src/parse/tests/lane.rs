@@ -85,16 +85,7 @@ fn every_capture_cut_anywhere_and_crlf() {
         for cut in (0..data.len()).step_by(step) {
             same(&data[..cut], &ParseOptions::default());
         }
-        let crlf: Vec<u8> = data
-            .iter()
-            .flat_map(|&c| {
-                if c == b'\n' {
-                    vec![b'\r', b'\n']
-                } else {
-                    vec![c]
-                }
-            })
-            .collect();
+        let crlf = super::crlf(&data);
         same(&crlf, &ParseOptions::default());
         same(&crlf, &small_opts());
     }

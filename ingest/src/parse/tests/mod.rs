@@ -33,6 +33,18 @@ pub(super) fn d2_partial(text: &[u8]) -> (Vec<GoroutineRecord>, Option<ParseErro
     (ok, None)
 }
 
+/// `data` with every `\n` line end turned into `\r\n`.
+pub(super) fn crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+    for &c in data {
+        if c == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub(super) fn d1(text: &str) -> Result<Vec<GoroutineRecord>, ParseError> {
     Debug1Parser::new(text.as_bytes(), &ParseOptions::default())?.collect()
 }

@@ -55,16 +55,7 @@ fn same_records_as_sequential() {
     let input = big_input();
     both(&input);
     // CRLF line ends.
-    let crlf: Vec<u8> = input
-        .iter()
-        .flat_map(|&c| {
-            if c == b'\n' {
-                vec![b'\r', b'\n']
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
+    let crlf = super::crlf(&input);
     both(&crlf);
 }
 
