@@ -445,11 +445,7 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
                     };
                     let (file, line_no) = parse_file_line(&b[1..])?;
                     let line_no = u32::try_from(line_no).ok()?;
-                    let function: &[u8] = if name == b"panic" {
-                        b"runtime.gopanic"
-                    } else {
-                        name
-                    };
+                    let function = symbol(name);
                     if created_by {
                         st.sink.created_by(function, file, line_no);
                     } else {
@@ -463,17 +459,12 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
                 b'g' if b.starts_with(b"goroutine ") => return None,
                 b'c' if b.starts_with(b"created by ") => {
                     let rest = &b[b"created by ".len()..];
-                    let name = match rfind_in_goroutine(rest) {
-                        Some(i) => {
-                            match parse_u64(&rest[i + b" in goroutine ".len()..]) {
-                                Some(Ok(v)) => st.sink.creator_goroutine(v),
-                                Some(Err(())) => return None,
-                                None => {}
-                            }
-                            &rest[..i]
-                        }
-                        None => rest,
-                    };
+                    let (name, creator) = split_created_by(rest);
+                    match creator.and_then(parse_u64) {
+                        Some(Ok(v)) => st.sink.creator_goroutine(v),
+                        Some(Err(())) => return None,
+                        None => {}
+                    }
                     pending = Some((name, true));
                 }
                 b'.' if b.starts_with(b"...") && b.ends_with(b" elided...") => st.sink.elided(),
@@ -584,13 +575,7 @@ impl<S: Sink> State<S> {
                 let Ok(line_no) = u32::try_from(line_no) else {
                     return Step::Fail(absurd(line.pos, "line number", line_no, u32::MAX.into()));
                 };
-                // The traceback prints `runtime.gopanic` as `panic` (Go `printFuncName`);
-                // every other format has the symbol.
-                let function: &[u8] = if self.pending_fn == b"panic" {
-                    b"runtime.gopanic"
-                } else {
-                    &self.pending_fn
-                };
+                let function = symbol(&self.pending_fn);
                 if p.created_by {
                     self.sink.created_by(function, file, line_no);
                 } else {
@@ -618,25 +603,21 @@ impl<S: Sink> State<S> {
                     return Step::Continue;
                 }
                 let rest = &b[b"created by ".len()..];
-                let name = match rfind_in_goroutine(rest) {
-                    Some(i) => {
-                        let n = &rest[i + b" in goroutine ".len()..];
-                        match parse_u64(n) {
-                            Some(Ok(v)) => self.sink.creator_goroutine(v),
-                            Some(Err(())) => {
-                                return Step::Fail(absurd(
-                                    line.pos,
-                                    "goroutine id",
-                                    lossy(n),
-                                    u64::MAX,
-                                ));
-                            }
-                            None => {}
+                let (name, creator) = split_created_by(rest);
+                if let Some(n) = creator {
+                    match parse_u64(n) {
+                        Some(Ok(v)) => self.sink.creator_goroutine(v),
+                        Some(Err(())) => {
+                            return Step::Fail(absurd(
+                                line.pos,
+                                "goroutine id",
+                                lossy(n),
+                                u64::MAX,
+                            ));
                         }
-                        &rest[..i]
+                        None => {}
                     }
-                    None => rest,
-                };
+                }
                 self.set_pending(name, true, line.pos);
                 Step::Continue
             }
@@ -695,6 +676,25 @@ impl<S: Sink> State<S> {
 }
 
 /// Where ` in goroutine N` starts in a `created by` line, if it has one.
+/// The function name of a `created by NAME[ in goroutine N]` line (`rest` is what follows
+/// `created by `), and the text of N when the line has it.
+fn split_created_by(rest: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match rfind_in_goroutine(rest) {
+        Some(i) => (&rest[..i], Some(&rest[i + b" in goroutine ".len()..])),
+        None => (rest, None),
+    }
+}
+
+/// The symbol of a function name as the traceback prints it: `runtime.gopanic` is printed as
+/// `panic` (Go `printFuncName`); every other format has the symbol.
+fn symbol(printed: &[u8]) -> &[u8] {
+    if printed == b"panic" {
+        b"runtime.gopanic"
+    } else {
+        printed
+    }
+}
+
 fn rfind_in_goroutine(rest: &[u8]) -> Option<usize> {
     let sp = memchr::memrchr(b' ', rest)?;
     rest[..sp]
