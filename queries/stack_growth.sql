@@ -8,8 +8,10 @@
 -- param: from timestamp now-2h
 -- param: to timestamp now
 -- param: limit int 20
-WITH per_snapshot AS (
-    SELECT namespace, pod, stack_id, ts, format, SUM(goroutines) AS n
+-- Both sums come straight from the rows (a sum of per-snapshot sums is the sum of the rows),
+-- so no step groups the month by stack and snapshot.
+WITH samples AS (
+    SELECT namespace, pod, stack_id, ts, format, goroutines
     FROM goroutine_samples
     WHERE profile = 'goroutine'
       AND namespace LIKE ${namespace}
@@ -17,10 +19,9 @@ WITH per_snapshot AS (
       AND ((ts >= ${base_from} AND ts < ${base_to}) OR (ts >= ${from} AND ts < ${to}))
       AND ((date >= ${base_from_date} AND date <= ${base_to_date})
            OR (date >= ${from_date} AND date <= ${to_date}))
-    GROUP BY namespace, pod, stack_id, ts, format
 ),
 snaps AS (
-    SELECT DISTINCT namespace, pod, ts, format FROM per_snapshot
+    SELECT namespace, pod, ts, format FROM samples GROUP BY namespace, pod, ts, format
 ),
 snapshots AS (
     SELECT namespace, pod,
@@ -31,9 +32,9 @@ snapshots AS (
 ),
 windows AS (
     SELECT namespace, pod, stack_id,
-           SUM(CASE WHEN ts >= ${base_from} AND ts < ${base_to} THEN n ELSE 0 END) AS base_sum,
-           SUM(CASE WHEN ts >= ${from} AND ts < ${to} THEN n ELSE 0 END) AS now_sum
-    FROM per_snapshot
+           SUM(CASE WHEN ts >= ${base_from} AND ts < ${base_to} THEN goroutines ELSE 0 END) AS base_sum,
+           SUM(CASE WHEN ts >= ${from} AND ts < ${to} THEN goroutines ELSE 0 END) AS now_sum
+    FROM samples
     GROUP BY namespace, pod, stack_id
 ),
 stack_info AS (
