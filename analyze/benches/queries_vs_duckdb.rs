@@ -14,7 +14,10 @@
 //! checks that both return the same number of rows.
 //!
 //! While tuning: `LEAKHOUND_QBENCH_ONLY=oldest_blocked,stack_growth` runs only those queries,
-//! `LEAKHOUND_QBENCH_EXPLAIN=1` prints leakhound's `EXPLAIN ANALYZE` of each, and
+//! `LEAKHOUND_QBENCH_EXPLAIN=1` prints leakhound's `EXPLAIN ANALYZE` of each,
+//! `LEAKHOUND_QBENCH_SET='datafusion.x.y = v; ...'` applies settings to leakhound's session,
+//! `LEAKHOUND_QBENCH_ADHOC=file.json` (name -> SQL) runs ad hoc SQL too,
+//! `LEAKHOUND_QBENCH_PHASES=1` the time of each run's session set-up, planning and execution, and
 //! `LEAKHOUND_QBENCH_NO_DUCKDB=1` skips DuckDB.
 
 use std::collections::BTreeMap;
@@ -26,6 +29,10 @@ use leakhound_ingest::Store;
 use leakhound_ingest::residence::IdTracker;
 use leakhound_ingest::rows::{CountRow, Target};
 use leakhound_ingest::writer::{Batch, Writer};
+
+// The allocator the `leakhound` binary uses (src/main.rs): measured as shipped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const QUERIES: &[&str] = &[
     "goroutines_by_state",
@@ -191,29 +198,55 @@ fn main() {
     let now = chrono::Utc::now();
     let only = std::env::var("LEAKHOUND_QBENCH_ONLY").unwrap_or_default();
     let explain = std::env::var_os("LEAKHOUND_QBENCH_EXPLAIN").is_some();
+    let phases = std::env::var_os("LEAKHOUND_QBENCH_PHASES").is_some();
+    let sets = std::env::var("LEAKHOUND_QBENCH_SET").unwrap_or_default();
     let mut rendered = BTreeMap::new();
     let mut ours = BTreeMap::new();
-    for name in QUERIES
+    // Ad hoc SQL next to the named queries, while tuning: a JSON object of name -> SQL.
+    let adhoc: BTreeMap<String, String> = std::env::var("LEAKHOUND_QBENCH_ADHOC")
+        .ok()
+        .map(|f| {
+            serde_json::from_slice(&std::fs::read(&f).expect("LEAKHOUND_QBENCH_ADHOC file"))
+                .expect("LEAKHOUND_QBENCH_ADHOC: a JSON object of name -> SQL")
+        })
+        .unwrap_or_default();
+    let named = QUERIES
         .iter()
         .filter(|n| only.is_empty() || only.split(',').any(|o| o.trim() == **n))
-    {
-        let q = queries::find(name, None).expect("query");
-        let sql = q.render(&params(name, from, &to), now).expect("render");
+        .map(|name| {
+            let q = queries::find(name, None).expect("query");
+            let sql = q.render(&params(name, from, &to), now).expect("render");
+            (name.to_string(), sql)
+        });
+    for (name, sql) in named.chain(adhoc) {
+        let name = name.as_str();
         let mut best = f64::MAX;
         let mut rows = 0;
         for _ in 0..3 {
             let t = Instant::now();
             let n = rt.block_on(async {
+                let t0 = Instant::now();
                 let ctx = leakhound_analyze::session::session(&store)
                     .await
                     .expect("session");
-                let batches = ctx
-                    .sql(&sql)
-                    .await
-                    .expect("plan")
-                    .collect()
+                for kv in sets.split(';').filter(|kv| !kv.trim().is_empty()) {
+                    ctx.sql(&format!("SET {kv}")).await.expect("SET");
+                }
+                let t1 = Instant::now();
+                let df = ctx.sql(&sql).await.expect("plan");
+                let plan = df.create_physical_plan().await.expect("physical plan");
+                let t2 = Instant::now();
+                let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
                     .await
                     .expect("run");
+                if phases {
+                    eprintln!(
+                        "  {name}: session {:.0} ms, plan {:.0} ms, run {:.0} ms",
+                        (t1 - t0).as_secs_f64() * 1e3,
+                        (t2 - t1).as_secs_f64() * 1e3,
+                        t2.elapsed().as_secs_f64() * 1e3
+                    );
+                }
                 batches.iter().map(|b| b.num_rows()).sum::<usize>()
             });
             best = best.min(t.elapsed().as_secs_f64());
