@@ -49,7 +49,10 @@ pub async fn session(store: &Store) -> Result<SessionContext> {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(view_schema(&table.schema()));
-        let provider = ListingTable::try_new(config)?;
+        // The session's statistics cache: a query that scans a table twice (the two-pass
+        // named queries) reads each file's footer statistics once, not once per scan.
+        let provider = ListingTable::try_new(config)?
+            .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
         ctx.register_table(table.name(), Arc::new(provider))?;
     }
     Ok(ctx)
