@@ -18,15 +18,20 @@
 -- Why 10 minutes: evaluations come every 5 minutes, so a branch that needs N minutes of growth
 -- fires at worst N + 4 minutes after the onset; the goal is a fast leak at L2+ within 15
 -- minutes, so N <= 11. With the 15-minute branch alone the worst case was 17-22 minutes.
--- What it costs: from the counts alone, a batch or traffic ramp of >= ~8-10 minutes at more
--- than fast_factor x min_per_s is, until it levels off, a leak's start: the 10-minute branch
--- fires on such a ramp the first time the pod makes it (the 15-minute branch did so for ramps
--- of >= ~12 minutes). A ramp the pod also made at about this time yesterday is dropped by the
--- engine (`recurring_rise`, over the window that fired: `window_s`), and with goroutine dumps
--- a ramp of young goroutines stays L1 (residence, levels.rs). Tried and dropped: a test that
--- the second half does not grow significantly slower than the first (a ramp ending inside the
--- window) took only ramps of 8-9 minutes at one phase, and its 5 % false rejections delayed a
--- fast leak past 15 minutes.
+-- The window follows from that budget, not from any batch's ramp.
+-- What it costs: from the counts alone, a batch or traffic ramp at more than fast_factor x
+-- min_per_s is, until it levels off, a leak's start: the 10-minute branch fires on a ramp of
+-- >= ~7 minutes (the eval catching most of it in the window) the first time the pod makes it;
+-- the 15-minute branch alone did so from ~12 minutes (scenario first_seen_batch). A ramp the
+-- pod also made at about this time yesterday is dropped by the engine (`recurring_rise`, over
+-- the window that fired: `window_s`), and with goroutine dumps a ramp of young goroutines
+-- below the danger growth stays L1 (residence, levels.rs). Considered and not taken: the
+-- 10-minute branch only at 2-4x the fast threshold (leaks of 1-2/s would still take 17+
+-- minutes); "a new high for the pod, k x the day's range" (a batch's first run is a new high
+-- too, and a leak of 1/s on a large diurnal base is not k x its range in 10 minutes); a test
+-- that the second half does not grow significantly slower than the first (a ramp ending
+-- inside the window): it took only ramps of 8-9 minutes at one phase, and its 5 % false
+-- rejections delayed a fast leak past 15 minutes.
 -- `sustained` says the rule itself saw persistence (growth all along a fast window);
 -- `window_s` is the window of the branch that fired (600, 900; 3600 for the hour).
 -- param: from timestamp now-1h
