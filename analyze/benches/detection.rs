@@ -4,7 +4,9 @@
 //! `cargo bench -p leakhound-analyze --bench detection` (or `--profile dev` for a quick run).
 //! `LEAKHOUND_SCENARIO_SEEDS=1,2,3` (or ranges: `113-128`) picks the draws (default 1,2,3); seeds never used while
 //! tuning (e.g. 101..110) are the honest test. `LEAKHOUND_SCENARIO_KINDS=fast_leak,diurnal`
-//! narrows the kinds. `-v` in `LEAKHOUND_BENCH_VERBOSE=1` prints every scenario.
+//! narrows the kinds, `LEAKHOUND_DETECTORS=growth_rule` the detectors (quicker while tuning one;
+//! `leakhound` is then the union of those that run). `LEAKHOUND_BENCH_VERBOSE=1` prints every
+//! scenario.
 
 use std::time::Instant;
 
@@ -40,7 +42,10 @@ fn main() {
     let verbose = std::env::var_os("LEAKHOUND_BENCH_VERBOSE").is_some();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = AnalyzeConfig::default();
+    let mut cfg = AnalyzeConfig::default();
+    if std::env::var_os("LEAKHOUND_DETECTORS").is_some() {
+        cfg.detectors = env_list("LEAKHOUND_DETECTORS", "");
+    }
     let started = Instant::now();
     let mut results: Vec<ScenarioResult> = Vec::new();
     for seed in &seeds {
@@ -54,6 +59,9 @@ fn main() {
                 .block_on(backtest::run_scenario(dir.path(), &s, &cfg))
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name));
             if verbose {
+                if !s.detail.is_empty() {
+                    println!("{:<28} {}", s.name, s.detail);
+                }
                 println!(
                     "{:<28} leak={:<5} {:>6.1}s  {}",
                     r.scenario,

@@ -121,6 +121,9 @@ pub struct Finding {
     pub onset_s: Option<i64>,
     /// The detector's rule itself demanded persistence for this firing.
     pub sustained: bool,
+    /// How far back the firing looked (the growth rule: its fast branch's 10 or 15 minutes,
+    /// or the hour); a rise over that span is what `recurring_rise` compares with yesterday's.
+    pub window_s: i64,
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
@@ -284,6 +287,7 @@ pub async fn baseline_rule(
                 ),
                 onset_s: None,
                 sustained: fired[i],
+                window_s: 7_200,
             });
         }
     }
@@ -313,7 +317,7 @@ pub async fn growth_rule(
     let mut out = Vec::new();
     for b in &batches {
         let scopes = scope_rows(b)?;
-        let (t, v, low, slope, r2, fired, sustained, slope_q) = (
+        let (t, v, low, slope, r2, fired, sustained) = (
             ts_micros(b, "eval_at")?,
             f64s(b, "value")?,
             f64s(b, "hour_low")?,
@@ -321,14 +325,19 @@ pub async fn growth_rule(
             f64s(b, "r2")?,
             bools(b, "fired")?,
             bools(b, "sustained")?,
+        );
+        let (slope_15m, slope_10m, window) = (
             f64s(b, "slope_15m_per_s")?,
+            f64s(b, "slope_10m_per_s")?,
+            i64s(b, "window_s")?,
         );
         for (i, scope) in scopes.into_iter().enumerate() {
-            // The fast branch's slope is the recent one.
-            let s = if sustained[i] {
-                slope_q[i].unwrap_or(0.0)
-            } else {
-                slope[i].unwrap_or(0.0)
+            let window_s = window[i].unwrap_or(3_600);
+            // The fast branch's slope is the recent one, over the window that fired.
+            let s = match (sustained[i], window_s) {
+                (true, 600) => slope_10m[i].unwrap_or(0.0),
+                (true, _) => slope_15m[i].unwrap_or(0.0),
+                _ => slope[i].unwrap_or(0.0),
             };
             let eval_s = t[i].unwrap_or(0) / 1_000_000;
             out.push(Finding {
@@ -342,7 +351,8 @@ pub async fn growth_rule(
                 score: squash(s / cfg.growth_min_per_s) * r2[i].unwrap_or(0.0).clamp(0.0, 1.0),
                 reason: if sustained[i] {
                     format!(
-                        "slope {s:.3}/s over the last 15 minutes of this pod's life, growing all along (threshold {}/s)",
+                        "slope {s:.3}/s over the last {} minutes of this pod's life, growing all along (threshold {}/s)",
+                        window_s / 60,
                         cfg.growth_min_per_s
                     )
                 } else {
@@ -354,6 +364,7 @@ pub async fn growth_rule(
                 },
                 onset_s: None,
                 sustained: sustained[i],
+                window_s,
             });
         }
     }
@@ -595,6 +606,7 @@ pub fn stl_findings(
                 reason: v.reason,
                 onset_s: v.onset_s,
                 sustained: false,
+                window_s: cfg.context_s,
             });
         }
     }
@@ -793,8 +805,7 @@ pub async fn analyze(
             .collect();
         for f in fs.iter_mut().filter(|f| f.fired) {
             if let Some(s) = series.get(&f.scope)
-                && let Some(note) =
-                    recurring_rise(s, f.eval_s, if f.sustained { 900 } else { 3_600 })
+                && let Some(note) = recurring_rise(s, f.eval_s, f.window_s)
             {
                 f.fired = false;
                 f.reason = format!("{}; not a leak: {note}", f.reason);

@@ -11,6 +11,7 @@
 //! | `bursts` | no | short traffic spikes of 1–3x |
 //! | `deploy_step` | no | a deploy raises the level for good (new pods) |
 //! | `nightly_batch` | no | +1–2x for three hours every night |
+//! | `first_seen_batch` | no | a daily batch job whose first run falls inside the replayed range: +0.5–2x for 1–4 hours, ramping up over 1–30 minutes |
 //! | `high_noise` | no | 20–30 % noise and outliers |
 //! | `oom_sawtooth` | yes | steady growth until the pod restarts, again and again |
 //! | `one_pod_of_many` | yes (one pod) | 6 pods with diurnal traffic, one leaks slowly |
@@ -51,6 +52,8 @@ pub struct Scenario {
     pub end_s: i64,
     pub rows: Vec<CountRow>,
     pub leak: Option<LeakLabel>,
+    /// What was drawn, where the kind alone does not say (e.g. a batch's ramp); may be empty.
+    pub detail: String,
 }
 
 pub const KINDS: &[&str] = &[
@@ -58,6 +61,7 @@ pub const KINDS: &[&str] = &[
     "bursts",
     "deploy_step",
     "nightly_batch",
+    "first_seen_batch",
     "high_noise",
     "oom_sawtooth",
     "one_pod_of_many",
@@ -155,6 +159,7 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         workload: kind.replace('_', "-"),
         rows: Vec::new(),
     };
+    let mut detail = String::new();
     let base: f64 = g.rng.random_range(150.0..2000.0);
     let noise: f64 = g.rng.random_range(0.01..0.04);
     let amp: f64 = g.rng.random_range(0.25..0.6);
@@ -228,6 +233,39 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
                         0.0
                     };
                     base * (1.0 + batch)
+                });
+            }
+            (end, None)
+        }
+        "first_seen_batch" => {
+            // `nightly_batch` starts before the replay does, so its every replayed night has a
+            // yesterday to compare with. This one's first run is replayed: nothing but the
+            // counts tells its ramp from a leak's start until the ramp levels off.
+            let end = start + 3 * DAY;
+            let first = start + g.rng.random_range(3 * 60..20 * 60) * 60;
+            let len = g.rng.random_range(1..5) * HOUR;
+            let ramp = g.rng.random_range(1..=30) * 60;
+            let lift = g.rng.random_range(0.5..2.0);
+            detail = format!(
+                "first run day 0 {:02}:{:02}, {} h, +{:.0}% over {} min (~{:.1}/s)",
+                (first - start) / HOUR,
+                (first - start) % HOUR / 60,
+                len / HOUR,
+                lift * 100.0,
+                ramp / 60,
+                base * lift / ramp as f64
+            );
+            for i in 0..2 {
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    let h = (t - first).rem_euclid(DAY);
+                    let batch = if t >= first && h < len {
+                        let up = ((h + 60) as f64 / ramp as f64).min(1.0);
+                        let down = ((len - h) as f64 / ramp as f64).min(1.0);
+                        lift * up.min(down)
+                    } else {
+                        0.0
+                    };
+                    base * diurnal(t, amp * 0.5, phase) * (1.0 + batch)
                 });
             }
             (end, None)
@@ -433,6 +471,7 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         end_s: end,
         rows: g.rows,
         leak,
+        detail,
     })
 }
 
