@@ -411,6 +411,23 @@ pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
         })
 }
 
+/// Un-fires the firings whose rise over `horizon_s(finding)` the same scope also made at
+/// about this time yesterday (`recurring_rise`), and says why in the reason.
+fn drop_recurring(
+    fs: &mut [Finding],
+    series: &BTreeMap<Scope, Series>,
+    horizon_s: impl Fn(&Finding) -> i64,
+) {
+    for f in fs.iter_mut().filter(|f| f.fired) {
+        if let Some(s) = series.get(&f.scope)
+            && let Some(note) = recurring_rise(s, f.eval_s, horizon_s(f))
+        {
+            f.fired = false;
+            f.reason = format!("{}; not a leak: {note}", f.reason);
+        }
+    }
+}
+
 /// A minute series of one scope.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
@@ -803,18 +820,15 @@ pub async fn analyze(
             .into_iter()
             .filter(|f| f.eval_s % step == 0)
             .collect();
-        for f in fs.iter_mut().filter(|f| f.fired) {
-            if let Some(s) = series.get(&f.scope)
-                && let Some(note) = recurring_rise(s, f.eval_s, f.window_s)
-            {
-                f.fired = false;
-                f.reason = format!("{}; not a leak: {note}", f.reason);
-            }
-        }
+        drop_recurring(&mut fs, &series, |f| f.window_s);
         findings.extend(fs);
     }
     if on(STL_IFOREST) {
-        findings.extend(stl_findings(&series, &eval_times, cfg));
+        let mut fs = stl_findings(&series, &eval_times, cfg);
+        // STL sees days of history, but its daily component needs two days to learn a new
+        // batch: the second night's rise is compared with the first over the last hour.
+        drop_recurring(&mut fs, &series, |_| 3_600);
+        findings.extend(fs);
     }
     let res = residence(&ctx, first - 3_600, to_s, &cfg.namespace).await?;
     // Growth of the same pod at the same time from the growth rule, for events of detectors
