@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use crate::parse::parallel::PIECE;
 use crate::parse::{ParseOptions, parse_snapshot_via_records, parse_snapshot_with};
 
-use super::props::dump_line;
+use super::props::{dump_line, soup_text};
 
 fn small_opts(threads: usize) -> ParseOptions {
     ParseOptions {
@@ -166,10 +166,7 @@ proptest! {
 
     #[test]
     fn line_soup(lines in proptest::collection::vec(dump_line(), 0..60), crlf in any::<bool>()) {
-        let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
-        if !text.is_empty() {
-            text.push('\n');
-        }
+        let text = soup_text(&lines, crlf);
         for opts in [ParseOptions::default(), small_opts(1)] {
             same(text.as_bytes(), &opts);
         }

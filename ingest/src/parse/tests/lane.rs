@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use crate::parse::{Debug2Parser, ParseOptions};
 
-use super::props::dump_line;
+use super::props::{dump_line, soup_text};
 
 fn small_opts() -> ParseOptions {
     ParseOptions {
@@ -96,10 +96,7 @@ proptest! {
 
     #[test]
     fn line_soup(lines in proptest::collection::vec(dump_line(), 0..60), crlf in any::<bool>()) {
-        let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
-        if !text.is_empty() {
-            text.push('\n');
-        }
+        let text = soup_text(&lines, crlf);
         same(text.as_bytes(), &ParseOptions::default());
         same(text.as_bytes(), &small_opts());
     }

@@ -63,6 +63,15 @@ pub(super) fn dump_line() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `lines` as a dump's text: joined by CRLF or LF, ending in a line break unless empty.
+pub(super) fn soup_text(lines: &[String], crlf: bool) -> String {
+    let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
 fn go_quote(s: &str) -> String {
     // The runtime's `printquoted`.
     let mut out = String::from("\"");
