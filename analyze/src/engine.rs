@@ -121,8 +121,9 @@ pub struct Finding {
     pub onset_s: Option<i64>,
     /// The detector's rule itself demanded persistence for this firing.
     pub sustained: bool,
-    /// How far back the firing looked (the growth rule: its fast branch's 10 or 15 minutes,
-    /// or the hour); a rise over that span is what `recurring_rise` compares with yesterday's.
+    /// The span whose rise `recurring_rise` compares with yesterday's: how far back the firing
+    /// looked (the growth rule: its fast branch's 10 or 15 minutes, or the hour; STL + IF: the
+    /// last hour, its daily component needing two days to learn a new batch).
     pub window_s: i64,
 }
 
@@ -411,16 +412,12 @@ pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
         })
 }
 
-/// Un-fires the firings whose rise over `horizon_s(finding)` the same scope also made at
-/// about this time yesterday (`recurring_rise`), and says why in the reason.
-fn drop_recurring(
-    fs: &mut [Finding],
-    series: &BTreeMap<Scope, Series>,
-    horizon_s: impl Fn(&Finding) -> i64,
-) {
+/// Un-fires the firings whose rise over their `window_s` the same scope also made at about
+/// this time yesterday (`recurring_rise`), and says why in the reason.
+fn drop_recurring(fs: &mut [Finding], series: &BTreeMap<Scope, Series>) {
     for f in fs.iter_mut().filter(|f| f.fired) {
         if let Some(s) = series.get(&f.scope)
-            && let Some(note) = recurring_rise(s, f.eval_s, horizon_s(f))
+            && let Some(note) = recurring_rise(s, f.eval_s, f.window_s)
         {
             f.fired = false;
             f.reason = format!("{}; not a leak: {note}", f.reason);
@@ -623,7 +620,7 @@ pub fn stl_findings(
                 reason: v.reason,
                 onset_s: v.onset_s,
                 sustained: false,
-                window_s: cfg.context_s,
+                window_s: 3_600,
             });
         }
     }
@@ -820,14 +817,12 @@ pub async fn analyze(
             .into_iter()
             .filter(|f| f.eval_s % step == 0)
             .collect();
-        drop_recurring(&mut fs, &series, |f| f.window_s);
+        drop_recurring(&mut fs, &series);
         findings.extend(fs);
     }
     if on(STL_IFOREST) {
         let mut fs = stl_findings(&series, &eval_times, cfg);
-        // STL sees days of history, but its daily component needs two days to learn a new
-        // batch: the second night's rise is compared with the first over the last hour.
-        drop_recurring(&mut fs, &series, |_| 3_600);
+        drop_recurring(&mut fs, &series);
         findings.extend(fs);
     }
     let res = residence(&ctx, first - 3_600, to_s, &cfg.namespace).await?;
