@@ -45,11 +45,12 @@ fn examples_land_with_the_counts_the_program_reported() {
             assert_eq!(r["goroutines"].as_i64(), Some(want), "{pod} {ts} {r:?}");
         }
         // Prometheus scraped the same process every second: within a few goroutines (its own
-        // scrape and the capture request come and go).
+        // scrape and the capture request come and go, and client_golang's Registry.Gather runs
+        // up to one worker goroutine per collector, 5 in leaky, while go_goroutines is read).
         for r in rows.iter().filter(|r| r["source"] == "prometheus") {
             let got = r["goroutines"].as_i64().unwrap();
             assert!(
-                (got - want).abs() <= 3,
+                (-3..=3 + 5).contains(&(got - want)),
                 "{pod} {ts}: prometheus {got} vs dump {want}"
             );
         }

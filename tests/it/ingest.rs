@@ -33,8 +33,10 @@ fn passes_over_a_leaking_program_land_what_it_leaked() {
     assert_eq!(out.matches(" 1 up").count(), 3, "{out}");
     let steady = leaky.leaks()["goroutines"].as_i64().unwrap();
 
-    // One count row per pass, within a few goroutines of what the program reports (its own
-    // HTTP handling comes and goes).
+    // One count row per pass, within a few goroutines of what the program reports: its own
+    // HTTP handling comes and goes, and client_golang's Registry.Gather runs up to one worker
+    // goroutine per collector while go_goroutines is read (5 collectors in leaky: go, process,
+    // and its three promauto metrics), more of them on a loaded machine (CI saw +5).
     let counts = sql_json(
         store,
         "SELECT goroutines, threads FROM goroutine_counts ORDER BY ts",
@@ -42,7 +44,7 @@ fn passes_over_a_leaking_program_land_what_it_leaked() {
     assert_eq!(counts.len(), 3);
     for c in &counts {
         let g = c["goroutines"].as_i64().unwrap();
-        assert!((g - steady).abs() <= 4, "{g} vs {steady}");
+        assert!((-4..=4 + 5).contains(&(g - steady)), "{g} vs {steady}");
         assert!(c["threads"].as_i64().unwrap() > 0);
     }
     // Per stack, per pass and format: exactly what was leaked.
