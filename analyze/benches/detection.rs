@@ -6,11 +6,12 @@
 //! tuning (e.g. 101..110) are the honest test. `LEAKHOUND_SCENARIO_KINDS=fast_leak,diurnal`
 //! narrows the kinds, `LEAKHOUND_DETECTORS=growth_rule` the detectors (quicker while tuning one;
 //! `leakhound` is then the union of those that run). `LEAKHOUND_BENCH_VERBOSE=1` prints every
-//! scenario.
+//! scenario. `LEAKHOUND_SCENARIO_EVIDENCE=counts|dumps|both` (default both): the counts alone (a
+//! Prometheus history), or with the debug=2 captures `leakhound ingest` would have taken too.
 
 use std::time::Instant;
 
-use leakhound_analyze::backtest::{self, ScenarioResult};
+use leakhound_analyze::backtest::{self, Evidence, ScenarioResult};
 use leakhound_analyze::engine::AnalyzeConfig;
 use leakhound_analyze::scenarios;
 
@@ -46,17 +47,40 @@ fn main() {
     if std::env::var_os("LEAKHOUND_DETECTORS").is_some() {
         cfg.detectors = env_list("LEAKHOUND_DETECTORS", "");
     }
+    let evidence = match std::env::var("LEAKHOUND_SCENARIO_EVIDENCE").as_deref() {
+        Ok("counts") => vec![Evidence::Counts],
+        Ok("dumps") => vec![Evidence::CountsAndDumps],
+        Ok("both") | Err(_) => vec![Evidence::Counts, Evidence::CountsAndDumps],
+        Ok(other) => {
+            eprintln!("LEAKHOUND_SCENARIO_EVIDENCE: {other:?} is not counts, dumps or both");
+            std::process::exit(2);
+        }
+    };
+    for ev in evidence {
+        run(&rt, dir.path(), &cfg, &seeds, &kinds, verbose, ev);
+    }
+}
+
+fn run(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    cfg: &AnalyzeConfig,
+    seeds: &[u64],
+    kinds: &[String],
+    verbose: bool,
+    evidence: Evidence,
+) {
     let started = Instant::now();
     let mut results: Vec<ScenarioResult> = Vec::new();
-    for seed in &seeds {
-        for kind in &kinds {
+    for seed in seeds {
+        for kind in kinds {
             let Some(s) = scenarios::generate(kind, *seed) else {
                 eprintln!("unknown scenario kind {kind}");
                 std::process::exit(2);
             };
             let t = Instant::now();
             let r = rt
-                .block_on(backtest::run_scenario(dir.path(), &s, &cfg))
+                .block_on(backtest::run_scenario(dir, &s, cfg, evidence))
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name));
             if verbose {
                 if !s.detail.is_empty() {
@@ -89,7 +113,11 @@ fn main() {
         }
     }
     println!(
-        "detection: {} scenarios ({} leaking), seeds {:?}, {:.0}s",
+        "detection ({}): {} scenarios ({} leaking), seeds {:?}, {:.0}s",
+        match evidence {
+            Evidence::Counts => "counts only",
+            Evidence::CountsAndDumps => "counts and debug=2 dumps",
+        },
         results.len(),
         results.iter().filter(|r| r.leak).count(),
         seeds,
@@ -114,7 +142,7 @@ fn main() {
     }
     // Per kind, for the product: what misses and what false-alarms.
     println!("per kind (leakhound): detected/leaks, false alarms, max delay");
-    for kind in &kinds {
+    for kind in kinds {
         let rs: Vec<&ScenarioResult> = results.iter().filter(|r| &r.kind == kind).collect();
         let o: Vec<_> = rs
             .iter()

@@ -19,7 +19,9 @@ use leakhound_schemas::events::{LeakEvent, Level};
 
 use crate::engine::{AnalyzeConfig, Emit, analyze};
 use crate::error::Result;
-use crate::scenarios::Scenario;
+use crate::scenarios::{DumpPoint, Scenario};
+use leakhound_ingest::residence::IdTracker;
+use leakhound_schemas::model::{SampleGroup, Snapshot};
 
 pub const PRODUCT: &str = "leakhound";
 
@@ -82,23 +84,145 @@ impl Score {
     }
 }
 
-/// Write a scenario's rows into `store`.
-pub async fn load(store: &Store, s: &Scenario) -> Result<()> {
+/// Counts only (what a Prometheus history gives), or the debug=2 captures ingest would have
+/// taken as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    Counts,
+    CountsAndDumps,
+}
+
+/// Write a scenario's rows into `store`: its counts, and with [`Evidence::CountsAndDumps`] its
+/// captures as debug=2 samples (ids through ingest's tracker, so ages are measured the way
+/// ingest measures them).
+pub async fn load(store: &Store, s: &Scenario, evidence: Evidence) -> Result<()> {
     let mut w = Writer::new(store.clone());
     // One batch per day keeps batches small; the name hashes the scenario and day.
-    let mut by_day: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+    const DAY_US: i64 = 86_400_000_000;
+    let mut by_day: BTreeMap<i64, Batch> = BTreeMap::new();
+    let mut counts: BTreeMap<i64, Vec<_>> = BTreeMap::new();
     for r in &s.rows {
-        by_day
-            .entry(r.ts_us / 86_400_000_000)
-            .or_default()
-            .push(r.clone());
+        counts.entry(r.ts_us / DAY_US).or_default().push(r.clone());
     }
-    for (day, rows) in by_day {
-        let mut b = Batch::default();
-        b.add_counts(rows, &format!("{}@{day}", s.name));
+    for (day, rows) in counts {
+        by_day
+            .entry(day)
+            .or_default()
+            .add_counts(rows, &format!("{}@{day}", s.name));
+    }
+    if evidence == Evidence::CountsAndDumps {
+        let targets: HashMap<&str, _> = s
+            .rows
+            .iter()
+            .map(|r| (r.target.pod.as_str(), r.target.clone()))
+            .collect();
+        let mut dumps = Dumps::new();
+        let mut tracker = IdTracker::default();
+        for d in &s.dumps {
+            let Some(target) = targets.get(d.pod.as_str()) else {
+                continue;
+            };
+            let snap = dumps.capture(d);
+            let ts_us = d.ts_s * 1_000_000;
+            by_day.entry(ts_us / DAY_US).or_default().add_samples(
+                &mut tracker,
+                target,
+                ts_us,
+                &format!("{}@{}@{}", s.name, d.pod, d.ts_s),
+                &snap,
+            );
+        }
+    }
+    for (_, b) in by_day {
         w.commit(b).await?;
     }
     Ok(())
+}
+
+/// Builds a scenario's captures as a Go process would print them: goroutine ids count up from 1
+/// in each process, long-lived goroutines keep theirs, short-lived ones are new in every
+/// capture, and leaked ones stay.
+struct Dumps {
+    /// A parsed debug=2 dump with one goroutine of each kind: (long-lived, short-lived, leaked).
+    template: [SampleGroup; 3],
+    /// Per pod: (process start, next goroutine id, ids of its leaked goroutines).
+    procs: HashMap<String, (i64, u64, Vec<u64>)>,
+}
+
+const TEMPLATE: &str = "goroutine 1 [select]:
+main.(*worker).run(0xc000120000)
+\t/app/worker.go:48 +0x1c5
+created by main.main in goroutine 1
+\t/app/main.go:31 +0x2a5
+
+goroutine 2 [IO wait]:
+internal/poll.runtime_pollWait(0x7f0c, 0x72)
+\t/usr/local/go/src/runtime/netpoll.go:351 +0x85
+net/http.(*conn).serve(0xc0001a4000, {0x9d3c10, 0xc000112000})
+\t/usr/local/go/src/net/http/server.go:2102 +0x625
+created by net/http.(*Server).Serve in goroutine 1
+\t/usr/local/go/src/net/http/server.go:3454 +0x485
+
+goroutine 3 [chan send]:
+main.publish(0xc0000b0000)
+\t/app/events.go:77 +0x4e
+created by main.handleOrder in goroutine 2
+\t/app/orders.go:112 +0x1b6
+";
+
+impl Dumps {
+    fn new() -> Self {
+        let snap = leakhound_ingest::parse::parse_snapshot(TEMPLATE.as_bytes(), "scenario template")
+            .expect("the scenario template parses");
+        let group = |state: &str| {
+            snap.groups
+                .iter()
+                .find(|g| g.state == state)
+                .cloned()
+                .expect("template group")
+        };
+        Dumps {
+            template: [group("select"), group("IO wait"), group("chan send")],
+            procs: HashMap::new(),
+        }
+    }
+
+    fn capture(&mut self, d: &DumpPoint) -> Snapshot {
+        let proc = self
+            .procs
+            .entry(d.pod.clone())
+            .or_insert((d.process_start_s, 1, Vec::new()));
+        if proc.0 != d.process_start_s {
+            *proc = (d.process_start_s, 1, Vec::new());
+        }
+        let (_, next, leaked) = proc;
+        // The long-lived goroutines started first.
+        *next = (*next).max(d.stable + 1);
+        let stable: Vec<u64> = (1..=d.stable).collect();
+        // Leaked goroutines stay; the ones leaked since the last capture are newer than it.
+        leaked.truncate(d.leaked as usize);
+        while (leaked.len() as u64) < d.leaked {
+            leaked.push(*next);
+            *next += 1;
+        }
+        let churn: Vec<u64> = (*next..*next + d.churn).collect();
+        *next += d.churn;
+        let mut snap = Snapshot {
+            kind: leakhound_schemas::ProfileKind::Goroutine,
+            format: Some(leakhound_schemas::model::DumpFormat::Debug2),
+            ..Default::default()
+        };
+        for (t, ids) in self.template.iter().zip([stable, churn, leaked.clone()]) {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut g = t.clone();
+            g.count = ids.len() as u64;
+            g.goroutine_ids = ids;
+            snap.groups.push(g);
+        }
+        snap
+    }
 }
 
 /// Score the events of one scenario.
@@ -172,10 +296,11 @@ pub async fn run_scenario(
     dir: &std::path::Path,
     s: &Scenario,
     cfg: &AnalyzeConfig,
+    evidence: Evidence,
 ) -> Result<ScenarioResult> {
-    let path = dir.join(s.name.replace('#', "-"));
+    let path = dir.join(format!("{}-{evidence:?}", s.name.replace('#', "-")));
     let store = Store::open(path.to_str().unwrap_or("."))?;
-    load(&store, s).await?;
+    load(&store, s, evidence).await?;
     // Replay from two hours in (the rules need their history) to the end.
     let analysis = analyze(&store, s.start_s + 7_200, s.end_s, Emit::Changes, cfg).await?;
     Ok(score(s, &analysis.events))
@@ -201,3 +326,39 @@ pub fn totals(results: &[ScenarioResult]) -> BTreeMap<String, Score> {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::generate;
+
+    fn product(s: &Scenario, evidence: Evidence) -> DetectorOutcome {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let r = rt
+            .block_on(run_scenario(
+                dir.path(),
+                s,
+                &AnalyzeConfig::default(),
+                evidence,
+            ))
+            .unwrap();
+        r.per_detector[PRODUCT].clone()
+    }
+
+    /// A batch's first run ramps for 17 minutes: from the counts alone it is a leak's start
+    /// (the known limit); the captures ingest takes on the way up show that the new goroutines
+    /// come and go, and no L2/L3 is raised. A fast leak with captures is still caught in time.
+    #[test]
+    fn dumps_tell_a_first_batch_from_a_leak() {
+        let batch = generate("first_seen_batch", 200).unwrap();
+        assert!(batch.detail.contains("over 17 min"), "{}", batch.detail);
+        assert!(product(&batch, Evidence::Counts).false_alarms > 0);
+        assert_eq!(product(&batch, Evidence::CountsAndDumps).false_alarms, 0);
+        let leak = generate("fast_leak", 200).unwrap();
+        let o = product(&leak, Evidence::CountsAndDumps);
+        assert!(o.detected && o.false_alarms == 0, "{o:?}");
+        assert!(o.delay_s.unwrap() <= 15 * 60, "{o:?}");
+    }
+}
+

@@ -627,23 +627,48 @@ pub fn stl_findings(
     out
 }
 
-/// Residence figures of one pod at one snapshot.
+/// Residence figures of one pod at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Residence {
     pub p99_s: Option<f64>,
     pub alive_share: Option<f64>,
 }
 
-/// Residence per (namespace, pod), by snapshot time, from the samples that carry ages
-/// (debug=2 scrapes with goroutine-id tracking).
-pub async fn residence(
+/// One sample group of a debug=2 capture: goroutines of one stack in one state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureGroup {
+    pub stack_id: i64,
+    pub state: String,
+    pub goroutines: f64,
+    /// Of them, alive 5 minutes earlier.
+    pub alive_over_5m: f64,
+    pub age_p99_s: f64,
+}
+
+impl CaptureGroup {
+    fn blocked(&self) -> bool {
+        !matches!(self.state.as_str(), "running" | "runnable" | "syscall" | "")
+    }
+}
+
+/// One pod's debug=2 captures (those that carry ages: goroutine-id tracking), in time order.
+#[derive(Debug, Clone, Default)]
+pub struct PodCaptures {
+    pub workload: Option<String>,
+    pub captures: Vec<(i64, Vec<CaptureGroup>)>,
+}
+
+/// Per (namespace, pod).
+pub type Captures = HashMap<(String, String), PodCaptures>;
+
+pub async fn captures(
     ctx: &SessionContext,
     from_s: i64,
     to_s: i64,
     namespace: &str,
-) -> Result<HashMap<(String, String), Vec<(i64, Residence)>>> {
+) -> Result<Captures> {
     let sql = format!(
-        "SELECT namespace, pod, ts, state, goroutines, alive_over_5m, age_p99_s \
+        "SELECT namespace, pod, workload, ts, stack_id, state, goroutines, alive_over_5m, age_p99_s \
          FROM goroutine_samples \
          WHERE profile = 'goroutine' AND age_p99_s IS NOT NULL \
            AND ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
@@ -656,14 +681,14 @@ pub async fn residence(
         ns = namespace.replace('\'', "''"),
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
-    // (ns, pod, ts) → (total, alive, [(age_p99, n) of blocked groups])
-    type Acc = (f64, f64, Vec<(f64, f64)>);
-    let mut acc: BTreeMap<(String, String, i64), Acc> = BTreeMap::new();
+    let mut out: Captures = HashMap::new();
     for b in &batches {
-        let (ns, pod, ts, state, n, alive, age) = (
+        let (ns, pod, workload, ts, stack, state, n, alive, age) = (
             strs(b, "namespace")?,
             strs(b, "pod")?,
+            strs(b, "workload")?,
             ts_micros(b, "ts")?,
+            i64s(b, "stack_id")?,
             strs(b, "state")?,
             f64s(b, "goroutines")?,
             f64s(b, "alive_over_5m")?,
@@ -673,61 +698,136 @@ pub async fn residence(
             let key = (
                 ns[i].clone().unwrap_or_default(),
                 pod[i].clone().unwrap_or_default(),
-                ts[i].unwrap_or(0) / 1_000_000,
             );
-            let e = acc.entry(key).or_default();
-            let n = n[i].unwrap_or(0.0);
-            e.0 += n;
-            e.1 += alive[i].unwrap_or(0.0);
-            let st = state[i].as_deref().unwrap_or("");
-            if !matches!(st, "running" | "runnable" | "syscall" | "") {
-                e.2.push((age[i].unwrap_or(0.0), n));
+            let ts = ts[i].unwrap_or(0) / 1_000_000;
+            let pc = out.entry(key).or_default();
+            if pc.workload.is_none() {
+                pc.workload = workload[i].clone();
+            }
+            let v = &mut pc.captures;
+            if v.last().is_none_or(|(t, _)| *t != ts) {
+                v.push((ts, Vec::new()));
+            }
+            if let Some((_, groups)) = v.last_mut() {
+                groups.push(CaptureGroup {
+                    stack_id: stack[i].unwrap_or(0),
+                    state: state[i].clone().unwrap_or_default(),
+                    goroutines: n[i].unwrap_or(0.0),
+                    alive_over_5m: alive[i].unwrap_or(0.0),
+                    age_p99_s: age[i].unwrap_or(0.0),
+                });
             }
         }
-    }
-    let mut out: HashMap<(String, String), Vec<(i64, Residence)>> = HashMap::new();
-    for ((ns, pod, ts), (total, alive, mut ages)) in acc {
-        // P99 over blocked goroutines, each group standing for its count at its own P99 age.
-        ages.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let blocked: f64 = ages.iter().map(|a| a.1).sum();
-        let p99 = (blocked > 0.0).then(|| {
-            let want = 0.99 * blocked;
-            let mut seen = 0.0;
-            for (age, n) in &ages {
-                seen += n;
-                if seen >= want {
-                    return *age;
-                }
-            }
-            ages.last().map(|a| a.0).unwrap_or(0.0)
-        });
-        out.entry((ns, pod)).or_default().push((
-            ts,
-            Residence {
-                p99_s: p99,
-                alive_share: (total > 0.0).then_some(alive / total),
-            },
-        ));
     }
     Ok(out)
 }
 
-fn residence_at(
-    res: &HashMap<(String, String), Vec<(i64, Residence)>>,
-    scope: &Scope,
-    t: i64,
-) -> Residence {
-    let pick = |ns: &str, pod: &str| -> Option<Residence> {
-        let v = res.get(&(ns.to_string(), pod.to_string()))?;
-        let i = v.partition_point(|(ts, _)| *ts <= t);
-        let (ts, r) = v.get(i.checked_sub(1)?)?;
-        // A snapshot older than 15 minutes says nothing about now.
-        (t - ts <= 900).then_some(*r)
-    };
-    match &scope.pod {
-        Some(p) => pick(&scope.namespace, p).unwrap_or_default(),
-        None => Residence::default(),
+/// P99 over `(age, goroutines)` pairs, each standing for its count at its age.
+fn p99_of(mut ages: Vec<(f64, f64)>) -> Option<f64> {
+    ages.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n: f64 = ages.iter().map(|a| a.1).sum();
+    if n <= 0.0 {
+        return None;
     }
+    let want = 0.99 * n;
+    let mut seen = 0.0;
+    for (age, k) in &ages {
+        seen += k;
+        if seen >= want {
+            return Some(*age);
+        }
+    }
+    ages.last().map(|a| a.0)
+}
+
+/// The goroutines a growth consists of, summed over captures (one pod's, or a workload's pods).
+///
+/// Residence is that of what grew: the goroutines of the groups (stack and state) that hold
+/// more now than in the capture before the growth. Long-lived goroutines (servers, worker
+/// pools, tickers) are old in every healthy service, so the residence of a whole capture says
+/// "they stay" about any pod with a few dozen of them; whether the *new* goroutines stay is what
+/// tells a leak from a batch or a traffic ramp. A grown group's P99 age stands for its new
+/// goroutines (an overestimate when it also held old ones), and its goroutines alive 5 minutes
+/// ago beyond the base count are the new ones that stayed. Against an empty base (no capture
+/// before the growth) this is the residence of the whole capture.
+#[derive(Debug, Default)]
+struct Growth {
+    grown: f64,
+    stayed: f64,
+    /// (P99 age, goroutines) of the grown blocked groups.
+    ages: Vec<(f64, f64)>,
+}
+
+impl Growth {
+    fn add(&mut self, base: &[CaptureGroup], now: &[CaptureGroup]) {
+        for g in now {
+            let before: f64 = base
+                .iter()
+                .filter(|b| b.stack_id == g.stack_id && b.state == g.state)
+                .map(|b| b.goroutines)
+                .sum();
+            let d = g.goroutines - before;
+            if d <= 0.0 {
+                continue;
+            }
+            self.grown += d;
+            self.stayed += (g.alive_over_5m - before).clamp(0.0, d);
+            if g.blocked() {
+                self.ages.push((g.age_p99_s, d));
+            }
+        }
+    }
+
+    /// None when nothing grew.
+    fn residence(self) -> Option<Residence> {
+        (self.grown > 0.0).then(|| Residence {
+            alive_share: Some(self.stayed / self.grown),
+            p99_s: p99_of(self.ages),
+        })
+    }
+}
+
+/// Residence for an episode of `scope` whose growth began after `growth_from_s`, as of `t`: of
+/// what grew since the last capture at or before then (each pod's own, for a workload), from
+/// captures at most 15 minutes old. Of the whole latest captures when the captures show no
+/// growth; none without a recent capture.
+fn residence_at(caps: &Captures, scope: &Scope, t: i64, growth_from_s: i64) -> Residence {
+    let pods: Vec<&PodCaptures> = match &scope.pod {
+        Some(p) => caps
+            .get(&(scope.namespace.clone(), p.clone()))
+            .into_iter()
+            .collect(),
+        None if scope.workload.is_some() => caps
+            .iter()
+            .filter(|((ns, _), pc)| *ns == scope.namespace && pc.workload == scope.workload)
+            .map(|(_, pc)| pc)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut growth = Growth::default();
+    let mut whole = Growth::default();
+    for pc in pods {
+        let v = &pc.captures;
+        let at = |t: i64| v.partition_point(|(ts, _)| *ts <= t).checked_sub(1);
+        let Some(i) = at(t) else {
+            continue;
+        };
+        let (ts, now) = &v[i];
+        // A capture older than 15 minutes says nothing about now.
+        if t - ts > 900 {
+            continue;
+        }
+        let base: &[CaptureGroup] = match at(growth_from_s) {
+            Some(b) if b < i => &v[b].1,
+            _ => &[],
+        };
+        growth.add(base, now);
+        whole.add(&[], now);
+    }
+    growth
+        .residence()
+        .or_else(|| whole.residence())
+        .unwrap_or_default()
 }
 
 /// Earlier events of the store, for episode continuity of live runs: the latest per
@@ -825,7 +925,9 @@ pub async fn analyze(
         drop_recurring(&mut fs, &series);
         findings.extend(fs);
     }
-    let res = residence(&ctx, first - 3_600, to_s, &cfg.namespace).await?;
+    // From 6 hours before: an episode's capture before its onset (older episodes fall back to
+    // whole captures, see `residence_at`).
+    let caps = captures(&ctx, first - 6 * 3_600, to_s, &cfg.namespace).await?;
     // Growth of the same pod at the same time from the growth rule, for events of detectors
     // that do not measure it.
     let growth_of: HashMap<(Scope, i64), f64> = findings
@@ -873,6 +975,8 @@ pub async fn analyze(
                 let onset = f.onset_s.unwrap_or(f.eval_s).min(f.eval_s);
                 let mut ep = Episode {
                     onset_s: onset,
+                    // The growth lies within what the first firing looked at.
+                    growth_from_s: onset.min(f.eval_s - f.window_s),
                     // Rules fire on the value's excess over their baseline (the 2 h P95, the
                     // hour's low): that excess is the growth the episode starts from.
                     value_at_onset: f.baseline.unwrap_or(f.value),
@@ -897,7 +1001,7 @@ pub async fn analyze(
             });
             ep.misses = 0;
             ep.consecutive += 1;
-            let r = residence_at(&res, &scope, f.eval_s);
+            let r = residence_at(&caps, &scope, f.eval_s, ep.growth_from_s);
             let growth = if detector == BASELINE_RULE {
                 growth_of
                     .get(&(scope.clone(), f.eval_s))
@@ -969,6 +1073,8 @@ fn at(t: i64) -> DateTime<Utc> {
 
 struct Episode {
     onset_s: i64,
+    /// When the growth had not begun yet: the residence of an event is that of what grew since.
+    growth_from_s: i64,
     value_at_onset: f64,
     event_id: String,
     consecutive: u32,
@@ -1107,4 +1213,128 @@ pub async fn write_results(
         files += 1;
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(stack_id: i64, state: &str, n: f64, alive: f64, age: f64) -> CaptureGroup {
+        CaptureGroup {
+            stack_id,
+            state: state.into(),
+            goroutines: n,
+            alive_over_5m: alive,
+            age_p99_s: age,
+        }
+    }
+
+    fn pod_scope() -> Scope {
+        Scope {
+            cluster: None,
+            namespace: "shop".into(),
+            workload_kind: Some("Deployment".into()),
+            workload: Some("cart".into()),
+            pod: Some("cart-1".into()),
+        }
+    }
+
+    fn growth(base: &[CaptureGroup], now: &[CaptureGroup]) -> Option<Residence> {
+        let mut g = Growth::default();
+        g.add(base, now);
+        g.residence()
+    }
+
+    #[test]
+    fn residence_is_that_of_what_grew() {
+        // 40 long-lived workers (hours old) beside requests that come and go.
+        let before = vec![
+            g(1, "select", 40.0, 40.0, 7_200.0),
+            g(2, "IO wait", 1_000.0, 0.0, 0.0),
+        ];
+        // A batch doubles the requests: the whole capture's P99 says "old" (the workers are 2 %
+        // of its blocked goroutines), the growth says "young".
+        let batch = vec![
+            g(1, "select", 40.0, 40.0, 7_800.0),
+            g(2, "IO wait", 2_000.0, 0.0, 0.0),
+        ];
+        let whole = growth(&[], &batch).unwrap();
+        assert_eq!(whole.p99_s, Some(7_800.0));
+        assert_eq!(whole.alive_share, Some(40.0 / 2_040.0));
+        let r = growth(&before, &batch).unwrap();
+        assert_eq!(r.p99_s, Some(0.0));
+        assert_eq!(r.alive_share, Some(0.0));
+        // A leak: a new blocked stack whose goroutines stay.
+        let leak = vec![
+            g(1, "select", 40.0, 40.0, 7_800.0),
+            g(2, "IO wait", 1_000.0, 0.0, 0.0),
+            g(3, "chan send", 600.0, 300.0, 594.0),
+        ];
+        let r = growth(&before, &leak).unwrap();
+        assert_eq!(r.p99_s, Some(594.0));
+        assert_eq!(r.alive_share, Some(0.5));
+        // A stack that held goroutines before: only those beyond the old count are new.
+        let grew = vec![g(1, "select", 50.0, 45.0, 7_800.0)];
+        assert_eq!(growth(&before, &grew).unwrap().alive_share, Some(0.5));
+        // Nothing grew: no figure of the growth.
+        assert!(growth(&before, &before).is_none());
+    }
+
+    #[test]
+    fn residence_at_uses_the_capture_before_the_growth_or_the_whole_capture() {
+        let before = vec![
+            g(1, "select", 40.0, 40.0, 7_200.0),
+            g(2, "IO wait", 1_000.0, 0.0, 0.0),
+        ];
+        let batch = vec![
+            g(1, "select", 40.0, 40.0, 7_800.0),
+            g(2, "IO wait", 2_000.0, 0.0, 0.0),
+        ];
+        let leak = vec![
+            g(1, "select", 40.0, 40.0, 7_800.0),
+            g(2, "IO wait", 1_000.0, 0.0, 0.0),
+            g(3, "chan send", 600.0, 300.0, 594.0),
+        ];
+        let pod = |captures| PodCaptures {
+            workload: Some("cart".into()),
+            captures,
+        };
+        let mut caps: Captures = HashMap::new();
+        caps.insert(
+            ("shop".into(), "cart-1".into()),
+            pod(vec![(1_000, before.clone()), (1_600, batch.clone())]),
+        );
+        let scope = pod_scope();
+        // Growth after 1,000: of the growth.
+        assert_eq!(residence_at(&caps, &scope, 1_800, 1_200).p99_s, Some(0.0));
+        // No capture before the growth: the whole latest capture.
+        assert_eq!(
+            residence_at(&caps, &scope, 1_800, 900).p99_s,
+            Some(7_800.0)
+        );
+        // The latest capture is more than 15 minutes old: nothing.
+        assert_eq!(residence_at(&caps, &scope, 2_600, 1_200).p99_s, None);
+        // A workload: the growth of each of its pods since its own capture before, summed. One
+        // pod's batch (1,000 young) and another's leak (600 staying half): 300 of 1,600 stayed.
+        caps.insert(
+            ("shop".into(), "cart-2".into()),
+            pod(vec![(1_100, before.clone()), (1_700, leak)]),
+        );
+        caps.insert(
+            ("other".into(), "cart-3".into()),
+            pod(vec![(1_100, before.clone()), (1_700, batch)]),
+        );
+        let workload = Scope {
+            pod: None,
+            ..pod_scope()
+        };
+        let r = residence_at(&caps, &workload, 1_800, 1_200);
+        assert_eq!(r.alive_share, Some(300.0 / 1_600.0));
+        assert_eq!(r.p99_s, Some(594.0));
+        let elsewhere = Scope {
+            workload: Some("payments".into()),
+            ..workload
+        };
+        assert_eq!(residence_at(&caps, &elsewhere, 1_800, 1_200).p99_s, None);
+    }
 }

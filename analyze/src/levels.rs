@@ -8,6 +8,11 @@
 //! | P99 residence of blocked goroutines | < 30 s | 30–120 s | > 120 s |
 //! | share of goroutines alive over 5 min | < 0.1 % | 0.1–1 % | > 1 % |
 //!
+//! The residence measures are taken over the goroutines the episode's growth consists of (the
+//! stacks that grew since the debug=2 capture before it; `engine::residence_at`), not over the
+//! whole pod: every healthy service keeps a few dozen goroutines for its whole life (servers,
+//! worker pools, tickers), which would put any pod's P99 and alive share at danger.
+//!
 //! A detector's firing becomes a level with the episode it belongs to:
 //! - **L1, transient jitter**: the detector fired, but not for `sustain_evals` consecutive
 //!   evaluations, or the goroutines it saw are young (residence and alive share both safe, when

@@ -22,6 +22,15 @@
 //! | `recorded_bursts` | no | the same program and bursts, no leak |
 //!
 //! Recordings are replayed one sample per minute on a seed-drawn base, scale and noise.
+//!
+//! **Dumps.** Each scenario also says what the debug=2 captures `leakhound ingest` would have
+//! taken held ([`DumpPoint`]), on ingest's own schedule (every 10 passes, and whenever the count
+//! grew by 20 % and 20 goroutines): long-lived goroutines from the process start (servers,
+//! workers), short-lived ones new in each capture (requests, batch tasks, bursts), and the leaked
+//! ones, which stay until the process ends. The backtest can land them as real debug=2 samples
+//! (goroutine ids and all, through ingest's id tracker) or leave them out (counts only, what a
+//! Prometheus history gives). How many goroutines are long-lived is drawn from a generator of
+//! its own, so the counts are the same draw with or without dumps.
 
 use leakhound_ingest::rows::{CountRow, Target};
 use rand::rngs::StdRng;
@@ -54,6 +63,23 @@ pub struct Scenario {
     pub leak: Option<LeakLabel>,
     /// What was drawn, where the kind alone does not say (e.g. a batch's ramp); may be empty.
     pub detail: String,
+    /// The debug=2 captures ingest would have taken, per pod in time order.
+    pub dumps: Vec<DumpPoint>,
+}
+
+/// What one debug=2 capture of a pod held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpPoint {
+    pub pod: String,
+    /// The process's start: goroutine ids begin again at 1 in a new process.
+    pub process_start_s: i64,
+    pub ts_s: i64,
+    /// Long-lived goroutines (servers, workers, tickers), there since the process started.
+    pub stable: u64,
+    /// Short-lived goroutines (requests, batch tasks, bursts): new ones in every capture.
+    pub churn: u64,
+    /// Leaked goroutines: they stay until the process ends.
+    pub leaked: u64,
 }
 
 pub const KINDS: &[&str] = &[
@@ -106,6 +132,11 @@ struct Gen {
     namespace: String,
     workload: String,
     rows: Vec<CountRow>,
+    /// Long-lived goroutines per process (drawn apart from `rng`).
+    stable: u64,
+    dumps: Vec<DumpPoint>,
+    /// Per pod: (time, count, process start) of its last capture.
+    last_dump: std::collections::HashMap<String, (i64, i64, i64)>,
 }
 
 impl Gen {
@@ -116,7 +147,35 @@ impl Gen {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
-    fn push(&mut self, life: &PodLife, restarts: i64, ts_s: i64, v: f64) {
+    /// One minute of a pod: its count row, and a capture when ingest's schedule takes one
+    /// (`leaked` of the `v` goroutines are leaked ones).
+    fn push(&mut self, life: &PodLife, restarts: i64, ts_s: i64, v: f64, leaked: f64) {
+        let n = v.round().max(1.0) as i64;
+        let opts = leakhound_ingest::scrape::PassOptions::default();
+        let due = match self.last_dump.get(&life.name) {
+            None => true,
+            Some(&(t, before, start)) => {
+                start != life.start_s
+                    || ts_s - t >= opts.debug2_every as i64 * 60
+                    || (n - before >= opts.debug2_growth_min
+                        && n as f64 >= before as f64 * opts.debug2_growth_ratio)
+            }
+        };
+        if due {
+            self.last_dump
+                .insert(life.name.clone(), (ts_s, n, life.start_s));
+            let n = n as u64;
+            let stable = self.stable.min(n);
+            let leaked = (leaked.round().max(0.0) as u64).min(n - stable);
+            self.dumps.push(DumpPoint {
+                pod: life.name.clone(),
+                process_start_s: life.start_s,
+                ts_s,
+                stable,
+                churn: n - stable - leaked,
+                leaked,
+            });
+        }
         self.rows.push(CountRow {
             target: Target {
                 cluster: None,
@@ -127,7 +186,7 @@ impl Gen {
                 ..Default::default()
             },
             ts_us: ts_s * 1_000_000,
-            goroutines: v.round().max(1.0) as i64,
+            goroutines: n,
             process_start_time_us: Some(life.start_s * 1_000_000),
             container_restarts: Some(restarts),
             source: "scenario".into(),
@@ -136,12 +195,18 @@ impl Gen {
         });
     }
 
-    /// Emit one pod's minutes with `f(t)` as the noiseless value.
+    /// Emit one pod's minutes with `f(t)` as the noiseless value; none of it leaks.
     fn pod(&mut self, life: &PodLife, noise: f64, f: &mut dyn FnMut(i64) -> f64) {
+        self.leaking_pod(life, noise, &mut |t| (f(t), 0.0));
+    }
+
+    /// Emit one pod's minutes with `f(t)` as (the noiseless value, the leaked part of it).
+    fn leaking_pod(&mut self, life: &PodLife, noise: f64, f: &mut dyn FnMut(i64) -> (f64, f64)) {
         let mut t = life.start_s;
         while t < life.end_s {
-            let v = f(t) * (1.0 + noise * self.gauss());
-            self.push(life, 0, t, v);
+            let (x, leaked) = f(t);
+            let v = x * (1.0 + noise * self.gauss());
+            self.push(life, 0, t, v, leaked);
             t += 60;
         }
     }
@@ -158,6 +223,10 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         namespace: format!("sc-{kind}-{seed}").replace('_', "-"),
         workload: kind.replace('_', "-"),
         rows: Vec::new(),
+        stable: StdRng::seed_from_u64(seed ^ 0x5eed_d0c5 ^ (kind.len() as u64) << 40)
+            .random_range(10..60),
+        dumps: Vec::new(),
+        last_dump: Default::default(),
     };
     let mut detail = String::new();
     let base: f64 = g.rng.random_range(150.0..2000.0);
@@ -283,7 +352,7 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
                         1.0
                     };
                     let v = base * diurnal(t, amp * 0.5, phase) * (1.0 + n * g.gauss()) * outlier;
-                    g.push(&life, 0, t, v.max(1.0));
+                    g.push(&life, 0, t, v.max(1.0), 0.0);
                     t += 60;
                 }
             }
@@ -321,7 +390,7 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
                         start_s: life_start,
                         end_s: end,
                     };
-                    g.push(&life, restarts, t, v);
+                    g.push(&life, restarts, t, v, grown);
                     t += 60;
                 }
             }
@@ -341,13 +410,13 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
             let leaker = g.rng.random_range(0..6);
             for i in 0..6 {
                 let b = base * g.rng.random_range(0.9..1.1);
-                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                g.leaking_pod(&pod(&wl, i, start, end), noise, &mut |t| {
                     let l = if i == leaker && t >= onset {
                         rate * (t - onset) as f64
                     } else {
                         0.0
                     };
-                    b * diurnal(t, amp, phase) + l
+                    (b * diurnal(t, amp, phase) + l, l)
                 });
             }
             (
@@ -364,13 +433,13 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
             let onset = start + 2 * DAY + g.rng.random_range(0..12) * HOUR;
             let per_min = g.rng.random_range(0.5..3.0);
             let b = base.min(600.0);
-            g.pod(&pod(&wl, 0, start, end), noise, &mut |t| {
+            g.leaking_pod(&pod(&wl, 0, start, end), noise, &mut |t| {
                 let l = if t >= onset {
                     per_min * (t - onset) as f64 / 60.0
                 } else {
                     0.0
                 };
-                b * diurnal(t, amp * 0.5, phase) + l
+                (b * diurnal(t, amp * 0.5, phase) + l, l)
             });
             (
                 end,
@@ -388,13 +457,13 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
             let mut pods = Vec::new();
             for i in 0..2 {
                 pods.push(format!("{wl}-{i}"));
-                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                g.leaking_pod(&pod(&wl, i, start, end), noise, &mut |t| {
                     let l = if t >= onset {
                         rate * (t - onset) as f64
                     } else {
                         0.0
                     };
-                    base * diurnal(t, amp * 0.5, phase) + l
+                    (base * diurnal(t, amp * 0.5, phase) + l, l)
                 });
             }
             (
@@ -414,13 +483,13 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
             let mut pods = Vec::new();
             for i in 0..2 {
                 pods.push(format!("{wl}-{i}"));
-                g.pod(&pod(&wl, i, start, fix), noise, &mut |t| {
+                g.leaking_pod(&pod(&wl, i, start, fix), noise, &mut |t| {
                     let l = if t >= onset {
                         rate * (t - onset) as f64
                     } else {
                         0.0
                     };
-                    base * diurnal(t, amp * 0.5, phase) + l
+                    (base * diurnal(t, amp * 0.5, phase) + l, l)
                 });
                 g.pod(&pod(&format!("{wl}-fixed"), i, fix, end), noise, &mut |t| {
                     base * diurnal(t, amp * 0.5, phase)
@@ -448,10 +517,24 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
             let end = start + ((values.len() + lead) as i64) * 60;
             let life = pod(&wl, 0, start, end);
             let idle = values.first().copied().unwrap_or(0.0);
+            // The leaked part: the floor that bursts ride on, from the onset on (a leak only
+            // grows, so it is the lowest count still to come above the count at the onset).
+            let mut leaked = vec![0.0; values.len()];
+            if let Some(o) = onset.filter(|o| *o < values.len()) {
+                let mut floor = f64::INFINITY;
+                for i in (o..values.len()).rev() {
+                    floor = floor.min(values[i]);
+                    leaked[i] = scale * (floor - values[o]).max(0.0);
+                }
+            }
             for i in 0..values.len() + lead {
-                let v = if i < lead { idle } else { values[i - lead] };
+                let (v, l) = if i < lead {
+                    (idle, 0.0)
+                } else {
+                    (values[i - lead], leaked[i - lead])
+                };
                 let x = (offset + scale * v) * (1.0 + noise * g.gauss());
-                g.push(&life, 0, start + i as i64 * 60, x.max(1.0));
+                g.push(&life, 0, start + i as i64 * 60, x.max(1.0), l);
             }
             let leak = onset.map(|o| LeakLabel {
                 pods: vec![life.name.clone()],
@@ -472,6 +555,7 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         rows: g.rows,
         leak,
         detail,
+        dumps: g.dumps,
     })
 }
 
@@ -499,8 +583,34 @@ mod tests {
                     assert!(s.rows.iter().any(|r| &r.target.pod == p), "{kind}: {p}");
                 }
             }
+            // A capture holds what the count row of its minute says, and leaked goroutines
+            // only where and after the label says a leak is.
+            assert!(!s.dumps.is_empty(), "{kind}");
+            for d in &s.dumps {
+                let row = s
+                    .rows
+                    .iter()
+                    .find(|r| r.target.pod == d.pod && r.ts_us == d.ts_s * 1_000_000)
+                    .unwrap_or_else(|| panic!("{kind}: capture without a count: {d:?}"));
+                assert_eq!(
+                    (d.stable + d.churn + d.leaked) as i64,
+                    row.goroutines,
+                    "{kind}"
+                );
+                if d.leaked > 0 {
+                    let l = s.leak.as_ref().unwrap_or_else(|| panic!("{kind}: {d:?}"));
+                    assert!(l.pods.contains(&d.pod) && d.ts_s > l.onset_s, "{kind}: {d:?}");
+                }
+            }
+            if let Some(l) = &s.leak {
+                assert!(
+                    s.dumps.iter().any(|d| d.leaked > 0 && d.ts_s > l.onset_s),
+                    "{kind}: no capture shows the leak"
+                );
+            }
             let again = generate(kind, 7).unwrap();
             assert_eq!(again.rows, s.rows, "{kind} is not deterministic");
+            assert_eq!(again.dumps, s.dumps, "{kind} is not deterministic");
             let other = generate(kind, 8).unwrap();
             assert_ne!(other.rows, s.rows, "{kind} ignores its seed");
         }

@@ -128,6 +128,10 @@ fn replay_over_real_leaks_names_each_leak_with_its_pattern_and_count() {
     assert_eq!(e["pod"], "cart-7d9f-x2");
     assert_eq!(e["detector"], "growth_rule");
     assert!(e["growth_per_s"].as_f64().unwrap() > 0.1, "{e}");
+    // Residence is that of what grew (the leaked goroutines, there since their capture), not of
+    // the program's own long-lived goroutines: old, and most of them alive 5 minutes ago.
+    assert!(e["residence_p99_s"].as_f64().is_some_and(|r| r > 120.0), "{e}");
+    assert!(e["alive_over_5m_share"].as_f64().is_some_and(|a| a > 0.01), "{e}");
     // The goroutines leaked by the event's time: captures up to detected_at.
     let at = chrono::DateTime::parse_from_rfc3339(e["detected_at"].as_str().unwrap())
         .unwrap()
@@ -196,6 +200,78 @@ fn replay_over_real_leaks_names_each_leak_with_its_pattern_and_count() {
     assert_eq!(v["total"].as_i64(), Some(leaked), "{inspect}");
 }
 
+/// A ramp that is not a leak, on the real program: each capture holds more goroutines than the
+/// last (a batch fanning out), but they are new in every capture and gone by the next. The
+/// growth rule sees the ramp in the counts; the captures' goroutine ids show that what grew
+/// does not stay, so the firings stay L1 (recorded, no alert).
+#[test]
+fn a_ramp_of_short_lived_goroutines_stays_l1() {
+    let leaky = Leaky::start(&[]);
+    leaky.wait_steady();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive/shop/batch-5c8d-q1");
+    std::fs::create_dir_all(&archive).unwrap();
+    let t0: i64 = 1_790_812_800;
+    let (quiet, ramp, plateau) = (15, 15, 10);
+    for i in 0..(quiet + ramp + plateau) {
+        let n = (i - quiet + 1).clamp(0, ramp) * 30;
+        if n > 0 {
+            post(&format!("{}/burst?n={n}&for=1s", leaky.url));
+        }
+        let ts = chrono::DateTime::from_timestamp(t0 + 60 * i, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let dump = leaky.get("/debug/pprof/goroutine?debug=2");
+        write(&archive.join(format!("{ts}.debug2.txt")), dump);
+        // The burst is over before the next capture.
+        wait_until("the burst to end", std::time::Duration::from_secs(10), || {
+            leaky.leaks()["burst_goroutines"] == 0
+        });
+    }
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    ok(&[
+        "backfill",
+        "--store",
+        store,
+        dir.path().join("archive").to_str().unwrap(),
+    ]);
+    let end = t0 + 60 * (quiet + ramp + plateau - 1);
+    let events: Vec<serde_json::Value> = ok(&[
+        "analyze",
+        "--store",
+        store,
+        "--replay",
+        "--from",
+        &t0.to_string(),
+        "--to",
+        &end.to_string(),
+        "--detectors",
+        "growth_rule",
+        "--growth-min-per-s",
+        "0.1",
+        "--min-level",
+        "L1",
+        "--format",
+        "jsonl",
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+    .collect();
+    // The rule did fire on the ramp ...
+    assert!(
+        events.iter().any(|e| e["detector"] == "growth_rule"),
+        "the growth rule never fired on a ramp of {} goroutines: {events:?}",
+        ramp * 30
+    );
+    // ... and the captures kept every firing at L1: what grew was young and did not stay.
+    for e in &events {
+        assert_eq!(e["level"], "L1", "{e}");
+        let residence = e["residence_p99_s"].as_f64();
+        assert!(residence.is_some_and(|r| r < 30.0), "{e}");
+    }
+}
+
 /// Live runs (the CronJob) at consecutive 5-minute steps keep one event id for one episode, a
 /// re-run of the same step stores nothing twice, and a scenario without a leak gives no L2/L3.
 #[test]
@@ -207,8 +283,12 @@ fn live_runs_keep_one_event_per_episode_and_stay_quiet_without_a_leak() {
         let s = leakhound_analyze::scenarios::generate(kind, 11).unwrap();
         let path = dir.path().join(kind);
         let store = leakhound_ingest::Store::open(path.to_str().unwrap()).unwrap();
-        rt.block_on(leakhound_analyze::backtest::load(&store, &s))
-            .unwrap();
+        rt.block_on(leakhound_analyze::backtest::load(
+            &store,
+            &s,
+            leakhound_analyze::backtest::Evidence::Counts,
+        ))
+        .unwrap();
         stores.push((s, path.to_str().unwrap().to_string()));
     }
     let live = |store: &str, now: i64| -> Vec<serde_json::Value> {
