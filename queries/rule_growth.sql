@@ -24,8 +24,9 @@
 -- >= ~7 minutes (the eval catching most of it in the window) the first time the pod makes it;
 -- the 15-minute branch alone did so from ~12 minutes (scenario first_seen_batch). A ramp the
 -- pod also made at about this time yesterday is dropped by the engine (`recurring_rise`, over
--- the window that fired: `window_s`), and with goroutine dumps a ramp of young goroutines
--- below the danger growth stays L1 (residence, levels.rs). Considered and not taken: the
+-- the window that fired: `window_s`), and with goroutine dumps a ramp whose new goroutines do
+-- not stay, below the danger growth, stays L1 (residence of what grew: engine.rs
+-- `residence_at`, levels.rs; with ingest's captures no first_seen_batch reaches L2). Considered and not taken: the
 -- 10-minute branch only at 2-4x the fast threshold (leaks of 1-2/s would still take 17+
 -- minutes); "a new high for the pod, k x the day's range" (a batch's first run is a new high
 -- too, and a leak of 1/s on a large diurnal base is not k x its range in 10 minutes); a test

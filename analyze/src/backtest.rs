@@ -117,7 +117,8 @@ pub async fn load(store: &Store, s: &Scenario, evidence: Evidence) -> Result<()>
             .map(|r| (r.target.pod.as_str(), r.target.clone()))
             .collect();
         let mut dumps = Dumps::new();
-        let mut tracker = IdTracker::default();
+        // One tracker per process, as `ingest` starts afresh when a pod's process restarted.
+        let mut trackers: HashMap<(&str, i64), IdTracker> = HashMap::new();
         for d in &s.dumps {
             let Some(target) = targets.get(d.pod.as_str()) else {
                 continue;
@@ -125,7 +126,9 @@ pub async fn load(store: &Store, s: &Scenario, evidence: Evidence) -> Result<()>
             let snap = dumps.capture(d);
             let ts_us = d.ts_s * 1_000_000;
             by_day.entry(ts_us / DAY_US).or_default().add_samples(
-                &mut tracker,
+                trackers
+                    .entry((d.pod.as_str(), d.process_start_s))
+                    .or_default(),
                 target,
                 ts_us,
                 &format!("{}@{}@{}", s.name, d.pod, d.ts_s),
@@ -172,8 +175,9 @@ created by main.handleOrder in goroutine 2
 
 impl Dumps {
     fn new() -> Self {
-        let snap = leakhound_ingest::parse::parse_snapshot(TEMPLATE.as_bytes(), "scenario template")
-            .expect("the scenario template parses");
+        let snap =
+            leakhound_ingest::parse::parse_snapshot(TEMPLATE.as_bytes(), "scenario template")
+                .expect("the scenario template parses");
         let group = |state: &str| {
             snap.groups
                 .iter()
@@ -361,4 +365,3 @@ mod tests {
         assert!(o.delay_s.unwrap() <= 15 * 60, "{o:?}");
     }
 }
-

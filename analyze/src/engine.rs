@@ -788,9 +788,10 @@ impl Growth {
 }
 
 /// Residence for an episode of `scope` whose growth began after `growth_from_s`, as of `t`: of
-/// what grew since the last capture at or before then (each pod's own, for a workload), from
-/// captures at most 15 minutes old. Of the whole latest captures when the captures show no
-/// growth; none without a recent capture.
+/// what grew since the last capture at or before then (each pod's own, for a workload; all of a
+/// capture when none precedes the growth), from captures at most 15 minutes old. When the
+/// captures show no stack that grew (the count's rise was noise, or came and went between
+/// captures), no residence and an alive share of 0; none at all without a recent capture.
 fn residence_at(caps: &Captures, scope: &Scope, t: i64, growth_from_s: i64) -> Residence {
     let pods: Vec<&PodCaptures> = match &scope.pod {
         Some(p) => caps
@@ -805,7 +806,7 @@ fn residence_at(caps: &Captures, scope: &Scope, t: i64, growth_from_s: i64) -> R
         None => Vec::new(),
     };
     let mut growth = Growth::default();
-    let mut whole = Growth::default();
+    let mut captured = false;
     for pc in pods {
         let v = &pc.captures;
         let at = |t: i64| v.partition_point(|(ts, _)| *ts <= t).checked_sub(1);
@@ -822,12 +823,17 @@ fn residence_at(caps: &Captures, scope: &Scope, t: i64, growth_from_s: i64) -> R
             _ => &[],
         };
         growth.add(base, now);
-        whole.add(&[], now);
+        captured = true;
     }
-    growth
-        .residence()
-        .or_else(|| whole.residence())
-        .unwrap_or_default()
+    match growth.residence() {
+        Some(r) => r,
+        // The captures show no stack that grew: whatever the count did, none of it stayed.
+        None if captured => Residence {
+            p99_s: None,
+            alive_share: Some(0.0),
+        },
+        None => Residence::default(),
+    }
 }
 
 /// Earlier events of the store, for episode continuity of live runs: the latest per
@@ -1245,31 +1251,43 @@ mod tests {
         g.residence()
     }
 
-    #[test]
-    fn residence_is_that_of_what_grew() {
-        // 40 long-lived workers (hours old) beside requests that come and go.
-        let before = vec![
+    /// 40 long-lived workers (hours old) beside requests that come and go.
+    fn before() -> Vec<CaptureGroup> {
+        vec![
             g(1, "select", 40.0, 40.0, 7_200.0),
             g(2, "IO wait", 1_000.0, 0.0, 0.0),
-        ];
-        // A batch doubles the requests: the whole capture's P99 says "old" (the workers are 2 %
-        // of its blocked goroutines), the growth says "young".
-        let batch = vec![
+        ]
+    }
+
+    /// 10 minutes later, a batch has doubled the requests.
+    fn batch() -> Vec<CaptureGroup> {
+        vec![
             g(1, "select", 40.0, 40.0, 7_800.0),
             g(2, "IO wait", 2_000.0, 0.0, 0.0),
-        ];
+        ]
+    }
+
+    /// 10 minutes later, a new blocked stack whose goroutines stay.
+    fn leak() -> Vec<CaptureGroup> {
+        vec![
+            g(1, "select", 40.0, 40.0, 7_800.0),
+            g(2, "IO wait", 1_000.0, 0.0, 0.0),
+            g(3, "chan send", 600.0, 300.0, 594.0),
+        ]
+    }
+
+    #[test]
+    fn residence_is_that_of_what_grew() {
+        let (before, batch, leak) = (before(), batch(), leak());
+        // The batch: the whole capture's P99 says "old" (the workers are 2 % of its blocked
+        // goroutines), the growth says "young".
         let whole = growth(&[], &batch).unwrap();
         assert_eq!(whole.p99_s, Some(7_800.0));
         assert_eq!(whole.alive_share, Some(40.0 / 2_040.0));
         let r = growth(&before, &batch).unwrap();
         assert_eq!(r.p99_s, Some(0.0));
         assert_eq!(r.alive_share, Some(0.0));
-        // A leak: a new blocked stack whose goroutines stay.
-        let leak = vec![
-            g(1, "select", 40.0, 40.0, 7_800.0),
-            g(2, "IO wait", 1_000.0, 0.0, 0.0),
-            g(3, "chan send", 600.0, 300.0, 594.0),
-        ];
+        // The leak: old, half of it alive 5 minutes ago.
         let r = growth(&before, &leak).unwrap();
         assert_eq!(r.p99_s, Some(594.0));
         assert_eq!(r.alive_share, Some(0.5));
@@ -1282,19 +1300,7 @@ mod tests {
 
     #[test]
     fn residence_at_uses_the_capture_before_the_growth_or_the_whole_capture() {
-        let before = vec![
-            g(1, "select", 40.0, 40.0, 7_200.0),
-            g(2, "IO wait", 1_000.0, 0.0, 0.0),
-        ];
-        let batch = vec![
-            g(1, "select", 40.0, 40.0, 7_800.0),
-            g(2, "IO wait", 2_000.0, 0.0, 0.0),
-        ];
-        let leak = vec![
-            g(1, "select", 40.0, 40.0, 7_800.0),
-            g(2, "IO wait", 1_000.0, 0.0, 0.0),
-            g(3, "chan send", 600.0, 300.0, 594.0),
-        ];
+        let (before, batch, leak) = (before(), batch(), leak());
         let pod = |captures| PodCaptures {
             workload: Some("cart".into()),
             captures,
@@ -1308,12 +1314,21 @@ mod tests {
         // Growth after 1,000: of the growth.
         assert_eq!(residence_at(&caps, &scope, 1_800, 1_200).p99_s, Some(0.0));
         // No capture before the growth: the whole latest capture.
-        assert_eq!(
-            residence_at(&caps, &scope, 1_800, 900).p99_s,
-            Some(7_800.0)
-        );
+        assert_eq!(residence_at(&caps, &scope, 1_800, 900).p99_s, Some(7_800.0));
         // The latest capture is more than 15 minutes old: nothing.
         assert_eq!(residence_at(&caps, &scope, 2_600, 1_200).p99_s, None);
+        assert_eq!(residence_at(&caps, &scope, 2_600, 1_200).alive_share, None);
+        // The captures show nothing that grew: none of the rise stayed.
+        caps.insert(
+            ("shop".into(), "cart-0".into()),
+            pod(vec![(1_000, before.clone()), (1_600, before.clone())]),
+        );
+        let quiet = Scope {
+            pod: Some("cart-0".into()),
+            ..pod_scope()
+        };
+        let r = residence_at(&caps, &quiet, 1_800, 1_200);
+        assert_eq!((r.p99_s, r.alive_share), (None, Some(0.0)));
         // A workload: the growth of each of its pods since its own capture before, summed. One
         // pod's batch (1,000 young) and another's leak (600 staying half): 300 of 1,600 stayed.
         caps.insert(

@@ -599,7 +599,10 @@ mod tests {
                 );
                 if d.leaked > 0 {
                     let l = s.leak.as_ref().unwrap_or_else(|| panic!("{kind}: {d:?}"));
-                    assert!(l.pods.contains(&d.pod) && d.ts_s > l.onset_s, "{kind}: {d:?}");
+                    assert!(
+                        l.pods.contains(&d.pod) && d.ts_s > l.onset_s,
+                        "{kind}: {d:?}"
+                    );
                 }
             }
             if let Some(l) = &s.leak {

@@ -38,6 +38,47 @@ fn post(url: &str) {
     );
 }
 
+/// Backfill `dir`/archive into `store`, replay the growth rule (0.1/s) over [from, to], and
+/// return the events (`extra`: more `analyze` flags).
+fn backfill_and_replay(
+    dir: &std::path::Path,
+    store: &str,
+    from: i64,
+    to: i64,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    ok(&[
+        "backfill",
+        "--store",
+        store,
+        dir.join("archive").to_str().unwrap(),
+    ]);
+    let (from, to) = (from.to_string(), to.to_string());
+    let mut args = vec![
+        "analyze",
+        "--store",
+        store,
+        "--replay",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--detectors",
+        "growth_rule",
+        "--growth-min-per-s",
+        "0.1",
+        "--max-clusters",
+        "20",
+        "--format",
+        "jsonl",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 #[test]
 fn replay_over_real_leaks_names_each_leak_with_its_pattern_and_count() {
     // Built with the goroutineleak profile, so the runtime confirms the leaks it can prove.
@@ -75,38 +116,9 @@ fn replay_over_real_leaks_names_each_leak_with_its_pattern_and_count() {
 
     let store = dir.path().join("store");
     let store = store.to_str().unwrap();
-    ok(&[
-        "backfill",
-        "--store",
-        store,
-        dir.path().join("archive").to_str().unwrap(),
-    ]);
     let end = t0 + 60 * (quiet + leaking - 1);
-    let out = ok(&[
-        "analyze",
-        "--store",
-        store,
-        "--replay",
-        "--from",
-        &t0.to_string(),
-        "--to",
-        &end.to_string(),
-        "--detectors",
-        "growth_rule",
-        "--growth-min-per-s",
-        "0.1",
-        "--min-level",
-        "L2",
-        "--max-clusters",
-        "20",
-        "--format",
-        "jsonl",
-    ]);
-    let events: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    assert!(!events.is_empty(), "no L2/L3 event:\n{out}");
+    let events = backfill_and_replay(dir.path(), store, t0, end, &["--min-level", "L2"]);
+    assert!(!events.is_empty(), "no L2/L3 event");
     let e = events.last().unwrap();
     for field in [
         "namespace",
@@ -130,8 +142,14 @@ fn replay_over_real_leaks_names_each_leak_with_its_pattern_and_count() {
     assert!(e["growth_per_s"].as_f64().unwrap() > 0.1, "{e}");
     // Residence is that of what grew (the leaked goroutines, there since their capture), not of
     // the program's own long-lived goroutines: old, and most of them alive 5 minutes ago.
-    assert!(e["residence_p99_s"].as_f64().is_some_and(|r| r > 120.0), "{e}");
-    assert!(e["alive_over_5m_share"].as_f64().is_some_and(|a| a > 0.01), "{e}");
+    assert!(
+        e["residence_p99_s"].as_f64().is_some_and(|r| r > 120.0),
+        "{e}"
+    );
+    assert!(
+        e["alive_over_5m_share"].as_f64().is_some_and(|a| a > 0.01),
+        "{e}"
+    );
     // The goroutines leaked by the event's time: captures up to detected_at.
     let at = chrono::DateTime::parse_from_rfc3339(e["detected_at"].as_str().unwrap())
         .unwrap()
@@ -224,40 +242,16 @@ fn a_ramp_of_short_lived_goroutines_stays_l1() {
         let dump = leaky.get("/debug/pprof/goroutine?debug=2");
         write(&archive.join(format!("{ts}.debug2.txt")), dump);
         // The burst is over before the next capture.
-        wait_until("the burst to end", std::time::Duration::from_secs(10), || {
-            leaky.leaks()["burst_goroutines"] == 0
-        });
+        wait_until(
+            "the burst to end",
+            std::time::Duration::from_secs(10),
+            || leaky.leaks()["burst_goroutines"] == 0,
+        );
     }
     let store = dir.path().join("store");
     let store = store.to_str().unwrap();
-    ok(&[
-        "backfill",
-        "--store",
-        store,
-        dir.path().join("archive").to_str().unwrap(),
-    ]);
     let end = t0 + 60 * (quiet + ramp + plateau - 1);
-    let events: Vec<serde_json::Value> = ok(&[
-        "analyze",
-        "--store",
-        store,
-        "--replay",
-        "--from",
-        &t0.to_string(),
-        "--to",
-        &end.to_string(),
-        "--detectors",
-        "growth_rule",
-        "--growth-min-per-s",
-        "0.1",
-        "--min-level",
-        "L1",
-        "--format",
-        "jsonl",
-    ])
-    .lines()
-    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-    .collect();
+    let events = backfill_and_replay(dir.path(), store, t0, end, &["--min-level", "L1"]);
     // The rule did fire on the ramp ...
     assert!(
         events.iter().any(|e| e["detector"] == "growth_rule"),

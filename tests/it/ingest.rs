@@ -8,6 +8,50 @@ use std::time::{Duration, Instant};
 use crate::goprog::Leaky;
 use crate::support::*;
 
+/// A pod whose process restarted between two runs: the new process numbers its goroutines from
+/// 1 again, the same ids as the old one's, and its leaked goroutines must not inherit the old
+/// ones' ages (the process start from /metrics says it is a new process).
+#[test]
+fn a_restarted_process_starts_its_ages_afresh() {
+    let first = Leaky::start(&["-leak", "chansend:5"]);
+    first.wait_steady();
+    let addr = first.url.trim_start_matches("http://").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let target = format!("shop/orders-1={}", first.url);
+    let ingest = || {
+        ok(&[
+            "ingest",
+            "--store",
+            store,
+            "--target",
+            &target,
+            "--passes",
+            "1",
+            "--debug2-every",
+            "1",
+        ])
+    };
+    ingest();
+    drop(first);
+    // The same pod, a new process on the same address.
+    let second = Leaky::start(&["-addr", &addr, "-leak", "chansend:5"]);
+    second.wait_steady();
+    ingest();
+    let captures = sql_json(
+        store,
+        "SELECT ts, MIN(min_goroutine_id) AS min_id, \
+         MAX(CAST(date_part('epoch', ts) - date_part('epoch', oldest_first_seen) AS DOUBLE)) AS max_age \
+         FROM goroutine_samples WHERE format = 'debug2' GROUP BY ts ORDER BY ts",
+    );
+    assert_eq!(captures.len(), 2, "{captures:?}");
+    // Both processes number their goroutines from 1 (main): the same ids (the premise) ...
+    assert!(captures.iter().all(|c| c["min_id"] == 1), "{captures:?}");
+    // ... yet every goroutine of the new process is as old as its first capture says: none.
+    assert_eq!(captures[1]["max_age"].as_f64(), Some(0.0), "{captures:?}");
+}
+
 #[test]
 fn passes_over_a_leaking_program_land_what_it_leaked() {
     let leaky = Leaky::start(&["-leak", "chansend:5,select:3,httpbody:2"]);

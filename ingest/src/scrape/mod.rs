@@ -87,6 +87,24 @@ pub struct TargetState {
     pub leak_checked_pass: u64,
     #[serde(default)]
     pub ids: TrackedIds,
+    /// The process the ids belong to: its start (metrics, seconds) and its container's restart
+    /// count (discovery). Goroutine ids begin again at 1 in a new process, so a restart starts
+    /// the tracking afresh instead of handing the new goroutines the old ones' ages.
+    #[serde(default)]
+    pub process_start_s: Option<f64>,
+    #[serde(default)]
+    pub container_restarts: Option<i64>,
+}
+
+impl TargetState {
+    /// Note the process seen now; true when it is not the one seen before.
+    fn restarted(&mut self, process_start_s: Option<f64>, container_restarts: Option<i64>) -> bool {
+        let changed = matches!((self.process_start_s, process_start_s), (Some(a), Some(b)) if a != b)
+            || matches!((self.container_restarts, container_restarts), (Some(a), Some(b)) if a != b);
+        self.process_start_s = process_start_s.or(self.process_start_s);
+        self.container_restarts = container_restarts.or(self.container_restarts);
+        changed
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -352,7 +370,16 @@ pub async fn run_pass(
         });
         let up = scraped.metrics.is_some() || scraped.debug1.is_some();
         let identity = &t.identity;
-        if let Some(ids) = std::mem::take(&mut st.ids).into_option() {
+        let restarted = st.restarted(
+            scraped
+                .metrics
+                .as_ref()
+                .and_then(|m| m.process_start_time_s),
+            t.container_restarts,
+        );
+        if let Some(ids) = std::mem::take(&mut st.ids).into_option()
+            && !restarted
+        {
             tracker.import(identity, ids);
         }
         // Counts: metrics first, the profile's total where metrics are missing.

@@ -136,7 +136,11 @@ fn many_pieces() {
         unit.extend_from_slice(b"\n\n");
     }
     // An empty unit would never reach the size below.
-    assert!(unit.len() > 10_000, "captures missing: {} bytes", unit.len());
+    assert!(
+        unit.len() > 10_000,
+        "captures missing: {} bytes",
+        unit.len()
+    );
     let mut input = Vec::new();
     while input.len() < 20 * PIECE {
         input.extend_from_slice(&unit);
