@@ -999,6 +999,7 @@ pub async fn analyze(
                         >= first - step * (cfg.episode_gap_evals as i64 + 1)
                 {
                     ep.onset_s = p.onset.timestamp();
+                    ep.growth_from_s = ep.growth_from_s.min(ep.onset_s);
                     ep.event_id = p.event_id.clone();
                     ep.consecutive = cfg.levels.sustain_evals;
                     ep.level = Some(p.level);
