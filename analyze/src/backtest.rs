@@ -111,11 +111,12 @@ pub async fn load(store: &Store, s: &Scenario, evidence: Evidence) -> Result<()>
             .add_counts(rows, &format!("{}@{day}", s.name));
     }
     if evidence == Evidence::CountsAndDumps {
-        let targets: HashMap<&str, _> = s
-            .rows
-            .iter()
-            .map(|r| (r.target.pod.as_str(), r.target.clone()))
-            .collect();
+        let mut targets: HashMap<&str, _> = HashMap::new();
+        for r in &s.rows {
+            targets
+                .entry(r.target.pod.as_str())
+                .or_insert_with(|| r.target.clone());
+        }
         let mut dumps = Dumps::new();
         // One tracker per process, as `ingest` starts afresh when a pod's process restarted.
         let mut trackers: HashMap<(&str, i64), IdTracker> = HashMap::new();

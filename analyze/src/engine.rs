@@ -719,7 +719,28 @@ pub async fn captures(
             }
         }
     }
+    for pc in out.values_mut() {
+        for (_, groups) in &mut pc.captures {
+            merge_groups(groups);
+        }
+    }
     Ok(out)
+}
+
+/// One group per (stack, state), sorted by it: sample rows also differ by labels and wait
+/// bucket, and `Growth::add` compares a stack's goroutines as a whole (the merged P99 age is
+/// the largest of the parts', an upper bound).
+fn merge_groups(groups: &mut Vec<CaptureGroup>) {
+    groups.sort_by(|a, b| (a.stack_id, &a.state).cmp(&(b.stack_id, &b.state)));
+    groups.dedup_by(|g, kept| {
+        let same = g.stack_id == kept.stack_id && g.state == kept.state;
+        if same {
+            kept.goroutines += g.goroutines;
+            kept.alive_over_5m += g.alive_over_5m;
+            kept.age_p99_s = kept.age_p99_s.max(g.age_p99_s);
+        }
+        same
+    });
 }
 
 /// P99 over `(age, goroutines)` pairs, each standing for its count at its age.
@@ -759,13 +780,12 @@ struct Growth {
 }
 
 impl Growth {
+    /// `base` and `now`: one group per (stack, state), sorted by it (as `captures` gives them).
     fn add(&mut self, base: &[CaptureGroup], now: &[CaptureGroup]) {
         for g in now {
-            let before: f64 = base
-                .iter()
-                .filter(|b| b.stack_id == g.stack_id && b.state == g.state)
-                .map(|b| b.goroutines)
-                .sum();
+            let before = base
+                .binary_search_by(|b| (b.stack_id, &b.state).cmp(&(g.stack_id, &g.state)))
+                .map_or(0.0, |i| base[i].goroutines);
             let d = g.goroutines - before;
             if d <= 0.0 {
                 continue;
@@ -1297,6 +1317,22 @@ mod tests {
         assert_eq!(growth(&before, &grew).unwrap().alive_share, Some(0.5));
         // Nothing grew: no figure of the growth.
         assert!(growth(&before, &before).is_none());
+        // Rows of one stack and state (other labels, wait buckets) count as one group: 600
+        // requests under two labels are not 600 new ones each.
+        let mut split = vec![
+            g(2, "IO wait", 600.0, 0.0, 3.0),
+            g(1, "select", 40.0, 40.0, 7_800.0),
+            g(2, "IO wait", 600.0, 0.0, 1.0),
+        ];
+        merge_groups(&mut split);
+        assert_eq!(
+            split,
+            vec![
+                g(1, "select", 40.0, 40.0, 7_800.0),
+                g(2, "IO wait", 1_200.0, 0.0, 3.0)
+            ]
+        );
+        assert_eq!(growth(&before, &split).unwrap().alive_share, Some(0.0));
     }
 
     #[test]
