@@ -31,7 +31,38 @@ pub struct GroupAges {
 struct TargetState {
     /// goroutine id → first seen (µs).
     first_seen: HashMap<u64, i64>,
+    /// goroutine id → its entry function (hashed), where its traceback was whole.
+    entry: HashMap<u64, u64>,
     latest_ts: i64,
+}
+
+/// The function a group's goroutines were started with (`go f()`): the bottom frame of a
+/// traceback the runtime did not cut. It is fixed for a goroutine's whole life.
+fn entry_function(g: &SampleGroup) -> Option<u64> {
+    if g.stack.elided {
+        return None;
+    }
+    g.stack
+        .frames
+        .last()
+        .map(|f| xxhash_rust::xxh3::xxh3_64(f.function.as_bytes()))
+}
+
+impl TargetState {
+    /// Whether `groups` cannot come from the process this state tracked: Go never reuses a
+    /// goroutine id within a process, and a goroutine keeps its entry function for life, so an
+    /// id now running a different entry function than before belongs to a new process (a
+    /// restart). Live ingest also learns restarts from `/metrics` (process start time) and the
+    /// pod's restart count; saved dumps carry neither, so this is what backfill has.
+    fn is_another_process(&self, groups: &[SampleGroup]) -> bool {
+        groups.iter().any(|g| {
+            entry_function(g).is_some_and(|e| {
+                g.goroutine_ids
+                    .iter()
+                    .any(|id| self.entry.get(id).is_some_and(|&old| old != e))
+            })
+        })
+    }
 }
 
 /// Tracks first-seen times per target across snapshots processed in time order.
@@ -46,6 +77,9 @@ pub struct TrackedIds {
     /// goroutine id → first seen (µs).
     pub first_seen: std::collections::BTreeMap<u64, i64>,
     pub latest_ts_us: i64,
+    /// goroutine id → entry function (hashed); absent in state saved before it was kept.
+    #[serde(default)]
+    pub entry: std::collections::BTreeMap<u64, u64>,
 }
 
 impl IdTracker {
@@ -53,6 +87,7 @@ impl IdTracker {
         self.targets.get(target).map(|s| TrackedIds {
             first_seen: s.first_seen.iter().map(|(k, v)| (*k, *v)).collect(),
             latest_ts_us: s.latest_ts,
+            entry: s.entry.iter().map(|(k, v)| (*k, *v)).collect(),
         })
     }
 
@@ -61,6 +96,7 @@ impl IdTracker {
             target.clone(),
             TargetState {
                 first_seen: ids.first_seen.into_iter().collect(),
+                entry: ids.entry.into_iter().collect(),
                 latest_ts: ids.latest_ts_us,
             },
         );
@@ -75,6 +111,11 @@ impl IdTracker {
         groups: &[SampleGroup],
     ) -> Vec<GroupAges> {
         let state = self.targets.entry(target.clone()).or_default();
+        if state.is_another_process(groups) {
+            // A restart: the new process's goroutines start their ages afresh, as in a
+            // target's first snapshot.
+            *state = TargetState::default();
+        }
         let had_history = !state.first_seen.is_empty();
         let mut out = Vec::with_capacity(groups.len());
         let mut alive: HashSet<u64> = HashSet::new();
@@ -87,8 +128,12 @@ impl IdTracker {
             let mut ages_us: Vec<i64> = Vec::with_capacity(g.goroutine_ids.len());
             let mut new_ids = Vec::new();
             let mut oldest = i64::MAX;
+            let entry = entry_function(g);
             for &id in &g.goroutine_ids {
                 alive.insert(id);
+                if let Some(e) = entry {
+                    state.entry.entry(id).or_insert(e);
+                }
                 let first = match state.first_seen.get(&id) {
                     Some(&f) if f <= ts_us => f,
                     _ => {
@@ -129,6 +174,7 @@ impl IdTracker {
         // Goroutines gone from the newest snapshot are gone for good (ids are not reused).
         if any_ids && ts_us >= state.latest_ts {
             state.first_seen.retain(|id, _| alive.contains(id));
+            state.entry.retain(|id, _| alive.contains(id));
             state.latest_ts = ts_us;
         }
         out
@@ -178,5 +224,88 @@ mod tests {
         // A debug=1 group has no ids and no ages.
         let a = tr.observe(&t, 18 * m, &[group(&[], None)]);
         assert_eq!(a[0], GroupAges::default());
+    }
+
+    fn running(ids: &[u64], frames: &[&str], minutes: Option<u32>) -> SampleGroup {
+        let stack = Stack {
+            frames: frames
+                .iter()
+                .map(|f| leakhound_schemas::model::Frame {
+                    function: f.to_string(),
+                    file: "main.go".into(),
+                    line: 1,
+                })
+                .collect(),
+            ..Stack::default()
+        };
+        SampleGroup {
+            stack_id: stack.id(),
+            stack,
+            ..group(ids, minutes)
+        }
+    }
+
+    #[test]
+    fn an_id_running_another_entry_function_means_a_new_process() {
+        let t = Target::default();
+        let mut tr = IdTracker::default();
+        let m = 60_000_000;
+        tr.observe(
+            &t,
+            10 * m,
+            &[
+                running(&[1], &["main.main", "runtime.main"], None),
+                running(&[20, 21], &["main.leakChanSend"], None),
+            ],
+        );
+        // Same process: 20 blocks elsewhere now, but was started with the same function.
+        let a = tr.observe(
+            &t,
+            20 * m,
+            &[
+                running(&[1], &["main.main", "runtime.main"], None),
+                running(&[20, 21], &["time.Sleep", "main.leakChanSend"], None),
+            ],
+        );
+        assert_eq!(a[1].oldest_first_seen_us, Some(10 * m));
+        assert!(a[1].new_ids.is_empty());
+        // Restarted: id 1 is main again (same entry), but 21 now runs another function, which
+        // no goroutine of the old process could: every age starts afresh (annotation only).
+        let a = tr.observe(
+            &t,
+            30 * m,
+            &[
+                running(&[1], &["main.main", "runtime.main"], Some(1)),
+                running(&[21, 22], &["main.leakSelect"], None),
+            ],
+        );
+        assert_eq!(a[0].oldest_first_seen_us, Some(29 * m));
+        assert_eq!(a[0].new_ids, vec![1]);
+        assert_eq!(a[1].oldest_first_seen_us, Some(30 * m));
+        assert_eq!(a[1].new_ids, vec![21, 22]);
+        // The carried state keeps entry functions, so the next run of ingest checks them too.
+        let saved = tr.export(&t).unwrap();
+        assert_eq!(saved.entry.len(), 3);
+        let mut again = IdTracker::default();
+        again.import(&t, saved);
+        let a = again.observe(&t, 40 * m, &[running(&[22], &["main.leakChanSend"], None)]);
+        assert_eq!(
+            a[0].oldest_first_seen_us,
+            Some(40 * m),
+            "22 changed function: restart"
+        );
+    }
+
+    #[test]
+    fn a_cut_traceback_proves_nothing() {
+        let t = Target::default();
+        let mut tr = IdTracker::default();
+        let m = 60_000_000;
+        tr.observe(&t, 10 * m, &[running(&[7], &["main.worker"], None)]);
+        // Deep recursion: the runtime cut the traceback, its last frame is not the entry.
+        let mut g = running(&[7], &["main.recurse", "main.recurse"], None);
+        g.stack.elided = true;
+        let a = tr.observe(&t, 20 * m, &[g]);
+        assert_eq!(a[0].oldest_first_seen_us, Some(10 * m));
     }
 }

@@ -234,3 +234,77 @@ fn tarball_and_flags() {
         1
     );
 }
+
+/// Goroutine id -> the function it was started with, read off a debug=2 dump by hand (the
+/// test's own reading, independent of leakhound's parser): the last frame before `created by`.
+fn entry_functions(dump: &str) -> std::collections::HashMap<u64, String> {
+    let mut out = std::collections::HashMap::new();
+    for block in dump.split("\n\n") {
+        let mut lines = block.lines();
+        let Some(id) = lines
+            .next()
+            .and_then(|h| h.strip_prefix("goroutine "))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        if block.contains("frames elided") {
+            continue;
+        }
+        let entry = lines
+            .rev()
+            .find(|l| !l.starts_with('\t') && !l.starts_with("created by"))
+            .map(|f| f.rsplit_once('(').map_or(f, |(name, _)| name).to_string());
+        if let Some(e) = entry {
+            out.insert(id, e);
+        }
+    }
+    out
+}
+
+#[test]
+fn dumps_of_a_restarted_process_start_their_ages_afresh() {
+    // Saved dumps carry no process start time (live ingest reads it from /metrics). A restart
+    // still shows in the ids: Go never reuses one within a process, and a goroutine keeps the
+    // function it was started with for life.
+    let first = crate::goprog::Leaky::start(&["-leak", "chansend:5"]);
+    first.wait_steady();
+    let before = first.get("/debug/pprof/goroutine?debug=2");
+    drop(first);
+    let second = crate::goprog::Leaky::start(&["-leak", "select:5"]);
+    second.wait_steady();
+    let after = second.get("/debug/pprof/goroutine?debug=2");
+    // The premise: both processes numbered from 1, and some id started another function.
+    let (b, a) = (entry_functions(&before), entry_functions(&after));
+    assert!(b.contains_key(&1) && a.contains_key(&1), "{b:?} {a:?}");
+    assert!(
+        a.iter().any(|(id, f)| b.get(id).is_some_and(|g| g != f)),
+        "no id changed its function: {b:?} {a:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("dumps/shop/orders-1");
+    std::fs::create_dir_all(&pod).unwrap();
+    write(&pod.join("2026-11-28T06:00:00Z.debug2.txt"), &before);
+    write(&pod.join("2026-11-28T06:10:00Z.debug2.txt"), &after);
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let out = ok(&[
+        "backfill",
+        "--store",
+        store,
+        dir.path().join("dumps").to_str().unwrap(),
+    ]);
+    assert!(out.contains("2 imported"), "{out}");
+    let captures = sql_json(
+        store,
+        "SELECT ts, MIN(min_goroutine_id) AS min_id, \
+         MAX(CAST(date_part('epoch', ts) - date_part('epoch', oldest_first_seen) AS DOUBLE)) AS max_age \
+         FROM goroutine_samples GROUP BY ts ORDER BY ts",
+    );
+    assert_eq!(captures.len(), 2, "{captures:?}");
+    assert!(captures.iter().all(|c| c["min_id"] == 1), "{captures:?}");
+    // Ten minutes apart, yet no goroutine of the new process (seconds old, so no wait
+    // annotation either) inherits an age from the old one.
+    assert_eq!(captures[1]["max_age"].as_f64(), Some(0.0), "{captures:?}");
+}
