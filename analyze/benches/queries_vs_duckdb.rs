@@ -13,6 +13,12 @@
 //! over the same files (`read_parquet(…, hive_partitioning = true)`), both on 2 threads, and
 //! checks that both return the same number of rows.
 //!
+//! Two modes, each engine in the same one (`LEAKHOUND_QBENCH_MODE=cold|warm`, default both):
+//! **cold**, every run from nothing, as a one-query `leakhound sql` process or a new DuckDB
+//! connection (the files' listing, footers and statistics are read again); **warm**, one session
+//! for every run, as `leakhound analyze` (and `leakhound sql -f` over several statements) uses,
+//! next to DuckDB with `parquet_metadata_cache` on. The OS page cache holds the files in both.
+//!
 //! While tuning: `LEAKHOUND_QBENCH_ONLY=oldest_blocked,stack_growth` runs only those queries,
 //! `LEAKHOUND_QBENCH_EXPLAIN=1` prints leakhound's `EXPLAIN ANALYZE` of each,
 //! `LEAKHOUND_QBENCH_SET='datafusion.x.y = v; ...'` applies settings to leakhound's session,
@@ -142,20 +148,27 @@ fn params(name: &str, from: &str, to: &str) -> BTreeMap<String, String> {
 
 const DUCKDB_SCRIPT: &str = r#"
 import duckdb, json, sys, time
-store, qfile = sys.argv[1], sys.argv[2]
+store, qfile, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 queries = json.load(open(qfile))
-con = duckdb.connect()
-con.execute("SET threads TO 2")
-con.execute("SET TimeZone = 'UTC'")
-for t, hive in [("goroutine_counts", True), ("goroutine_samples", True), ("stacks", True)]:
-    con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{store}/{t}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false)")
+def connect():
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    con.execute("SET TimeZone = 'UTC'")
+    # warm: keep each file's footer across queries, as leakhound's session does
+    con.execute(f"SET parquet_metadata_cache = {'true' if mode == 'warm' else 'false'}")
+    for t in ["goroutine_counts", "goroutine_samples", "stacks"]:
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{store}/{t}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false)")
+    return con
+con = connect() if mode == "warm" else None
 out = {}
 for name, sql in queries.items():
     best, rows, err = None, None, None
     for _ in range(3):
+        # cold: a new connection per run, as a new `duckdb` process would have (set up untimed)
+        c = con if mode == "warm" else connect()
         t0 = time.perf_counter()
         try:
-            rows = len(con.execute(sql).fetchall())
+            rows = len(c.execute(sql).fetchall())
         except Exception as e:
             err = str(e).splitlines()[0]
             break
@@ -201,7 +214,6 @@ fn main() {
     let phases = std::env::var_os("LEAKHOUND_QBENCH_PHASES").is_some();
     let sets = std::env::var("LEAKHOUND_QBENCH_SET").unwrap_or_default();
     let mut rendered = BTreeMap::new();
-    let mut ours = BTreeMap::new();
     // Ad hoc SQL next to the named queries, while tuning: a JSON object of name -> SQL.
     let adhoc: BTreeMap<String, String> = std::env::var("LEAKHOUND_QBENCH_ADHOC")
         .ok()
@@ -218,121 +230,145 @@ fn main() {
             let sql = q.render(&params(name, from, &to), now).expect("render");
             (name.to_string(), sql)
         });
-    for (name, sql) in named.chain(adhoc) {
-        let name = name.as_str();
-        let mut best = f64::MAX;
-        let mut rows = 0;
-        for _ in 0..3 {
-            let t = Instant::now();
-            let n = rt.block_on(async {
-                let t0 = Instant::now();
-                let ctx = leakhound_analyze::session::session(&store)
-                    .await
-                    .expect("session");
-                for kv in sets.split(';').filter(|kv| !kv.trim().is_empty()) {
-                    ctx.sql(&format!("SET {kv}")).await.expect("SET");
-                }
-                let t1 = Instant::now();
-                let df = ctx.sql(&sql).await.expect("plan");
-                let plan = df.create_physical_plan().await.expect("physical plan");
-                let t2 = Instant::now();
-                let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
-                    .await
-                    .expect("run");
-                if phases {
-                    eprintln!(
-                        "  {name}: session {:.0} ms, plan {:.0} ms, run {:.0} ms",
-                        (t1 - t0).as_secs_f64() * 1e3,
-                        (t2 - t1).as_secs_f64() * 1e3,
-                        t2.elapsed().as_secs_f64() * 1e3
-                    );
-                }
-                batches.iter().map(|b| b.num_rows()).sum::<usize>()
-            });
-            best = best.min(t.elapsed().as_secs_f64());
-            rows = n;
-        }
-        ours.insert(name.to_string(), (best, rows));
-        if explain {
-            let text = rt.block_on(async {
-                let ctx = leakhound_analyze::session::session(&store)
-                    .await
-                    .expect("session");
-                let batches = ctx
-                    .sql(&format!("EXPLAIN ANALYZE {sql}"))
-                    .await
-                    .expect("plan")
-                    .collect()
-                    .await
-                    .expect("run");
-                arrow::util::pretty::pretty_format_batches(&batches)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default()
-            });
-            println!("{name}:\n{text}");
-        }
+    let all: Vec<(String, String)> = named.chain(adhoc).collect();
+    for (name, sql) in &all {
         // DuckDB reads the same SQL; strip the trailing `;` for its Python API.
-        rendered.insert(
-            name.to_string(),
-            sql.trim().trim_end_matches(';').to_string(),
-        );
+        rendered.insert(name.clone(), sql.trim().trim_end_matches(';').to_string());
     }
     let qfile = dir.join("_queries.json");
     std::fs::write(&qfile, serde_json::to_string(&rendered).expect("json")).expect("write");
     let script = dir.join("_duckdb_bench.py");
     std::fs::write(&script, DUCKDB_SCRIPT).expect("write");
-    let out = if std::env::var_os("LEAKHOUND_QBENCH_NO_DUCKDB").is_some() {
-        Err(std::io::Error::other("LEAKHOUND_QBENCH_NO_DUCKDB is set"))
-    } else {
-        std::process::Command::new(&python)
-            .arg(&script)
-            .arg(&dir)
-            .arg(&qfile)
-            .output()
+    // cold: every run starts from nothing, as a `leakhound sql` process (or a new DuckDB
+    // connection) does: listing, footers and statistics are read again. warm: one session for
+    // all runs, as `leakhound analyze` uses one session for all its queries, and DuckDB with its
+    // Parquet metadata cache on. Both: the OS page cache holds the files.
+    let modes: &[&str] = match std::env::var("LEAKHOUND_QBENCH_MODE").as_deref() {
+        Ok("cold") => &["cold"],
+        Ok("warm") => &["warm"],
+        _ => &["cold", "warm"],
     };
-    let duck: serde_json::Value = match out {
-        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
-        Ok(o) => {
-            eprintln!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr));
-            serde_json::Value::Null
-        }
-        Err(e) => {
-            eprintln!("cannot run {python}: {e} (set LEAKHOUND_DUCKDB_PYTHON)");
-            serde_json::Value::Null
-        }
+    let new_session = || {
+        rt.block_on(async {
+            let ctx = leakhound_analyze::session::session(&store)
+                .await
+                .expect("session");
+            for kv in sets.split(';').filter(|kv| !kv.trim().is_empty()) {
+                ctx.sql(&format!("SET {kv}")).await.expect("SET");
+            }
+            ctx
+        })
     };
+    let mut report = Vec::new();
+    for &mode in modes {
+        let shared = (mode == "warm").then(new_session);
+        let mut ours = BTreeMap::new();
+        for (name, sql) in &all {
+            let mut best = f64::MAX;
+            let mut rows = 0;
+            for _ in 0..3 {
+                let t = Instant::now();
+                let ctx = shared.clone().unwrap_or_else(new_session);
+                let t1 = Instant::now();
+                let n = rt.block_on(async {
+                    let df = ctx.sql(sql).await.expect("plan");
+                    let plan = df.create_physical_plan().await.expect("physical plan");
+                    let t2 = Instant::now();
+                    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+                        .await
+                        .expect("run");
+                    if phases {
+                        eprintln!(
+                            "  {mode} {name}: session {:.0} ms, plan {:.0} ms, run {:.0} ms",
+                            (t1 - t).as_secs_f64() * 1e3,
+                            (t2 - t1).as_secs_f64() * 1e3,
+                            t2.elapsed().as_secs_f64() * 1e3
+                        );
+                    }
+                    batches.iter().map(|b| b.num_rows()).sum::<usize>()
+                });
+                best = best.min(t.elapsed().as_secs_f64());
+                rows = n;
+            }
+            ours.insert(name.clone(), (best, rows));
+            if explain && mode == modes[0] {
+                let ctx = new_session();
+                let text = rt.block_on(async {
+                    let batches = ctx
+                        .sql(&format!("EXPLAIN ANALYZE {sql}"))
+                        .await
+                        .expect("plan")
+                        .collect()
+                        .await
+                        .expect("run");
+                    arrow::util::pretty::pretty_format_batches(&batches)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                });
+                println!("{name}:\n{text}");
+            }
+        }
+        let out = if std::env::var_os("LEAKHOUND_QBENCH_NO_DUCKDB").is_some() {
+            Err(std::io::Error::other("LEAKHOUND_QBENCH_NO_DUCKDB is set"))
+        } else {
+            std::process::Command::new(&python)
+                .arg(&script)
+                .arg(&dir)
+                .arg(&qfile)
+                .arg(mode)
+                .output()
+        };
+        let duck: serde_json::Value = match out {
+            Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
+            Ok(o) => {
+                eprintln!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr));
+                serde_json::Value::Null
+            }
+            Err(e) => {
+                eprintln!("cannot run {python}: {e} (set LEAKHOUND_DUCKDB_PYTHON)");
+                serde_json::Value::Null
+            }
+        };
+        report.push((mode, ours, duck));
+    }
     let counts: usize = (pods * days * 1440) as usize;
     println!(
         "queries_vs_duckdb: {pods} pods x {days} days: {counts} count rows, samples every {sample_min} min; best of 3, 2 threads"
     );
-    println!(
-        "{:<22} {:>10} {:>12} {:>12} {:>14}",
-        "query", "rows", "leakhound", "duckdb", "duckdb/ours"
-    );
-    for (name, (secs, rows)) in &ours {
-        let d = &duck[name];
-        let (dsecs, drows) = (d["seconds"].as_f64(), d["rows"].as_u64());
-        let ratio = dsecs
-            .map(|x| format!("{:.2}x", x / secs))
-            .unwrap_or("-".into());
-        let rows_note = match drows {
-            Some(r) if r as usize == *rows => format!("{rows}"),
-            Some(r) => format!("{rows}≠{r}"),
-            None => format!("{rows}"),
-        };
+    for (mode, ours, duck) in &report {
         println!(
-            "{:<22} {:>10} {:>10.0}ms {:>12} {:>14}{}",
-            name,
-            rows_note,
-            secs * 1000.0,
-            dsecs
-                .map(|x| format!("{:.0}ms", x * 1000.0))
-                .unwrap_or("-".into()),
-            ratio,
-            d["error"]
-                .as_str()
-                .map(|e| format!("  duckdb error: {e}"))
-                .unwrap_or_default()
+            "{:<22} {:>10} {:>12} {:>12} {:>14}",
+            format!("query ({mode})"),
+            "rows",
+            "leakhound",
+            "duckdb",
+            "duckdb/ours"
         );
+        for (name, (secs, rows)) in ours {
+            let d = &duck[name];
+            let (dsecs, drows) = (d["seconds"].as_f64(), d["rows"].as_u64());
+            let ratio = dsecs
+                .map(|x| format!("{:.2}x", x / secs))
+                .unwrap_or("-".into());
+            let rows_note = match drows {
+                Some(r) if r as usize == *rows => format!("{rows}"),
+                Some(r) => format!("{rows}≠{r}"),
+                None => format!("{rows}"),
+            };
+            println!(
+                "{:<22} {:>10} {:>10.0}ms {:>12} {:>14}{}",
+                name,
+                rows_note,
+                secs * 1000.0,
+                dsecs
+                    .map(|x| format!("{:.0}ms", x * 1000.0))
+                    .unwrap_or("-".into()),
+                ratio,
+                d["error"]
+                    .as_str()
+                    .map(|e| format!("  duckdb error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
     }
 }
