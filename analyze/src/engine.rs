@@ -661,6 +661,37 @@ pub struct PodCaptures {
 /// Per (namespace, pod).
 pub type Captures = HashMap<(String, String), PodCaptures>;
 
+/// Put the last capture of each of `before`'s pods that is in the scope (the pod, or the
+/// workload's pods) in front of that pod's captures in `caps`, which stay in time order; a
+/// capture `caps` already holds is left as it is.
+fn add_captures_before(
+    caps: &mut Captures,
+    before: Captures,
+    pod: Option<&str>,
+    workload: Option<&str>,
+) {
+    for (key, pc) in before {
+        let in_scope = match pod {
+            Some(p) => key.1 == p,
+            None => workload.is_some() && pc.workload.as_deref() == workload,
+        };
+        let Some(last) = pc.captures.into_iter().last() else {
+            continue;
+        };
+        if !in_scope {
+            continue;
+        }
+        let into = caps.entry(key).or_insert_with(|| PodCaptures {
+            workload: pc.workload,
+            captures: Vec::new(),
+        });
+        let at = into.captures.partition_point(|(ts, _)| *ts < last.0);
+        if into.captures.get(at).is_none_or(|(ts, _)| *ts != last.0) {
+            into.captures.insert(at, last);
+        }
+    }
+}
+
 pub async fn captures(
     ctx: &SessionContext,
     from_s: i64,
@@ -951,9 +982,25 @@ pub async fn analyze(
         drop_recurring(&mut fs, &series);
         findings.extend(fs);
     }
-    // From 6 hours before: an episode's capture before its onset (older episodes fall back to
-    // whole captures, see `residence_at`).
-    let caps = captures(&ctx, first - 6 * 3_600, to_s, &cfg.namespace).await?;
+    let priors = if emit == Emit::All {
+        prior_events(&ctx, first - 86_400, first).await?
+    } else {
+        HashMap::new()
+    };
+    // From 6 hours before: an episode's capture before its onset. A live run continuing a
+    // stored episode that began earlier also loads, for that episode's pods only, the hour of
+    // captures before its stored onset, so that its residence stays that of what grew.
+    let caps_from = first - 6 * 3_600;
+    let mut caps = captures(&ctx, caps_from, to_s, &cfg.namespace).await?;
+    let continued_since = first - step * (cfg.episode_gap_evals as i64 + 1);
+    for p in priors.values() {
+        let onset = p.onset.timestamp();
+        if onset >= caps_from || p.detected_at.timestamp() < continued_since {
+            continue;
+        }
+        let before = captures(&ctx, onset - 3_600, onset, &p.namespace).await?;
+        add_captures_before(&mut caps, before, p.pod.as_deref(), p.workload.as_deref());
+    }
     // Growth of the same pod at the same time from the growth rule, for events of detectors
     // that do not measure it.
     let growth_of: HashMap<(Scope, i64), f64> = findings
@@ -961,11 +1008,6 @@ pub async fn analyze(
         .filter(|f| f.detector == GROWTH_RULE)
         .map(|f| ((f.scope.clone(), f.eval_s), f.growth_per_s))
         .collect();
-    let priors = if emit == Emit::All {
-        prior_events(&ctx, first - 86_400, first).await?
-    } else {
-        HashMap::new()
-    };
 
     let mut by_key: BTreeMap<(Scope, &'static str), Vec<Finding>> = BTreeMap::new();
     for f in findings {
@@ -1388,5 +1430,54 @@ mod tests {
             ..workload
         };
         assert_eq!(residence_at(&caps, &elsewhere, 1_800, 1_200).p99_s, None);
+    }
+
+    #[test]
+    fn captures_before_an_old_onset_are_put_in_front() {
+        let (before, batch) = (before(), batch());
+        let pod = |captures| PodCaptures {
+            workload: Some("cart".into()),
+            captures,
+        };
+        let mut caps: Captures = HashMap::new();
+        caps.insert(
+            ("shop".into(), "cart-1".into()),
+            pod(vec![(1_600, batch.clone())]),
+        );
+        let scope = pod_scope();
+        // The window holds no capture before the growth (at 900): the whole capture.
+        assert_eq!(residence_at(&caps, &scope, 1_800, 900).p99_s, Some(7_800.0));
+        // The hour before the stored onset, loaded on its own: its last capture goes in front,
+        // for the event's pod only.
+        let mut older: Captures = HashMap::new();
+        older.insert(
+            ("shop".into(), "cart-1".into()),
+            pod(vec![(300, batch.clone()), (850, before.clone())]),
+        );
+        older.insert(
+            ("shop".into(), "cart-9".into()),
+            pod(vec![(850, before.clone())]),
+        );
+        add_captures_before(&mut caps, older.clone(), Some("cart-1"), None);
+        let v = &caps[&("shop".to_string(), "cart-1".to_string())].captures;
+        assert_eq!(v.iter().map(|(t, _)| *t).collect::<Vec<_>>(), [850, 1_600]);
+        assert!(!caps.contains_key(&("shop".to_string(), "cart-9".to_string())));
+        // Now residence is that of what grew since: the young batch.
+        assert_eq!(residence_at(&caps, &scope, 1_800, 900).p99_s, Some(0.0));
+        // Twice: nothing doubles. A workload-wide event takes every pod of the workload.
+        add_captures_before(&mut caps, older.clone(), Some("cart-1"), None);
+        add_captures_before(&mut caps, older, None, Some("cart"));
+        assert_eq!(
+            caps[&("shop".to_string(), "cart-1".to_string())]
+                .captures
+                .len(),
+            2
+        );
+        assert_eq!(
+            caps[&("shop".to_string(), "cart-9".to_string())]
+                .captures
+                .len(),
+            1
+        );
     }
 }
