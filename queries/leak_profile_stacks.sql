@@ -7,14 +7,26 @@
 -- Two passes over the samples: the first finds each leaked stack's first and last capture (a
 -- few thousand groups, no per-capture grouping of millions of rows); the second reads only the
 -- rows of those last captures (the join hands the scan their times, so it prunes by `ts`).
+-- The first pass applies "leaked" and the window inside the aggregate rather than as a WHERE:
+-- a scan without a predicate on its columns opens each file without building pruning
+-- predicates for it, which over a month of hourly files cost more than the filter saved. The
+-- partition filters (date, then hour at the window's first and last day) still skip every
+-- file outside the window before anything is opened. The HAVING keeps out what has no such
+-- row, and tells the planner this side is the small one (the join builds its table on it).
 WITH span AS (
-    SELECT namespace, pod, stack_id, MIN(ts) AS first_seen, MAX(ts) AS last_seen
+    SELECT namespace, pod, stack_id,
+           MIN(CASE WHEN (profile = 'goroutineleak' OR leaked) AND ts >= ${from} AND ts < ${to}
+                    THEN ts END) AS first_seen,
+           MAX(CASE WHEN (profile = 'goroutineleak' OR leaked) AND ts >= ${from} AND ts < ${to}
+                    THEN ts END) AS last_seen
     FROM goroutine_samples
-    WHERE (profile = 'goroutineleak' OR leaked)
-      AND namespace LIKE ${namespace}
-      AND ts >= ${from} AND ts < ${to}
+    WHERE namespace LIKE ${namespace}
       AND date >= ${from_date} AND date <= ${to_date}
+      AND (date > ${from_date} OR hour >= ${from_hour})
+      AND (date < ${to_date} OR hour <= ${to_hour})
     GROUP BY namespace, pod, stack_id
+    HAVING MAX(CASE WHEN (profile = 'goroutineleak' OR leaked) AND ts >= ${from} AND ts < ${to}
+                    THEN ts END) IS NOT NULL
 ),
 last_capture AS (
     SELECT s.namespace, s.pod, s.stack_id, s.first_seen, s.last_seen, g.format,

@@ -8,15 +8,25 @@
 -- param: from timestamp now-24h
 -- param: to timestamp now
 -- param: limit int 20
+-- `latest` applies the window and "has ids" inside the aggregate rather than as a WHERE: a scan
+-- without a predicate on its columns opens each file without building pruning predicates for
+-- it, which over a month of hourly files cost more than the filter saved (all of it passes).
+-- The partition filters (date, then hour at the window's first and last day) still skip every
+-- file outside the window before anything is opened. The HAVING keeps out what has no such
+-- row, and tells the planner this side is the small one (the join builds its table on it).
 WITH latest AS (
-    SELECT namespace, pod, MAX(ts) AS ts
+    SELECT namespace, pod,
+           MAX(CASE WHEN min_goroutine_id IS NOT NULL AND ts >= ${from} AND ts < ${to}
+                    THEN ts END) AS ts
     FROM goroutine_samples
-    WHERE min_goroutine_id IS NOT NULL
-      AND namespace LIKE ${namespace}
+    WHERE namespace LIKE ${namespace}
       AND pod LIKE ${pod}
-      AND ts >= ${from} AND ts < ${to}
       AND date >= ${from_date} AND date <= ${to_date}
+      AND (date > ${from_date} OR hour >= ${from_hour})
+      AND (date < ${to_date} OR hour <= ${to_hour})
     GROUP BY namespace, pod
+    HAVING MAX(CASE WHEN min_goroutine_id IS NOT NULL AND ts >= ${from} AND ts < ${to}
+                    THEN ts END) IS NOT NULL
 ),
 stack_info AS (
     SELECT stack_id, MIN(top_function) AS top_function

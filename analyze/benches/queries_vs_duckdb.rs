@@ -24,7 +24,9 @@
 //! `LEAKHOUND_QBENCH_SET='datafusion.x.y = v; ...'` applies settings to leakhound's session,
 //! `LEAKHOUND_QBENCH_ADHOC=file.json` (name -> SQL) runs ad hoc SQL too,
 //! `LEAKHOUND_QBENCH_PHASES=1` the time of each run's session set-up, planning and execution, and
-//! `LEAKHOUND_QBENCH_NO_DUCKDB=1` skips DuckDB.
+//! `LEAKHOUND_QBENCH_NO_DUCKDB=1` skips DuckDB. `LEAKHOUND_QBENCH_ROUNDS=N` (1) repeats the
+//! comparison N times, the engines one after the other in each round, and prints the best of
+//! all rounds for each engine and the range of the rounds' own ratios.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -259,111 +261,144 @@ fn main() {
             ctx
         })
     };
+    // Rounds: each engine's best of 3 per round, the two one after the other, so that a slow
+    // spell of the machine (they last minutes here) hits both engines of a round alike.
+    let rounds = env_num("LEAKHOUND_QBENCH_ROUNDS", 1).max(1);
     let mut report = Vec::new();
-    for &mode in modes {
-        let shared = (mode == "warm").then(new_session);
-        let mut ours = BTreeMap::new();
-        for (name, sql) in &all {
-            let mut best = f64::MAX;
-            let mut rows = 0;
-            for _ in 0..3 {
-                let t = Instant::now();
-                let ctx = shared.clone().unwrap_or_else(new_session);
-                let t1 = Instant::now();
-                let n = rt.block_on(async {
-                    let df = ctx.sql(sql).await.expect("plan");
-                    let plan = df.create_physical_plan().await.expect("physical plan");
-                    let t2 = Instant::now();
-                    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
-                        .await
-                        .expect("run");
-                    if phases {
-                        eprintln!(
-                            "  {mode} {name}: session {:.0} ms, plan {:.0} ms, run {:.0} ms",
-                            (t1 - t).as_secs_f64() * 1e3,
-                            (t2 - t1).as_secs_f64() * 1e3,
-                            t2.elapsed().as_secs_f64() * 1e3
-                        );
-                    }
-                    batches.iter().map(|b| b.num_rows()).sum::<usize>()
-                });
-                best = best.min(t.elapsed().as_secs_f64());
-                rows = n;
+    for round in 0..rounds {
+        for &mode in modes {
+            eprintln!("round {}/{rounds}, {mode}", round + 1);
+            let shared = (mode == "warm").then(new_session);
+            let mut ours = BTreeMap::new();
+            for (name, sql) in &all {
+                let mut best = f64::MAX;
+                let mut rows = 0;
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    let ctx = shared.clone().unwrap_or_else(new_session);
+                    let t1 = Instant::now();
+                    let n = rt.block_on(async {
+                        let df = ctx.sql(sql).await.expect("plan");
+                        let plan = df.create_physical_plan().await.expect("physical plan");
+                        let t2 = Instant::now();
+                        let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+                            .await
+                            .expect("run");
+                        if phases {
+                            eprintln!(
+                                "  {mode} {name}: session {:.0} ms, plan {:.0} ms, run {:.0} ms",
+                                (t1 - t).as_secs_f64() * 1e3,
+                                (t2 - t1).as_secs_f64() * 1e3,
+                                t2.elapsed().as_secs_f64() * 1e3
+                            );
+                        }
+                        batches.iter().map(|b| b.num_rows()).sum::<usize>()
+                    });
+                    best = best.min(t.elapsed().as_secs_f64());
+                    rows = n;
+                }
+                ours.insert(name.clone(), (best, rows));
+                if explain && mode == modes[0] && round == 0 {
+                    let ctx = new_session();
+                    let text = rt.block_on(async {
+                        let batches = ctx
+                            .sql(&format!("EXPLAIN ANALYZE {sql}"))
+                            .await
+                            .expect("plan")
+                            .collect()
+                            .await
+                            .expect("run");
+                        arrow::util::pretty::pretty_format_batches(&batches)
+                            .map(|t| t.to_string())
+                            .unwrap_or_default()
+                    });
+                    println!("{name}:\n{text}");
+                }
             }
-            ours.insert(name.clone(), (best, rows));
-            if explain && mode == modes[0] {
-                let ctx = new_session();
-                let text = rt.block_on(async {
-                    let batches = ctx
-                        .sql(&format!("EXPLAIN ANALYZE {sql}"))
-                        .await
-                        .expect("plan")
-                        .collect()
-                        .await
-                        .expect("run");
-                    arrow::util::pretty::pretty_format_batches(&batches)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default()
-                });
-                println!("{name}:\n{text}");
-            }
+            let out = if std::env::var_os("LEAKHOUND_QBENCH_NO_DUCKDB").is_some() {
+                Err(std::io::Error::other("LEAKHOUND_QBENCH_NO_DUCKDB is set"))
+            } else {
+                std::process::Command::new(&python)
+                    .arg(&script)
+                    .arg(&dir)
+                    .arg(&qfile)
+                    .arg(mode)
+                    .output()
+            };
+            let duck: serde_json::Value = match out {
+                Ok(o) if o.status.success() => {
+                    serde_json::from_slice(&o.stdout).unwrap_or_default()
+                }
+                Ok(o) => {
+                    eprintln!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr));
+                    serde_json::Value::Null
+                }
+                Err(e) => {
+                    eprintln!("cannot run {python}: {e} (set LEAKHOUND_DUCKDB_PYTHON)");
+                    serde_json::Value::Null
+                }
+            };
+            report.push((mode, ours, duck));
         }
-        let out = if std::env::var_os("LEAKHOUND_QBENCH_NO_DUCKDB").is_some() {
-            Err(std::io::Error::other("LEAKHOUND_QBENCH_NO_DUCKDB is set"))
-        } else {
-            std::process::Command::new(&python)
-                .arg(&script)
-                .arg(&dir)
-                .arg(&qfile)
-                .arg(mode)
-                .output()
-        };
-        let duck: serde_json::Value = match out {
-            Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
-            Ok(o) => {
-                eprintln!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr));
-                serde_json::Value::Null
-            }
-            Err(e) => {
-                eprintln!("cannot run {python}: {e} (set LEAKHOUND_DUCKDB_PYTHON)");
-                serde_json::Value::Null
-            }
-        };
-        report.push((mode, ours, duck));
     }
     let counts: usize = (pods * days * 1440) as usize;
     println!(
         "queries_vs_duckdb: {pods} pods x {days} days: {counts} count rows, samples every {sample_min} min; best of 3, 2 threads"
     );
-    for (mode, ours, duck) in &report {
+    for &mode in modes {
         println!(
-            "{:<22} {:>10} {:>12} {:>12} {:>14}",
+            "{:<22} {:>10} {:>12} {:>12} {:>14} {:>16}",
             format!("query ({mode})"),
             "rows",
             "leakhound",
             "duckdb",
-            "duckdb/ours"
+            "duckdb/ours",
+            "rounds' ratios"
         );
-        for (name, (secs, rows)) in ours {
-            let d = &duck[name];
-            let (dsecs, drows) = (d["seconds"].as_f64(), d["rows"].as_u64());
-            let ratio = dsecs
-                .map(|x| format!("{:.2}x", x / secs))
-                .unwrap_or("-".into());
-            let rows_note = match drows {
+        let runs: Vec<_> = report.iter().filter(|(m, _, _)| *m == mode).collect();
+        let Some((_, first, _)) = runs.first() else {
+            continue;
+        };
+        for (name, (_, rows)) in first {
+            let ours_best = runs
+                .iter()
+                .map(|(_, o, _)| o[name].0)
+                .fold(f64::MAX, f64::min);
+            let duck_secs: Vec<Option<f64>> = runs
+                .iter()
+                .map(|(_, _, d)| d[name]["seconds"].as_f64())
+                .collect();
+            let duck_best = duck_secs.iter().flatten().copied().reduce(f64::min);
+            let ratios: Vec<f64> = runs
+                .iter()
+                .zip(&duck_secs)
+                .filter_map(|((_, o, _), d)| d.map(|d| d / o[name].0))
+                .collect();
+            let spread = match (
+                ratios.iter().copied().reduce(f64::min),
+                ratios.iter().copied().reduce(f64::max),
+            ) {
+                (Some(lo), Some(hi)) if ratios.len() > 1 => format!("{lo:.2}-{hi:.2}x"),
+                _ => "-".into(),
+            };
+            let d = &runs[0].2[name];
+            let rows_note = match d["rows"].as_u64() {
                 Some(r) if r as usize == *rows => format!("{rows}"),
                 Some(r) => format!("{rows}≠{r}"),
                 None => format!("{rows}"),
             };
             println!(
-                "{:<22} {:>10} {:>10.0}ms {:>12} {:>14}{}",
+                "{:<22} {:>10} {:>10.0}ms {:>12} {:>14} {:>16}{}",
                 name,
                 rows_note,
-                secs * 1000.0,
-                dsecs
+                ours_best * 1000.0,
+                duck_best
                     .map(|x| format!("{:.0}ms", x * 1000.0))
                     .unwrap_or("-".into()),
-                ratio,
+                duck_best
+                    .map(|x| format!("{:.2}x", x / ours_best))
+                    .unwrap_or("-".into()),
+                spread,
                 d["error"]
                     .as_str()
                     .map(|e| format!("  duckdb error: {e}"))

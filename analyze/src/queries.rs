@@ -6,7 +6,8 @@
 //! (RFC 3339, Unix seconds, or relative to now: `now`, `now-2h`, `now-30m`, `now-7d`), `string`,
 //! `int`, `float`. A value is checked against its type and rendered as a SQL literal, so a
 //! parameter can never inject SQL. Each timestamp parameter `X` also defines `${X_date}`, its
-//! date as `'YYYY-MM-DD'`, to prune the `date` partition column.
+//! date as `'YYYY-MM-DD'`, and `${X_hour}`, its hour as `'HH'`, to prune the `date` and `hour`
+//! partition columns.
 
 use std::collections::BTreeMap;
 
@@ -158,6 +159,7 @@ impl NamedQuery {
                         format!("{}_date", p.name),
                         format!("'{}'", t.format("%Y-%m-%d")),
                     );
+                    values.insert(format!("{}_hour", p.name), format!("'{}'", t.format("%H")));
                 }
                 ParamType::String => {
                     values.insert(p.name.clone(), format!("'{}'", raw.replace('\'', "''")));
@@ -296,7 +298,7 @@ mod tests {
     fn params_are_typed_and_quoted() {
         let q = NamedQuery::parse(
             "t",
-            "-- t\n-- param: ns string %\n-- param: n int 5\n-- param: from timestamp now-2h\nSELECT ${ns}, ${n}, ${from}, ${from_date}",
+            "-- t\n-- param: ns string %\n-- param: n int 5\n-- param: from timestamp now-2h\nSELECT ${ns}, ${n}, ${from}, ${from_date}, ${from_hour}",
         )
         .unwrap();
         let mut given = BTreeMap::new();
@@ -304,7 +306,7 @@ mod tests {
         let sql = q.render(&given, now()).unwrap();
         assert_eq!(
             sql.lines().last().unwrap(),
-            "SELECT 'a''b', 5, TIMESTAMP '2026-11-28T10:00:00.000000Z', '2026-11-28'"
+            "SELECT 'a''b', 5, TIMESTAMP '2026-11-28T10:00:00.000000Z', '2026-11-28', '10'"
         );
         given.insert("n".to_string(), "5; DROP".to_string());
         assert!(q.render(&given, now()).is_err());
