@@ -1377,13 +1377,17 @@ mod tests {
         assert_eq!(growth(&before, &split).unwrap().alive_share, Some(0.0));
     }
 
+    /// A pod of the `cart` workload with these captures.
+    fn pod(captures: Vec<(i64, Vec<CaptureGroup>)>) -> PodCaptures {
+        PodCaptures {
+            workload: Some("cart".into()),
+            captures,
+        }
+    }
+
     #[test]
     fn residence_at_uses_the_capture_before_the_growth_or_the_whole_capture() {
         let (before, batch, leak) = (before(), batch(), leak());
-        let pod = |captures| PodCaptures {
-            workload: Some("cart".into()),
-            captures,
-        };
         let mut caps: Captures = HashMap::new();
         caps.insert(
             ("shop".into(), "cart-1".into()),
@@ -1435,10 +1439,6 @@ mod tests {
     #[test]
     fn captures_before_an_old_onset_are_put_in_front() {
         let (before, batch) = (before(), batch());
-        let pod = |captures| PodCaptures {
-            workload: Some("cart".into()),
-            captures,
-        };
         let mut caps: Captures = HashMap::new();
         caps.insert(
             ("shop".into(), "cart-1".into()),
