@@ -675,12 +675,12 @@ fn add_captures_before(
             Some(p) => key.1 == p,
             None => workload.is_some() && pc.workload.as_deref() == workload,
         };
-        let Some(last) = pc.captures.into_iter().last() else {
-            continue;
-        };
         if !in_scope {
             continue;
         }
+        let Some(last) = pc.captures.into_iter().last() else {
+            continue;
+        };
         let into = caps.entry(key).or_insert_with(|| PodCaptures {
             workload: pc.workload,
             captures: Vec::new(),

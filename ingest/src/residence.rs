@@ -27,12 +27,17 @@ pub struct GroupAges {
     pub age_p99_s: Option<f64>,
 }
 
+/// What is known of one live goroutine id.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    first_us: i64,
+    /// Its entry function (hashed), once a whole traceback showed it.
+    entry: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 struct TargetState {
-    /// goroutine id → first seen (µs).
-    first_seen: HashMap<u64, i64>,
-    /// goroutine id → its entry function (hashed), where its traceback was whole.
-    entry: HashMap<u64, u64>,
+    seen: HashMap<u64, Seen>,
     latest_ts: i64,
 }
 
@@ -57,9 +62,12 @@ impl TargetState {
     fn is_another_process(&self, groups: &[SampleGroup]) -> bool {
         groups.iter().any(|g| {
             entry_function(g).is_some_and(|e| {
-                g.goroutine_ids
-                    .iter()
-                    .any(|id| self.entry.get(id).is_some_and(|&old| old != e))
+                g.goroutine_ids.iter().any(|id| {
+                    self.seen
+                        .get(id)
+                        .and_then(|s| s.entry)
+                        .is_some_and(|old| old != e)
+                })
             })
         })
     }
@@ -85,9 +93,13 @@ pub struct TrackedIds {
 impl IdTracker {
     pub fn export(&self, target: &Target) -> Option<TrackedIds> {
         self.targets.get(target).map(|s| TrackedIds {
-            first_seen: s.first_seen.iter().map(|(k, v)| (*k, *v)).collect(),
+            first_seen: s.seen.iter().map(|(id, v)| (*id, v.first_us)).collect(),
             latest_ts_us: s.latest_ts,
-            entry: s.entry.iter().map(|(k, v)| (*k, *v)).collect(),
+            entry: s
+                .seen
+                .iter()
+                .filter_map(|(id, v)| Some((*id, v.entry?)))
+                .collect(),
         })
     }
 
@@ -95,8 +107,14 @@ impl IdTracker {
         self.targets.insert(
             target.clone(),
             TargetState {
-                first_seen: ids.first_seen.into_iter().collect(),
-                entry: ids.entry.into_iter().collect(),
+                seen: ids
+                    .first_seen
+                    .into_iter()
+                    .map(|(id, first_us)| {
+                        let entry = ids.entry.get(&id).copied();
+                        (id, Seen { first_us, entry })
+                    })
+                    .collect(),
                 latest_ts: ids.latest_ts_us,
             },
         );
@@ -116,7 +134,7 @@ impl IdTracker {
             // target's first snapshot.
             *state = TargetState::default();
         }
-        let had_history = !state.first_seen.is_empty();
+        let had_history = !state.seen.is_empty();
         let mut out = Vec::with_capacity(groups.len());
         let mut alive: HashSet<u64> = HashSet::new();
         let any_ids = groups.iter().any(|g| !g.goroutine_ids.is_empty());
@@ -131,27 +149,23 @@ impl IdTracker {
             let entry = entry_function(g);
             for &id in &g.goroutine_ids {
                 alive.insert(id);
-                if let Some(e) = entry {
-                    state.entry.entry(id).or_insert(e);
+                // One lookup per id; an id not seen before starts at `i64::MAX`.
+                let seen = state.seen.entry(id).or_insert(Seen {
+                    first_us: i64::MAX,
+                    entry: None,
+                });
+                seen.entry = seen.entry.or(entry);
+                if seen.first_us > ts_us {
+                    new_ids.push(id);
+                    // No history: trust the annotation (a lower bound at best).
+                    let fallback = if had_history {
+                        ts_us
+                    } else {
+                        ts_us - i64::from(g.wait_minutes_max.unwrap_or(0)) * 60_000_000
+                    };
+                    seen.first_us = seen.first_us.min(fallback);
                 }
-                let first = match state.first_seen.get(&id) {
-                    Some(&f) if f <= ts_us => f,
-                    _ => {
-                        new_ids.push(id);
-                        // No history: trust the annotation (a lower bound at best).
-                        let fallback = if had_history {
-                            ts_us
-                        } else {
-                            ts_us - i64::from(g.wait_minutes_max.unwrap_or(0)) * 60_000_000
-                        };
-                        let f = state
-                            .first_seen
-                            .get(&id)
-                            .map_or(fallback, |&f| f.min(fallback));
-                        state.first_seen.insert(id, f);
-                        f
-                    }
-                };
+                let first = seen.first_us;
                 oldest = oldest.min(first);
                 ages_us.push(ts_us - first);
             }
@@ -173,8 +187,7 @@ impl IdTracker {
         }
         // Goroutines gone from the newest snapshot are gone for good (ids are not reused).
         if any_ids && ts_us >= state.latest_ts {
-            state.first_seen.retain(|id, _| alive.contains(id));
-            state.entry.retain(|id, _| alive.contains(id));
+            state.seen.retain(|id, _| alive.contains(id));
             state.latest_ts = ts_us;
         }
         out
