@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use leakhound_actuate::clock::{Clock, ManualClock, SystemClock};
+use leakhound_actuate::conns::ConnLimits;
 use leakhound_actuate::engine::Engine;
 use leakhound_actuate::policy::Policy;
 use leakhound_actuate::server::{Auth, Server, ServerConfig, TlsFiles};
@@ -37,6 +38,14 @@ pub struct PolicyArgs {
         value_delimiter = ','
     )]
     pub deny_namespaces: Vec<String>,
+    /// Act only in these namespaces (replaces the policy's list; default: every namespace not
+    /// denied). Pair with the namespaced RBAC of deploy/ so the API server enforces it too.
+    #[arg(
+        long = "allow-namespace",
+        env = "LEAKHOUND_ALLOW_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub allow_namespaces: Vec<String>,
     /// Per-workload cooldown between changes (e.g. 10m).
     #[arg(long, env = "LEAKHOUND_COOLDOWN")]
     pub cooldown: Option<String>,
@@ -76,6 +85,9 @@ impl PolicyArgs {
         if !self.deny_namespaces.is_empty() {
             p.deny_namespaces = self.deny_namespaces.clone();
         }
+        if !self.allow_namespaces.is_empty() {
+            p.allow_namespaces = self.allow_namespaces.clone();
+        }
         if let Some(v) = &self.cooldown {
             p.cooldown = dur("cooldown", v)?;
         }
@@ -106,8 +118,32 @@ impl PolicyArgs {
         })
     }
 
-    async fn engine(&self, store: &Store) -> Result<Engine> {
+    /// The flags' settings, validated (the policy file read, the capture targets parsed); no
+    /// other IO. `--check-config` stops after this.
+    fn prepare(&self) -> Result<Prepared> {
         let policy = self.policy()?;
+        let mut capture = Vec::new();
+        for t in &self.capture_targets {
+            let spec = targets::parse_target_flag(t)
+                .map_err(|e| anyhow::anyhow!("--capture-target {t:?}: {e}"))?;
+            if spec.namespace.is_none() || spec.pod.is_none() {
+                bail!("--capture-target {t:?}: want NAMESPACE/POD=URL");
+            }
+            capture.push(spec);
+        }
+        Ok(Prepared {
+            policy,
+            capture,
+            clock: self.clock()?,
+        })
+    }
+
+    async fn engine(&self, store: &Store, prepared: Prepared) -> Result<Engine> {
+        let Prepared {
+            policy,
+            capture,
+            clock,
+        } = prepared;
         // Without a kubeconfig and outside a cluster, L1 still works; other steps record why
         // they could not act.
         let client = match leakhound_actuate::kube_client(self.kubeconfig.as_deref()).await {
@@ -118,20 +154,18 @@ impl PolicyArgs {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut capture = Vec::new();
-        for t in &self.capture_targets {
-            let spec = targets::parse_target_flag(t)
-                .map_err(|e| anyhow::anyhow!("--capture-target {t:?}: {e}"))?;
-            if spec.namespace.is_none() || spec.pod.is_none() {
-                bail!("--capture-target {t:?}: want NAMESPACE/POD=URL");
-            }
-            capture.push(spec);
-        }
-        let engine = Engine::new(store, policy, client, !self.apply, self.clock()?)
+        let engine = Engine::new(store, policy, client, !self.apply, clock)
             .await?
             .with_capture_targets(capture);
         Ok(engine)
     }
+}
+
+/// What [`PolicyArgs::prepare`] validated.
+struct Prepared {
+    policy: Policy,
+    capture: Vec<targets::TargetSpec>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Args)]
@@ -145,7 +179,11 @@ pub struct ActuateArgs {
 pub async fn run_actuate(a: ActuateArgs) -> Result<ExitCode> {
     let store = Store::open(&a.store.store)
         .with_context(|| format!("cannot open the store {:?}", a.store.store))?;
-    let mut engine = a.policy.engine(&store).await?;
+    let prepared = a.policy.prepare()?;
+    if let Some(code) = crate::check::reached("actuate") {
+        return Ok(code);
+    }
+    let mut engine = a.policy.engine(&store, prepared).await?;
     let now = a.policy.clock()?.now();
     let s = leakhound_actuate::events::run(&mut engine, &store, now).await?;
     println!(
@@ -229,6 +267,20 @@ pub struct ServeArgs {
     /// How long a delivered alert is remembered for de-duplication.
     #[arg(long, env = "LEAKHOUND_DEDUP_TTL", default_value = "24h")]
     pub dedup_ttl: String,
+    /// How many delivered alerts are remembered at most (the oldest are forgotten first; the
+    /// actions table still keeps a forgotten one from acting twice).
+    #[arg(long, env = "LEAKHOUND_DEDUP_MAX", default_value_t = 200_000)]
+    pub dedup_max: usize,
+    /// Open connections at most; at the cap a new connection closes the oldest idle one.
+    #[arg(long, env = "LEAKHOUND_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A request's headers (and a TLS handshake) must arrive within this; an HTTP/1.1
+    /// keep-alive connection waiting longer for its next request is closed too.
+    #[arg(long, env = "LEAKHOUND_HEADER_TIMEOUT", default_value = "10s")]
+    pub header_timeout: String,
+    /// A connection with no request in flight for this long is closed (HTTP/2 included).
+    #[arg(long, env = "LEAKHOUND_IDLE_TIMEOUT", default_value = "60s")]
+    pub idle_timeout: String,
 }
 
 async fn shutdown_signal() {
@@ -282,11 +334,23 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
         body_limit: a.max_body,
         queue: a.queue,
         dedup_ttl: parse_duration(&a.dedup_ttl).map_err(|e| anyhow::anyhow!("--dedup-ttl: {e}"))?,
+        dedup_max: a.dedup_max,
         path: a.path.clone(),
+        limits: ConnLimits {
+            max_connections: a.max_connections.max(1),
+            header_timeout: parse_duration(&a.header_timeout)
+                .map_err(|e| anyhow::anyhow!("--header-timeout: {e}"))?,
+            idle_timeout: parse_duration(&a.idle_timeout)
+                .map_err(|e| anyhow::anyhow!("--idle-timeout: {e}"))?,
+        },
     };
     let store = Store::open(&a.store.store)
         .with_context(|| format!("cannot open the store {:?}", a.store.store))?;
-    let engine = a.policy.engine(&store).await?;
+    let prepared = a.policy.prepare()?;
+    if let Some(code) = crate::check::reached("serve") {
+        return Ok(code);
+    }
+    let engine = a.policy.engine(&store, prepared).await?;
     let dry_run = engine.dry_run();
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let server = Server::bind(a.listen, cfg, engine).await?;

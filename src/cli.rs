@@ -31,6 +31,11 @@ pub struct Cli {
     )]
     pub log_format: String,
 
+    /// Parse and validate the flags and environment (durations, policy file, targets, store URL,
+    /// credential files), then exit 0 before doing any work (src/check.rs).
+    #[arg(long, global = true)]
+    pub check_config: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -119,6 +124,10 @@ pub struct BackfillArgs {
     /// Largest decompressed size accepted per file or archive, in bytes (gzip-bomb guard).
     #[arg(long, env = "LEAKHOUND_MAX_DECOMPRESSED", default_value_t = backfill::DEFAULT_MAX_DECOMPRESSED)]
     pub max_decompressed: u64,
+    /// Items per commit: each commit makes its items' rows visible at once; a crash loses at
+    /// most the items since the last commit (a re-run imports them).
+    #[arg(long, env = "LEAKHOUND_BATCH_ITEMS", default_value_t = 256)]
+    pub batch_items: usize,
 }
 
 #[derive(Debug, Args)]
@@ -167,9 +176,23 @@ pub struct IngestArgs {
     /// For the whole pass.
     #[arg(long, env = "LEAKHOUND_PASS_DEADLINE", default_value = "50s")]
     pub deadline: String,
-    /// Largest response accepted, in bytes (after gzip decoding).
+    /// Largest response accepted, in bytes (after gzip decoding). A goroutine profile is also
+    /// held to 1/16 of --memory-budget at debug=2, 1/32 otherwise (what parsing it may take).
     #[arg(long, env = "LEAKHOUND_MAX_BODY", default_value_t = 64 << 20)]
     pub max_body: usize,
+    /// Bytes the response bodies in flight (and their parsers) may hold together; bounds the
+    /// pass's memory whatever the targets send. Default 96 MiB: 3/8 of the CronJob's limit.
+    #[arg(long, env = "LEAKHOUND_MEMORY_BUDGET", default_value_t = leakhound_ingest::scrape::DEFAULT_MEMORY_BUDGET)]
+    pub memory_budget: usize,
+    /// Commit the rows of every this many completed targets (then save the state): a crash
+    /// loses at most the chunk in flight.
+    #[arg(long, env = "LEAKHOUND_COMMIT_EVERY", default_value_t = leakhound_ingest::scrape::DEFAULT_COMMIT_EVERY)]
+    pub commit_every: usize,
+    /// Exit 1 when at least this percentage of a pass's targets were down (and at least one
+    /// was). Default 100: only a pass where every target was down fails; 0: any down target
+    /// fails the run. Down targets are in scrape_status either way.
+    #[arg(long, env = "LEAKHOUND_FAIL_WHEN_DOWN", default_value_t = 100.0)]
+    pub fail_when_down: f64,
     /// Take a debug=2 dump at least every N passes (and whenever goroutines grew by 20%).
     #[arg(long, env = "LEAKHOUND_DEBUG2_EVERY", default_value_t = 10)]
     pub debug2_every: u64,
@@ -311,11 +334,6 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
     if static_specs.is_empty() && !a.discover {
         bail!("no targets: pass --target URL, --targets-file FILE or --discover");
     }
-    let kube = if a.discover {
-        Some(scrape::discovery::client(a.kubeconfig.as_deref()).await?)
-    } else {
-        None
-    };
     let dopts = scrape::discovery::DiscoveryOptions {
         namespaces: a.namespaces.clone(),
         label_selector: a.selector.clone(),
@@ -326,21 +344,38 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
         timeout: duration_arg("timeout", &a.timeout)?,
         deadline: duration_arg("deadline", &a.deadline)?,
         max_body: a.max_body,
+        memory_budget: a.memory_budget,
+        commit_every: a.commit_every.max(1),
         debug2_every: a.debug2_every.max(1),
         ..Default::default()
     };
+    if !(0.0..=100.0).contains(&a.fail_when_down) {
+        bail!(
+            "--fail-when-down {}: a percentage from 0 to 100",
+            a.fail_when_down
+        );
+    }
     let every = match &a.every {
         Some(e) => Some(duration_arg("every", e)?),
         None => None,
+    };
+    if let Some(code) = crate::check::reached("ingest") {
+        return Ok(code);
+    }
+    let kube = if a.discover {
+        Some(scrape::discovery::client(a.kubeconfig.as_deref()).await?)
+    } else {
+        None
     };
     let clients = scrape::http::Clients::new();
     let mut writer = leakhound_ingest::writer::Writer::new(store.clone());
     let mut state = scrape::IngestState::load(&store).await?;
     let mut n = 0u64;
-    let mut last_ok: bool;
+    let mut failed_passes = 0u64;
     loop {
         let pass_start = tokio::time::Instant::now();
         let mut specs = static_specs.clone();
+        let mut discovery_failed = false;
         if let Some(client) = &kube {
             match scrape::discovery::discover(client, &dopts).await {
                 Ok((found, skipped)) => {
@@ -353,6 +388,7 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
                 Err(e) => {
                     tracing::warn!(error = %e, "Failed to discover pods.");
                     println!("discovery failed: {e}");
+                    discovery_failed = true;
                 }
             }
         }
@@ -364,10 +400,11 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
             }
         }
         let now_us = chrono::Utc::now().timestamp_micros();
+        // A failed commit ends the run (exit 1): the chunks committed before it stay.
         let s = scrape::run_pass(&mut writer, &clients, &list, &mut state, &opts, now_us).await?;
         n += 1;
         println!(
-            "pass {n}: {} targets, {} up, {} debug=2 dumps, {} leak profiles, {} with errors; {} rows in {} files; {:.0} ms",
+            "pass {n}: {} targets, {} up, {} debug=2 dumps, {} leak profiles, {} with errors; {} rows in {} files, {} chunks; {:.0} ms",
             s.targets,
             s.up,
             s.debug2_taken,
@@ -375,12 +412,15 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
             s.failed.len(),
             s.commit.rows,
             s.commit.files,
+            s.chunks,
             s.duration.as_secs_f64() * 1000.0
         );
         for (t, e) in &s.failed {
             println!("  {t}: {e}");
         }
-        last_ok = s.up > 0;
+        if discovery_failed || pass_failed(s.targets, s.down(), a.fail_when_down) {
+            failed_passes += 1;
+        }
         match every {
             Some(d) if a.passes.is_none_or(|p| n < p) => {
                 tokio::time::sleep_until(pass_start + d).await;
@@ -388,13 +428,18 @@ async fn run_ingest(a: IngestArgs) -> Result<ExitCode> {
             _ => break,
         }
     }
-    // Down targets are recorded in scrape_status (like Prometheus' `up`); the run fails only
-    // when no target answered at all.
-    Ok(if last_ok {
+    // Down targets are recorded in scrape_status (like Prometheus' `up`): a fleet always has
+    // some pods down, so they fail the run only past --fail-when-down.
+    Ok(if failed_passes == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Whether a pass with `down` of `targets` down fails the run under `--fail-when-down PCT`.
+fn pass_failed(targets: usize, down: usize, pct: f64) -> bool {
+    down > 0 && down as f64 * 100.0 >= pct * targets as f64
 }
 
 async fn run_backfill_prometheus(a: BackfillArgs, url: &str) -> Result<ExitCode> {
@@ -409,6 +454,9 @@ async fn run_backfill_prometheus(a: BackfillArgs, url: &str) -> Result<ExitCode>
     };
     let (from, to) = (t("from", &a.from)?, t("to", &a.to)?);
     let step = duration_arg("step", &a.step)?.as_secs().max(1) as i64;
+    if let Some(code) = crate::check::reached("backfill") {
+        return Ok(code);
+    }
     let mut progress = |_done: i64, _total: i64| {};
     let range = leakhound_ingest::sources::prometheus::RangeQuery {
         query: a.query.clone(),
@@ -438,6 +486,9 @@ async fn run_backfill(a: BackfillArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    if let Some(code) = crate::check::reached("backfill") {
+        return Ok(code);
+    }
     let opts = BackfillOptions {
         pattern,
         overrides: Overrides {
@@ -449,7 +500,7 @@ async fn run_backfill(a: BackfillArgs) -> Result<ExitCode> {
             timestamp_us,
         },
         max_decompressed: a.max_decompressed,
-        ..Default::default()
+        batch_items: a.batch_items.max(1),
     };
     let tty = std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::hidden();
@@ -546,6 +597,9 @@ fn split_statements(text: &str) -> Vec<String> {
 
 async fn run_sql(a: SqlArgs) -> Result<ExitCode> {
     let store = open_store(&a.store)?;
+    if let Some(code) = crate::check::reached("sql") {
+        return Ok(code);
+    }
     let ctx = session::session(&store).await?;
     if let Some(stmt) = &a.statement {
         for s in split_statements(stmt) {
@@ -648,6 +702,9 @@ async fn run_query(a: QueryArgs) -> Result<ExitCode> {
     };
     let params: BTreeMap<String, String> = a.params.into_iter().collect();
     let sql = q.render(&params, now)?;
+    if let Some(code) = crate::check::reached("query") {
+        return Ok(code);
+    }
     if a.show_sql {
         println!("{sql}");
         return Ok(ExitCode::SUCCESS);
@@ -671,22 +728,30 @@ async fn run_compact(a: CompactArgs) -> Result<ExitCode> {
         },
         now: chrono::Utc::now(),
     };
+    if let Some(code) = crate::check::reached("compact") {
+        return Ok(code);
+    }
     let s = compact::compact(&store, &opts).await?;
     println!(
-        "compact {}: {} partitions compacted ({} files merged, {} rows), {} replaced files deleted, {} orphans deleted, {} partitions dropped by retention",
+        "compact {}: {} partitions compacted ({} files merged, {} rows), {} replaced files deleted, {} orphans deleted, {} staging files deleted, {} partitions dropped by retention, {} partitions left to a concurrent compaction",
         store.url(),
         s.partitions_compacted,
         s.files_merged,
         s.rows_written,
         s.replaced_files_deleted,
         s.orphans_deleted,
-        s.partitions_dropped
+        s.staging_deleted,
+        s.partitions_dropped,
+        s.conflicts
     );
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_status(a: StatusArgs) -> Result<ExitCode> {
     let store = open_store(&a.store)?;
+    if let Some(code) = crate::check::reached("status") {
+        return Ok(code);
+    }
     let ctx = session::session(&store).await?;
     println!("store {}", store.url());
     let sql = "SELECT 'goroutine_counts' AS table_name, COUNT(*) AS row_count, MIN(ts) AS first, MAX(ts) AS last FROM goroutine_counts \
@@ -702,4 +767,24 @@ async fn run_status(a: StatusArgs) -> Result<ExitCode> {
     let sql = "SELECT status, COUNT(*) AS files, SUM(goroutines) AS goroutines FROM ingest_log GROUP BY status ORDER BY status";
     run_statements(&ctx, sql, Format::Table).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pass_failed;
+
+    #[test]
+    fn fail_when_down() {
+        // Default 100: only a pass where every target was down fails.
+        assert!(!pass_failed(10, 9, 100.0));
+        assert!(pass_failed(10, 10, 100.0));
+        assert!(!pass_failed(0, 0, 100.0), "no targets: nothing failed");
+        assert!(
+            !pass_failed(10, 0, 0.0),
+            "0: fails on any down target, not on none"
+        );
+        assert!(pass_failed(10, 1, 0.0));
+        assert!(pass_failed(4, 2, 50.0));
+        assert!(!pass_failed(4, 1, 50.0));
+    }
 }

@@ -1,6 +1,13 @@
 //! `leakhound inspect`: a dump or profile read without a store, summarised the way panicparse
 //! does it: totals by state, then stacks grouped with counts, wait ranges and labels, largest
 //! first.
+//!
+//! Grouping decision: a stack is its frames and state; `created by` is *not* part of it (the
+//! stack id is the same in debug=0/1, which have no creation sites), so a stack whose goroutines
+//! were started at several places lists every site with its count (`created_by_sites`).
+//! `leaked` counts the goroutines the runtime marked `(leaked)` (`leaked_count`), not the stack.
+//! A dump cut short (crash logs often are) is summarised from its complete records, says where
+//! it was cut (`partial`), and makes the command exit 1.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -8,7 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use leakhound_ingest::parse::{ParseOptions, parse_snapshot_with};
-use leakhound_schemas::model::{Frame, Snapshot, StackId};
+use leakhound_schemas::model::{Cut, Frame, Snapshot, StackId};
 use serde::Serialize;
 
 use crate::cli::InspectArgs;
@@ -21,13 +28,26 @@ pub struct StackReport {
     pub state: String,
     pub wait_minutes: Option<WaitRange>,
     pub labels: Vec<BTreeMap<String, String>>,
+    /// Some goroutine of the stack is marked `(leaked)` (`leaked_count > 0`).
     pub leaked: bool,
+    /// Goroutines of the stack the runtime marked `(leaked)` (all of them in a goroutineleak
+    /// profile).
+    pub leaked_count: u64,
     pub frames: Vec<Frame>,
+    /// The `created by` site of the stack's most frequent creator.
     pub created_by: Option<Frame>,
+    /// Every `created by` site of the stack's goroutines with their count, most first.
+    pub created_by_sites: Vec<CreatorSite>,
     pub elided: bool,
     /// Every goroutine id of the stack if it has at most [`ParseOptions::SUMMARY_IDS`]
     /// goroutines, else the lowest that many (the oldest goroutines, usually), ascending.
     pub goroutine_ids: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct CreatorSite {
+    pub frame: Frame,
+    pub count: u64,
 }
 
 #[derive(Debug, Serialize, Clone, Copy)]
@@ -43,6 +63,8 @@ pub struct Report {
     pub profile: &'static str,
     pub total: u64,
     pub declared_total: Option<u64>,
+    /// Where the dump was cut, if it was: the report holds its complete records only.
+    pub partial: Option<Cut>,
     pub by_state: BTreeMap<String, u64>,
     pub stacks: Vec<StackReport>,
 }
@@ -66,15 +88,17 @@ pub fn report(source: &str, snap: &Snapshot) -> Report {
                 wait_minutes: None,
                 labels: Vec::new(),
                 leaked: false,
+                leaked_count: 0,
                 frames: g.stack.frames.clone(),
-                created_by: g.stack.created_by.clone(),
+                created_by: None,
+                created_by_sites: Vec::new(),
                 elided: g.stack.elided,
                 goroutine_ids: Vec::new(),
             });
         e.count += g.count;
-        e.leaked |= g.leaked;
-        if e.created_by.is_none() {
-            e.created_by = g.stack.created_by.clone();
+        if g.leaked {
+            e.leaked = true;
+            e.leaked_count += g.count;
         }
         if !g.labels.is_empty() && !e.labels.contains(&g.labels) {
             e.labels.push(g.labels.clone());
@@ -92,6 +116,18 @@ pub fn report(source: &str, snap: &Snapshot) -> Report {
     }
     let mut stacks: Vec<StackReport> = groups.into_values().collect();
     for s in &mut stacks {
+        // Sites of the stack id (all its states: the same goroutines' entry points).
+        let id = u64::from_str_radix(&s.stack_id, 16).map(StackId);
+        if let Some(sites) = id.ok().and_then(|id| snap.creators.get(&id)) {
+            s.created_by_sites = sites
+                .iter()
+                .map(|(frame, count)| CreatorSite {
+                    frame: frame.clone(),
+                    count: *count,
+                })
+                .collect();
+            s.created_by = sites.first().map(|(f, _)| f.clone());
+        }
         s.goroutine_ids.sort_unstable();
         // Each group kept at most its lowest `SUMMARY_IDS`; so does the stack.
         s.goroutine_ids.truncate(ParseOptions::SUMMARY_IDS);
@@ -109,6 +145,7 @@ pub fn report(source: &str, snap: &Snapshot) -> Report {
         profile: snap.kind.as_str(),
         total: snap.total(),
         declared_total: snap.declared_total,
+        partial: snap.partial.clone(),
         by_state,
         stacks,
     }
@@ -127,6 +164,12 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
     states.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let line: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
     writeln!(out, "  by state: {}", line.join(", "))?;
+    if let Some(c) = &r.partial {
+        writeln!(
+            out,
+            "  PARTIAL: the dump is {c}; only the goroutines before the cut are counted"
+        )?;
+    }
     let distinct: BTreeSet<&str> = r.stacks.iter().map(|s| s.stack_id.as_str()).collect();
     writeln!(out, "  {} distinct stacks", distinct.len())?;
     for s in &r.stacks {
@@ -144,8 +187,10 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
             }
         }
         head.push(']');
-        if s.leaked {
+        if s.leaked_count == s.count {
             head.push_str(" LEAKED (runtime-confirmed)");
+        } else if s.leaked_count > 0 {
+            head.push_str(&format!(" {} LEAKED (runtime-confirmed)", s.leaked_count));
         }
         writeln!(out, "{head}  stack {}", s.stack_id)?;
         for l in &s.labels {
@@ -166,11 +211,16 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
         if s.elided {
             writeln!(out, "    ...frames elided by the runtime...")?;
         }
-        if let Some(c) = &s.created_by {
+        for c in &s.created_by_sites {
+            let n = if s.created_by_sites.len() > 1 {
+                format!(" ({} goroutines)", c.count)
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "    created by {}\n        {}:{}",
-                c.function, c.file, c.line
+                "    created by {}{n}\n        {}:{}",
+                c.frame.function, c.frame.file, c.frame.line
             )?;
         }
     }
@@ -183,6 +233,9 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
         "text" => false,
         other => anyhow::bail!("unknown --format {other:?}: use text or json"),
     };
+    if let Some(code) = crate::check::reached("inspect") {
+        return Ok(code);
+    }
     let mut files = a.files.clone();
     if files.is_empty() {
         files.push("-".into());
@@ -209,6 +262,10 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
         };
         match parsed {
             Ok(snap) => {
+                if let Some(c) = &snap.partial {
+                    eprintln!("error: {name}: the dump is {c}; reporting the goroutines before it");
+                    failed = true;
+                }
                 let r = report(if name == "-" { "stdin" } else { &name }, &snap);
                 if json {
                     reports.push(r);

@@ -3,6 +3,7 @@
 
 mod actuate_cmd;
 mod analyze_cmd;
+mod check;
 mod cli;
 mod inspect;
 
@@ -21,6 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(&args.log_format);
+    check::enable(args.check_config);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

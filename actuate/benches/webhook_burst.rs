@@ -3,6 +3,9 @@
 //! One delivery in five re-sends an alert already delivered (Alertmanager's at-least-once), so
 //! 8,000 distinct alerts, each an L1 decision that lands as one row of the actions table.
 //!
+//! Then the same burst again with the receiver's de-duplication state already holding 200,000
+//! alerts (25 posts of 8,000, `LEAKHOUND_BENCH_DEDUP_STATE`), and the reference again.
+//!
 //! It checks, and fails otherwise: every delivery answered 2xx in the end (none lost), exactly
 //! 8,000 rows with 8,000 distinct idempotency keys (no duplicate action), 2,000 duplicates
 //! counted. It prints the latency of the 2xx replies (p50/p90/p99/max) next to a reference
@@ -20,6 +23,8 @@
 //! | release, quiet (load 1.1) | 0.46 / 0.92 ms | 0.73–0.77 / 1.81–1.84 ms | 3.1–5.5 ms | 66k / 39–41k |
 //! | release, other builds running (load 3+) | 0.77 / 1.88 ms | 1.32 / 6.26 ms | 12.3 ms | 40k / 21k |
 //! | dev, load ~2 | 4.62 / 8.01 ms | 7.10 / 17.57 ms | 25.6 ms | 6.8k / 4.3k |
+//! | dev, 2026-12-03, empty de-dup state | 8.21 / 12.93 ms | 13.00 / 22.77 ms | 42.0 ms | 3.8k / 2.4k |
+//! | dev, 2026-12-03, 200,000-entry de-dup state | 9.27 / 15.54 ms | 14.06 / 29.04 ms | 45.7 ms | 3.4k / 1.7k (512 retried 503s, none lost) |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -180,33 +185,39 @@ async fn reference() -> Figures {
     f
 }
 
-async fn receiver() -> Figures {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().to_str().expect("utf-8")).expect("store");
-    let engine = Engine::new(&store, Policy::default(), None, true, Arc::new(SystemClock))
-        .await
-        .expect("engine");
-    let cfg = ServerConfig {
-        auth: Auth::Bearer(TOKEN.into()),
-        queue: 1024,
-        ..Default::default()
-    };
-    let server = Server::bind("127.0.0.1:0".parse().expect("addr"), cfg, engine)
-        .await
-        .expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    let f = burst(format!("http://{addr}/alertmanager"), true).await;
-    let burst_end = Instant::now();
+/// Fill the receiver's de-duplication state with `n` distinct alerts (posts of 8,000, as a
+/// large Alertmanager group sends them) before the burst; wait until the worker has them.
+async fn prefill(addr: SocketAddr, n: usize) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/alertmanager");
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(8000);
+        let alerts: Vec<String> = (sent..sent + k)
+            .map(|i| format!(r#"{{"status":"firing","labels":{{"namespace":"shop","pod":"pre-{i}"}},"annotations":{{}},"startsAt":"2026-11-28T09:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"pre-{i:08}"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"version":"4","groupKey":"{{}}:{{prefill=\"{sent}\"}}","truncatedAlerts":0,"status":"firing","receiver":"leakhound","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://am.invalid","alerts":[{}]}}"#,
+            alerts.join(",")
+        );
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("prefill post");
+        assert!(r.status().is_success(), "prefill: {}", r.status());
+        sent += k;
+    }
+    wait_processed(addr, n, Duration::from_secs(1200)).await;
+}
 
-    // Wait for the worker to have handled every accepted alert (bounded), then stop.
+/// Poll `/metrics` until the worker has processed `n` alerts (or the deadline).
+async fn wait_processed(addr: SocketAddr, n: usize, limit: Duration) -> Instant {
     let metrics_url = format!("http://{addr}/metrics");
-    let want_unique = (0..DELIVERIES).filter(|i| !payload(*i).1).count();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let drained_at;
+    let deadline = Instant::now() + limit;
     loop {
         let text = reqwest::get(&metrics_url)
             .await
@@ -219,12 +230,42 @@ async fn receiver() -> Figures {
             .find_map(|l| l.strip_prefix("leakhound_webhook_alerts_total{result=\"processed\"} "))
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(0);
-        if processed >= want_unique || Instant::now() > deadline {
-            drained_at = Instant::now();
-            break;
+        if processed >= n || Instant::now() > deadline {
+            return Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn receiver(prefilled: usize) -> Figures {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().to_str().expect("utf-8")).expect("store");
+    let engine = Engine::new(&store, Policy::default(), None, true, Arc::new(SystemClock))
+        .await
+        .expect("engine");
+    let cfg = ServerConfig {
+        auth: Auth::Bearer(TOKEN.into()),
+        queue: 1024,
+        body_limit: 4 << 20,
+        ..Default::default()
+    };
+    let server = Server::bind("127.0.0.1:0".parse().expect("addr"), cfg, engine)
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    if prefilled > 0 {
+        prefill(addr, prefilled).await;
+    }
+    let f = burst(format!("http://{addr}/alertmanager"), true).await;
+    let burst_end = Instant::now();
+
+    // Wait for the worker to have handled every accepted alert (bounded), then stop.
+    let want_unique = (0..DELIVERIES).filter(|i| !payload(*i).1).count();
+    let drained_at = wait_processed(addr, prefilled + want_unique, Duration::from_secs(120)).await;
     let _ = tx.send(());
     let stopped = running.await.expect("server task").expect("server");
     let m = &stopped.metrics;
@@ -255,10 +296,14 @@ async fn receiver() -> Figures {
     );
     assert_eq!(f.failures, 0, "deliveries lost");
     assert_eq!(f.latencies.len(), DELIVERIES, "deliveries without a 2xx");
-    assert_eq!(accepted, want_unique, "accepted alerts");
+    assert_eq!(accepted, prefilled + want_unique, "accepted alerts");
     assert_eq!(dups, DELIVERIES - want_unique, "duplicates counted");
-    assert_eq!(rows, want_unique, "one action row per distinct alert");
-    assert_eq!(keys.len(), want_unique, "no action twice");
+    assert_eq!(
+        rows,
+        prefilled + want_unique,
+        "one action row per distinct alert"
+    );
+    assert_eq!(keys.len(), prefilled + want_unique, "no action twice");
     f
 }
 
@@ -277,8 +322,19 @@ fn main() {
     println!(
         "webhook burst: {DELIVERIES} deliveries, {CONCURRENCY} concurrent senders, loopback, 2 runtime workers, profile {profile}"
     );
-    let reference = rt.block_on(reference());
-    print("reference (axum, no-op)", &reference);
-    let r = rt.block_on(receiver());
+    let first = rt.block_on(reference());
+    print("reference (axum, no-op)", &first);
+    let r = rt.block_on(receiver(0));
     print("leakhound serve receiver", &r);
+    // The de-duplication state at 200,000 entries (LEAKHOUND_BENCH_DEDUP_STATE to change).
+    let state: usize = std::env::var("LEAKHOUND_BENCH_DEDUP_STATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    if state > 0 {
+        let r = rt.block_on(receiver(state));
+        print(&format!("receiver, {}k dedup state", state / 1000), &r);
+        let again = rt.block_on(reference());
+        print("reference again (axum)", &again);
+    }
 }

@@ -25,7 +25,7 @@ use crate::actuators::{self, ActContext, Actuator, Done};
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::model::{ActionRecord, Outcome, Step, Target, Trigger, action_key};
+use crate::model::{ActionRecord, Outcome, Step, Target, Trigger, ValidTarget, action_key};
 use crate::policy::Policy;
 use crate::resolve;
 
@@ -36,14 +36,17 @@ pub struct Handled {
     pub records: Vec<ActionRecord>,
     /// Steps found already done (a replay): nothing was sent, nothing recorded.
     pub replayed: usize,
+    /// A workload-wide eviction has more pods to go (the next run goes on).
+    pub more: bool,
 }
 
 impl Handled {
     /// Whether something is left to try again later (deferred, or a retryable failure).
     pub fn pending_retry(&self) -> bool {
-        self.records.iter().any(|r| {
-            r.outcome == Outcome::Deferred || (r.outcome == Outcome::Failed && r.retryable)
-        })
+        self.more
+            || self.records.iter().any(|r| {
+                r.outcome == Outcome::Deferred || (r.outcome == Outcome::Failed && r.retryable)
+            })
     }
 }
 
@@ -72,7 +75,7 @@ fn actions_of(step: Step) -> &'static [&'static str] {
         Step::Record => &["record"],
         Step::Hpa => &["hpa_create", "hpa_patch"],
         Step::MinReplicas => &["min_replicas", "scale"],
-        Step::Vpa => &["vpa"],
+        Step::Vpa => &["vpa", "vpa_create", "vpa_patch"],
         Step::Capture => &["capture"],
         Step::Evict => &["evict"],
         Step::RolloutRestart => &["rollout_restart"],
@@ -175,6 +178,42 @@ impl Engine {
         r
     }
 
+    /// Record the same decision for each of `steps`.
+    fn record_all(
+        &mut self,
+        trigger: &Trigger,
+        steps: Vec<(Step, String)>,
+        target: &Target,
+        outcome: Outcome,
+        reason: &str,
+        out: &mut Handled,
+    ) {
+        for (step, key) in steps {
+            let done = Done::new(step.as_str(), outcome, reason.to_string());
+            out.records
+                .push(self.record(trigger, key, target, done, false));
+        }
+    }
+
+    /// Record the same failure for each of `steps`.
+    fn record_failed(
+        &mut self,
+        trigger: &Trigger,
+        steps: Vec<(Step, String)>,
+        target: &Target,
+        e: &Error,
+        out: &mut Handled,
+    ) {
+        for (step, key) in steps {
+            let done = Done {
+                http_status: e.http_status().map(i32::from),
+                ..Done::new(step.as_str(), Outcome::Failed, e.to_string())
+            };
+            out.records
+                .push(self.record(trigger, key, target, done, e.is_retryable()));
+        }
+    }
+
     /// Decide and act on one trigger.
     pub async fn handle(&mut self, trigger: &Trigger) -> Handled {
         let mut out = Handled::default();
@@ -197,11 +236,13 @@ impl Engine {
             return out;
         }
         let now = self.clock.now();
-        let ns = trigger.target.namespace.clone();
 
-        // Gates that hold for every step of the trigger.
-        let gate: Option<String> = if self.policy.denied(&ns) {
-            Some(format!("namespace {ns} is on the deny-list"))
+        // Gates that hold for every step of the trigger. Names first: a name Kubernetes would
+        // refuse never reaches a comparison, a path or a request.
+        let gate: Option<String> = if let Err(e) = trigger.target.validate() {
+            Some(format!("{e}; nothing was sent"))
+        } else if let Some(why) = self.policy.out_of_scope(&trigger.target.namespace) {
+            Some(why)
         } else {
             let age = now.signed_duration_since(trigger.detected_at);
             let max = chrono::Duration::from_std(self.policy.max_trigger_age)
@@ -215,57 +256,74 @@ impl Engine {
             })
         };
         if let Some(reason) = gate {
-            for (step, key) in pending {
-                let done = Done::new(step.as_str(), Outcome::Skipped, reason.clone());
-                let target = trigger.target.clone();
-                out.records
-                    .push(self.record(trigger, key, &target, done, false));
-            }
+            let target = trigger.target.clone();
+            self.record_all(
+                trigger,
+                pending,
+                &target,
+                Outcome::Skipped,
+                &reason,
+                &mut out,
+            );
             return out;
         }
 
-        // The target as the actuators need it: the workload of a pod, the pod of a workload.
+        // The target as the actuators need it: the workload of a pod.
         let needs_cluster = pending.iter().any(|(s, _)| *s != Step::Record);
         let mut target = trigger.target.clone();
-        if needs_cluster && let Some(client) = self.client.clone() {
-            let mut resolved = resolve::workload_of_pod(&client, &target).await;
-            if let Ok(t) = &resolved
-                && t.pod.is_none()
-                && pending.iter().any(|(s, _)| s.per_pod())
-            {
-                match resolve::oldest_ready_pod(&client, t).await {
-                    Ok(pod) => {
-                        let mut t = t.clone();
-                        t.pod = pod;
-                        resolved = Ok(t);
-                    }
-                    Err(e) => resolved = Err(e),
-                }
-            }
-            match resolved {
+        let client = self.client.clone().filter(|_| needs_cluster);
+        if let Some(client) = &client {
+            match resolve::workload_of_pod(client, &target).await {
                 Ok(t) => target = t,
                 Err(e) => {
-                    let retryable = e.is_retryable();
-                    for (step, key) in pending {
-                        if step == Step::Record {
-                            let done = Done::new("record", Outcome::Taken, trigger.summary.clone());
-                            out.records
-                                .push(self.record(trigger, key, &target, done, false));
-                            continue;
-                        }
-                        let done = Done {
-                            http_status: e.http_status().map(i32::from),
-                            ..Done::new(step.as_str(), Outcome::Failed, e.to_string())
-                        };
+                    // Recording needs no cluster; every other step failed with the resolution.
+                    let (record, rest): (Vec<_>, Vec<_>) =
+                        pending.into_iter().partition(|(s, _)| *s == Step::Record);
+                    for (_, key) in record {
+                        let done = Done::new("record", Outcome::Taken, trigger.summary.clone());
                         out.records
-                            .push(self.record(trigger, key, &target, done, retryable));
+                            .push(self.record(trigger, key, &target, done, false));
                     }
+                    self.record_failed(trigger, rest, &target, &e, &mut out);
                     return out;
                 }
             }
         }
+        // What the API server named is checked too: every actuator takes a ValidTarget.
+        let target = match ValidTarget::new(target.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("resolved {e}; nothing was sent");
+                self.record_all(
+                    trigger,
+                    pending,
+                    &target,
+                    Outcome::Skipped,
+                    &reason,
+                    &mut out,
+                );
+                return out;
+            }
+        };
 
-        for (step, key) in pending {
+        // A workload-wide trigger with per-pod steps: the pods are chosen here.
+        let rolling =
+            target.pod.is_none() && client.is_some() && pending.iter().any(|(s, _)| s.per_pod());
+        let mut pod_steps_done = false;
+        for (step, key) in pending.iter().cloned() {
+            if rolling && step.per_pod() {
+                if !pod_steps_done {
+                    pod_steps_done = true;
+                    let pod_steps: Vec<(Step, String)> = pending
+                        .iter()
+                        .filter(|(s, _)| s.per_pod())
+                        .cloned()
+                        .collect();
+                    self.workload_pods(trigger, &target, pod_steps, now, &mut out)
+                        .await;
+                }
+                continue;
+            }
             let (done, retryable) = self.run_step(trigger, step, &target, now).await;
             out.records
                 .push(self.record(trigger, key, &target, done, retryable));
@@ -273,11 +331,161 @@ impl Engine {
         out
     }
 
+    /// The per-pod steps (capture, evict) of a workload-wide trigger.
+    ///
+    /// With `evict`: every pod of the workload that was running when the leak was detected is
+    /// evicted, one per call, oldest first (it has leaked longest), each behind the eviction
+    /// budget, `min_ready_replicas` and the PDB; the next only once the workload is back to all
+    /// its replicas Ready (the last replacement is up). Pods created after the detection are
+    /// replacements, not leaking. Each pod's steps are keyed on that pod, so a later run (the
+    /// next `leakhound actuate`, a re-delivered alert) goes on where this one stopped; the
+    /// workload-level step is recorded once no pod is left. Without `evict` (a capture alone),
+    /// the oldest Ready pod is captured.
+    async fn workload_pods(
+        &mut self,
+        trigger: &Trigger,
+        target: &ValidTarget,
+        steps: Vec<(Step, String)>,
+        now: chrono::DateTime<chrono::Utc>,
+        out: &mut Handled,
+    ) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let ns = target.namespace.clone();
+        let (kind, name) = match (target.workload_kind.clone(), target.workload.clone()) {
+            (Some(k), Some(n)) => (k, n),
+            _ => {
+                let reason = "the trigger names no workload whose pods could be chosen";
+                self.record_all(trigger, steps, target, Outcome::Skipped, reason, out);
+                return;
+            }
+        };
+        let status = match resolve::workload_status(&client, &ns, &kind, &name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let reason = format!("{kind} {ns}/{name} does not exist");
+                self.record_all(trigger, steps, target, Outcome::Skipped, &reason, out);
+                return;
+            }
+            Err(Error::Target { reason, .. }) => {
+                self.record_all(trigger, steps, target, Outcome::Skipped, &reason, out);
+                return;
+            }
+            Err(e) => {
+                self.record_failed(trigger, steps, target, &e, out);
+                return;
+            }
+        };
+        let pods = match resolve::pods_of(&client, &ns, &status).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record_failed(trigger, steps, target, &e, out);
+                return;
+            }
+        };
+        let with_pod = |pod: &str| {
+            let mut t = (**target).clone();
+            t.pod = Some(pod.to_string());
+            ValidTarget::new(t)
+        };
+        let evicting = steps.iter().any(|(s, _)| *s == Step::Evict);
+        // Creation times are whole seconds: a pod created in the second of the detection may
+        // be a replacement, and is left alone.
+        let detected = chrono::DateTime::from_timestamp(trigger.detected_at.timestamp(), 0)
+            .unwrap_or(trigger.detected_at);
+        let chosen: Vec<String> = if evicting {
+            pods.iter()
+                .filter(|p| p.created.is_none_or(|c| c < detected))
+                .filter(|p| {
+                    with_pod(&p.name).is_ok_and(|t| {
+                        !self
+                            .audit
+                            .is_done(&action_key(trigger, Step::Evict, &t), self.dry_run)
+                    })
+                })
+                .map(|p| p.name.clone())
+                .collect()
+        } else {
+            pods.iter()
+                .find(|p| p.ready)
+                .map(|p| p.name.clone())
+                .into_iter()
+                .collect()
+        };
+        let Some(first) = chosen.first() else {
+            let reason = if evicting {
+                format!(
+                    "no pod of {kind} {name} that ran when the leak was detected is left to evict"
+                )
+            } else {
+                format!("{kind} {name} has no Ready pod")
+            };
+            self.record_all(trigger, steps, target, Outcome::Skipped, &reason, out);
+            return;
+        };
+        let pod_target = match with_pod(first) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("resolved {e}; nothing was sent");
+                self.record_all(trigger, steps, target, Outcome::Skipped, &reason, out);
+                return;
+            }
+        };
+        // One at a time: the previous eviction's replacement must be Ready first.
+        // The pods' own conditions first: the controller's status lags an eviction by a moment.
+        let ready_now = pods.iter().filter(|p| p.ready).count() as i32;
+        let ready = ready_now.min(status.ready);
+        let waiting = evicting && ready < status.desired;
+        for (step, _) in &steps {
+            let key = action_key(trigger, *step, &pod_target);
+            if self.audit.is_done(&key, self.dry_run) {
+                continue;
+            }
+            let (done, retryable) = if waiting && *step == Step::Evict {
+                (
+                    Done::new(
+                        "evict",
+                        Outcome::Deferred,
+                        format!(
+                            "one pod at a time: {kind} {name} has {ready} of {} replicas Ready; {first} goes once they all are",
+                            status.desired
+                        ),
+                    ),
+                    false,
+                )
+            } else {
+                self.run_step(trigger, *step, &pod_target, now).await
+            };
+            let outcome = done.outcome;
+            out.records
+                .push(self.record(trigger, key, &pod_target, done, retryable));
+            if *step == Step::Evict
+                && matches!(outcome, Outcome::Taken | Outcome::DryRun)
+                && chosen.len() > 1
+            {
+                out.more = true;
+            }
+        }
+        if !evicting {
+            // A capture alone is done for the workload once its pod is captured.
+            for (step, key) in steps {
+                let done = Done::new(
+                    step.as_str(),
+                    Outcome::Skipped,
+                    format!("done on the oldest Ready pod {first}"),
+                );
+                out.records
+                    .push(self.record(trigger, key, target, done, false));
+            }
+        }
+    }
+
     async fn run_step(
         &self,
         trigger: &Trigger,
         step: Step,
-        target: &Target,
+        target: &ValidTarget,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (Done, bool) {
         if step == Step::Record {

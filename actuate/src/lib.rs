@@ -4,31 +4,40 @@
 //! ```text
 //!  leak_events (store) ──events::run──┐                ┌─ HpaActuator ─────────── HPA create / patch
 //!                                     ├─▶ Engine ──────┼─ MinReplicasActuator ─── HPA minReplicas / scale
-//!  Alertmanager ─▶ server (auth, ─────┘   policy by    ├─ VpaActuator ─────────── VPA (CRD, dynamic API)
+//!  Alertmanager ─▶ server (auth, ─────┘   policy by    ├─ VpaActuator ─────────── VPA memory floor (CRD)
 //!   webhook v4     dedup, queue)          level, gates ├─ CaptureActuator ─────── debug=2 dump ─▶ store
 //!                                         │            ├─ EvictActuator ───────── Eviction API (PDB: 429 = deferred)
 //!                                         │            └─ RolloutRestartActuator ─ restartedAt annotation
 //!                                         └──▶ AuditLog ─▶ `actions` table + structured log
 //! ```
 //!
+//! Every name from outside (alert labels, event rows) is checked against Kubernetes' rules
+//! before anything is compared or sent: actuators only take a [`model::ValidTarget`].
+//!
 //! - [`policy`]: what each level does and the safety bounds, with shipped defaults.
 //! - [`model`]: triggers, targets, steps, outcomes, the audit row and its idempotency key.
-//! - [`engine`]: the gates in order (replay, deny-list, age, cooldown, budget) and the calls.
+//! - [`engine`]: the gates in order (replay, names, scope, age, cooldown, budget) and the calls;
+//!   a workload-wide L3 evicts its leaking pods one per run, oldest first.
+//! - [`resolve`]: a pod's workload, a workload's readiness and pods (Deployment, StatefulSet,
+//!   ReplicaSet, DaemonSet).
 //! - [`actuators`]: one module per actuator behind the [`actuators::Actuator`] trait.
 //! - [`audit`]: the `actions` table, read back for idempotency, cooldowns and the budget.
-//! - [`events`]: `leakhound actuate` over new leak events; [`alertmanager`] and [`server`]:
-//!   `leakhound serve`.
+//! - [`events`]: `leakhound actuate` over new leak events; [`alertmanager`], [`server`] and
+//!   [`conns`] (connection cap and timeouts): `leakhound serve`.
+//! - [`quantity`]: Kubernetes memory quantities.
 //! - [`clock`]: time is passed in, so cooldowns and windows are tested without sleeping.
 
 pub mod actuators;
 pub mod alertmanager;
 pub mod audit;
 pub mod clock;
+pub mod conns;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod model;
 pub mod policy;
+pub mod quantity;
 pub mod resolve;
 pub mod server;
 

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use leakhound_schemas::events::{LeakEvent, Level};
+use leakhound_schemas::k8s_names::{self, NameError, NameKind};
 use serde::{Deserialize, Serialize};
 
 /// What a trigger points at. `pod: None` means the whole workload.
@@ -33,6 +34,22 @@ impl Target {
         s
     }
 
+    /// Check every name that would reach an API path or a store key against Kubernetes' own
+    /// rules (namespace: RFC 1123 label; workload and pod: RFC 1123 subdomain; kind: a kind).
+    pub fn validate(&self) -> Result<(), NameError> {
+        k8s_names::check("namespace", &self.namespace, NameKind::Namespace)?;
+        if let Some(k) = &self.workload_kind {
+            k8s_names::check("workload kind", k, NameKind::Kind)?;
+        }
+        if let Some(w) = &self.workload {
+            k8s_names::check("workload", w, NameKind::Object)?;
+        }
+        if let Some(p) = &self.pod {
+            k8s_names::check("pod", p, NameKind::Object)?;
+        }
+        Ok(())
+    }
+
     /// The workload key cooldowns are kept by.
     pub fn workload_key(&self) -> String {
         format!(
@@ -41,6 +58,29 @@ impl Target {
             self.workload_kind.as_deref().unwrap_or("Deployment"),
             self.workload.as_deref().unwrap_or("-")
         )
+    }
+}
+
+/// A [`Target`] whose names passed [`Target::validate`]: the only kind an actuator is handed,
+/// so no request is ever built from a name that was not checked. Reads as a `Target`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ValidTarget(Target);
+
+impl ValidTarget {
+    pub fn new(t: Target) -> Result<ValidTarget, NameError> {
+        t.validate()?;
+        Ok(ValidTarget(t))
+    }
+
+    pub fn into_inner(self) -> Target {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ValidTarget {
+    type Target = Target;
+    fn deref(&self) -> &Target {
+        &self.0
     }
 }
 
@@ -103,7 +143,8 @@ pub enum Step {
     /// Raise minReplicas of the HPA that owns the workload, or scale the workload out through
     /// its scale subresource when no HPA owns it; within bounds.
     MinReplicas,
-    /// Tell a VerticalPodAutoscaler (a CRD; only where it is installed) about the leak.
+    /// Raise the memory floor of the workload's VerticalPodAutoscaler (a CRD; only where it is
+    /// installed), creating one when none targets the workload.
     Vpa,
     /// Capture a debug=2 goroutine dump of each leaking pod into the store.
     Capture,
@@ -188,8 +229,8 @@ pub struct ActionRecord {
     pub trigger_id: String,
     pub target: Target,
     pub level: Option<Level>,
-    /// What was done: record | hpa_create | hpa_patch | min_replicas | scale | vpa | capture |
-    /// evict | rollout_restart.
+    /// What was done: record | hpa_create | hpa_patch | min_replicas | scale | vpa |
+    /// vpa_create | vpa_patch | capture | evict | rollout_restart.
     pub action: String,
     pub dry_run: bool,
     pub outcome: Outcome,

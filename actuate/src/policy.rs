@@ -5,18 +5,26 @@
 //! ```yaml
 //! levels: { l1: [record], l2: [hpa], l3: [capture, evict] }
 //! deny_namespaces: [kube-system]
+//! allow_namespaces: []            # empty: every namespace not denied
 //! cooldown: 10m
 //! eviction_budget: 5
 //! eviction_window: 10m
 //! min_ready_replicas: 1
 //! max_trigger_age: 2h
 //! hpa: { goroutines_per_pod: "500", min_replicas: 2, max_replicas: 10, min_replicas_step: 1 }
+//! vpa: { update_mode: Initial, headroom: 1.5, max_memory: 8Gi }
 //! ```
+//!
+//! Namespaces in both lists are Kubernetes namespace names (checked at load; `KUBE-SYSTEM` or a
+//! look-alike with a Unicode hyphen is refused, since no namespace can have that name) and
+//! compared after trimming and lower-casing. A trigger's own namespace is validated before it is
+//! compared (the engine), so a hostile spelling never reaches the comparison.
 
 use std::path::Path;
 use std::time::Duration;
 
 use leakhound_schemas::events::Level;
+use leakhound_schemas::k8s_names::{self, NameKind};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
@@ -72,6 +80,34 @@ impl Default for HpaPolicy {
     }
 }
 
+/// The VerticalPodAutoscaler leakhound creates or patches (`vpa` step): memory only, its
+/// `minAllowed` raised to the pods' current memory times `headroom`, so that a leaking pod is not
+/// OOM-killed while it is investigated; never above `max_memory`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VpaPolicy {
+    /// `updatePolicy.updateMode` of a VPA leakhound creates (Off | Initial | Recreate |
+    /// InPlaceOrRecreate | Auto). An existing VPA keeps its own mode.
+    pub update_mode: String,
+    /// minAllowed memory = current memory x headroom.
+    pub headroom: f64,
+    /// Ceiling of minAllowed and the maxAllowed of a created VPA (a Kubernetes quantity).
+    pub max_memory: String,
+    /// Name of a created VPA: prefix + workload name.
+    pub name_prefix: String,
+}
+
+impl Default for VpaPolicy {
+    fn default() -> Self {
+        VpaPolicy {
+            update_mode: "Initial".into(),
+            headroom: 1.5,
+            max_memory: "8Gi".into(),
+            name_prefix: "leakhound-".into(),
+        }
+    }
+}
+
 /// The debug=2 capture before an eviction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -90,12 +126,15 @@ impl Default for CapturePolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     pub levels: Levels,
     /// Namespaces never acted on (decisions there are recorded as skipped).
     pub deny_namespaces: Vec<String>,
+    /// When not empty, the only namespaces acted on (others are recorded as skipped). Pair it
+    /// with the namespaced RBAC (`deploy/`) so the API server enforces the same scope.
+    pub allow_namespaces: Vec<String>,
     /// After a change to a workload (HPA, scale, restart, VPA), the same step on the same
     /// workload waits this long. Evictions are bounded by the budget instead.
     #[serde(with = "dur")]
@@ -110,6 +149,7 @@ pub struct Policy {
     #[serde(with = "dur")]
     pub max_trigger_age: Duration,
     pub hpa: HpaPolicy,
+    pub vpa: VpaPolicy,
     pub capture: CapturePolicy,
 }
 
@@ -118,12 +158,14 @@ impl Default for Policy {
         Policy {
             levels: Levels::default(),
             deny_namespaces: vec!["kube-system".into()],
+            allow_namespaces: Vec::new(),
             cooldown: Duration::from_secs(600),
             eviction_budget: 5,
             eviction_window: Duration::from_secs(600),
             min_ready_replicas: 1,
             max_trigger_age: Duration::from_secs(2 * 3600),
             hpa: HpaPolicy::default(),
+            vpa: VpaPolicy::default(),
             capture: CapturePolicy::default(),
         }
     }
@@ -138,8 +180,25 @@ impl Policy {
         }
     }
 
+    /// Whether `namespace` is on the deny-list, or off a non-empty allow-list; the reason.
+    pub fn out_of_scope(&self, namespace: &str) -> Option<String> {
+        let norm = |n: &String| n.trim().to_ascii_lowercase();
+        let ns = namespace.trim().to_ascii_lowercase();
+        if self.deny_namespaces.iter().any(|n| norm(n) == ns) {
+            return Some(format!("namespace {namespace} is on the deny-list"));
+        }
+        if !self.allow_namespaces.is_empty() && !self.allow_namespaces.iter().any(|n| norm(n) == ns)
+        {
+            return Some(format!(
+                "namespace {namespace} is not on the allow-list ({})",
+                self.allow_namespaces.join(", ")
+            ));
+        }
+        None
+    }
+
     pub fn denied(&self, namespace: &str) -> bool {
-        self.deny_namespaces.iter().any(|n| n == namespace)
+        self.out_of_scope(namespace).is_some()
     }
 
     /// Parse a policy from YAML (JSON is YAML too).
@@ -183,6 +242,38 @@ impl Policy {
         if self.min_ready_replicas < 0 {
             return Err("min_ready_replicas must be ≥ 0".into());
         }
+        for (list, names) in [
+            ("deny_namespaces", &self.deny_namespaces),
+            ("allow_namespaces", &self.allow_namespaces),
+        ] {
+            for n in names {
+                let n = n.trim().to_ascii_lowercase();
+                k8s_names::check(list, &n, NameKind::Namespace).map_err(|e| e.to_string())?;
+            }
+        }
+        for (what, prefix) in [
+            ("hpa.name_prefix", &self.hpa.name_prefix),
+            ("vpa.name_prefix", &self.vpa.name_prefix),
+        ] {
+            if !prefix.is_empty() {
+                k8s_names::check(what, &format!("{prefix}x"), NameKind::Object)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let v = &self.vpa;
+        if !matches!(
+            v.update_mode.as_str(),
+            "Off" | "Initial" | "Recreate" | "InPlaceOrRecreate" | "Auto"
+        ) {
+            return Err(format!(
+                "vpa.update_mode {:?} is not one of Off, Initial, Recreate, InPlaceOrRecreate, Auto",
+                v.update_mode
+            ));
+        }
+        if !(v.headroom.is_finite() && (1.0..=10.0).contains(&v.headroom)) {
+            return Err(format!("vpa.headroom {} must be within 1..10", v.headroom));
+        }
+        crate::quantity::memory_bytes(&v.max_memory).map_err(|e| format!("vpa.max_memory: {e}"))?;
         Ok(())
     }
 }
@@ -214,6 +305,28 @@ mod tests {
         assert!(p.denied("kube-system"));
         assert!(!p.denied("shop"));
         p.validate().unwrap();
+    }
+
+    #[test]
+    fn scope_lists_are_names_compared_normalised() {
+        let p = Policy::from_yaml(
+            "deny_namespaces: [' Kube-System ', prod]\nallow_namespaces: [shop, prod]\n",
+        )
+        .unwrap();
+        assert!(p.denied("kube-system"));
+        assert!(p.denied("KUBE-SYSTEM"));
+        assert!(p.denied("prod"), "deny wins over allow");
+        assert!(!p.denied("shop"));
+        assert!(p.out_of_scope("other").unwrap().contains("allow-list"));
+        // A name no namespace can have is a mistake in the file, not a silent no-match.
+        let e = Policy::from_yaml("deny_namespaces: [\"kube\u{2010}system\"]").unwrap_err();
+        assert!(e.contains("deny_namespaces"), "{e}");
+        let e = Policy::from_yaml("vpa: { update_mode: Sometimes }").unwrap_err();
+        assert!(e.contains("update_mode"), "{e}");
+        let e = Policy::from_yaml("vpa: { max_memory: lots }").unwrap_err();
+        assert!(e.contains("max_memory"), "{e}");
+        let e = Policy::from_yaml("hpa: { name_prefix: 'Bad/' }").unwrap_err();
+        assert!(e.contains("name_prefix"), "{e}");
     }
 
     #[test]

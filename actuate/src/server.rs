@@ -1,22 +1,26 @@
 //! `leakhound serve`: the Alertmanager webhook receiver.
 //!
 //! ```text
-//!  POST /alertmanager ─ auth (bearer | basic, constant-time; 401) ─ body limit (413)
-//!     ─ parse v4 (400: Alertmanager does not retry 4xx) ─ de-dup per alert on
-//!       group key + fingerprint + startsAt + status ─ bounded queue (full: 503, retried)
-//!     ─ 200 at once
-//!  worker: queue ─▶ Engine (one task: decisions are serialised) ─▶ actions table
+//!  connections (conns.rs): capped, oldest idle closed first, header and idle timeouts
+//!  POST /alertmanager ─ auth (bearer | basic, constant-time; 401) ─ Content-Type JSON (415)
+//!     ─ body limit (413) ─ parse v4 (400: Alertmanager does not retry 4xx) ─ de-dup per alert
+//!       on group key + fingerprint + startsAt + status (bounded: size and TTL, O(1) an alert)
+//!     ─ bounded queue (full: 503, retried) ─ 200 at once
+//!  worker (a thread of its own): queue ─▶ Engine (decisions serialised) ─▶ actions table
 //!  GET /metrics (Prometheus text) · GET /healthz
 //! ```
 //!
 //! A delivery whose actions were deferred or failed for a reason that may pass is forgotten by
 //! the de-dup set once handled, so Alertmanager's next repeat tries again; the engine's own
-//! idempotency keeps everything already done from being done twice. Nothing in a payload is
-//! fetched.
+//! idempotency keeps everything already done from being done twice — across restarts too, since
+//! it reads the `actions` table (the de-dup set is memory only, a fast path). Every response
+//! code is counted in `leakhound_webhook_requests_total`; duplicates and unmapped alerts are
+//! logged once per delivery, summarised. Nothing in a payload is fetched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -24,8 +28,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::alertmanager::{Alert, Payload};
+use crate::conns::{self, ConnLimits};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -136,8 +140,12 @@ pub struct ServerConfig {
     pub queue: usize,
     /// How long a delivery key is remembered for de-duplication.
     pub dedup_ttl: Duration,
+    /// How many delivery keys are remembered at most (the oldest go first).
+    pub dedup_max: usize,
     /// Path of the webhook.
     pub path: String,
+    /// Connection cap and timeouts.
+    pub limits: ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -148,7 +156,9 @@ impl Default for ServerConfig {
             body_limit: 1 << 20,
             queue: 1024,
             dedup_ttl: Duration::from_secs(24 * 3600),
+            dedup_max: 200_000,
             path: "/alertmanager".into(),
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -238,37 +248,52 @@ impl Metrics {
     }
 }
 
-/// Delivery keys seen recently.
+/// Delivery keys seen recently: at most `max`, each for `ttl`, oldest forgotten first; O(1)
+/// per alert under one short lock. Keys are stored as their 128-bit hash (16 bytes, whatever
+/// the size of a group key). Forgetting early costs nothing but a second pass through the
+/// engine, whose idempotency (the `actions` table) still acts once.
 #[derive(Debug)]
 struct Dedup {
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<lru::LruCache<u128, Instant>>,
     ttl: Duration,
 }
 
 impl Dedup {
-    /// True when `key` is new (and now claimed).
-    fn claim(&self, key: &str) -> bool {
-        let Ok(mut seen) = self.seen.lock() else {
-            return true;
-        };
-        let now = Instant::now();
-        if seen.len() > 100_000 {
-            let ttl = self.ttl;
-            seen.retain(|_, t| now.duration_since(*t) < ttl);
-        }
-        match seen.get(key) {
-            Some(t) if now.duration_since(*t) < self.ttl => false,
-            _ => {
-                seen.insert(key.to_string(), now);
-                true
-            }
+    fn new(max: usize, ttl: Duration) -> Dedup {
+        Dedup {
+            seen: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(max.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
+            ttl,
         }
     }
 
-    fn release(&self, key: &str) {
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.remove(key);
+    fn hash(key: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+    }
+
+    /// True when `key` is new (and now claimed).
+    fn claim(&self, key: &str) -> bool {
+        let k = Dedup::hash(key);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if seen
+            .peek(&k)
+            .is_some_and(|t| now.duration_since(*t) < self.ttl)
+        {
+            return false;
         }
+        seen.put(k, now);
+        true
+    }
+
+    fn release(&self, key: &str) {
+        let k = Dedup::hash(key);
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).pop(&k);
+    }
+
+    fn len(&self) -> usize {
+        self.seen.lock().map(|s| s.len()).unwrap_or(0)
     }
 }
 
@@ -279,6 +304,7 @@ struct Job {
 #[derive(Clone)]
 struct AppState {
     auth: Arc<Auth>,
+    body_limit: usize,
     dedup: Arc<Dedup>,
     tx: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
@@ -301,7 +327,50 @@ fn json_reply(code: StatusCode, v: serde_json::Value) -> Response {
     (code, axum::Json(v)).into_response()
 }
 
-async fn webhook(State(st): State<AppState>, body: Bytes) -> Response {
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn webhook(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if !is_json(&headers) {
+        st.metrics.request(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        return json_reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            serde_json::json!({ "error": "Content-Type must be application/json" }),
+        );
+    }
+    let body = match axum::body::to_bytes(body, st.body_limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            // The only error reading a body in memory is its length, or the client going away.
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            let code = if too_big {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            st.metrics.request(code);
+            return json_reply(
+                code,
+                serde_json::json!({ "error": if too_big {
+                    format!("body larger than {} bytes", st.body_limit)
+                } else {
+                    format!("reading the body: {e}")
+                } }),
+            );
+        }
+    };
     let payload = match Payload::parse(&body) {
         Ok(p) => p,
         Err(e) => {
@@ -313,6 +382,7 @@ async fn webhook(State(st): State<AppState>, body: Bytes) -> Response {
             );
         }
     };
+    let total = payload.alerts.len();
     let mut fresh = Vec::new();
     let mut dups = 0u64;
     for a in payload.alerts {
@@ -326,6 +396,13 @@ async fn webhook(State(st): State<AppState>, body: Bytes) -> Response {
     st.metrics
         .alerts_duplicate
         .fetch_add(dups, Ordering::Relaxed);
+    if dups > 0 {
+        tracing::info!(
+            alerts = total,
+            duplicates = dups,
+            "A re-delivery: duplicate alerts acknowledged, not queued."
+        );
+    }
     let n = fresh.len() as u64;
     if !fresh.is_empty() {
         match st.tx.try_send(Job { alerts: fresh }) {
@@ -359,11 +436,15 @@ async fn webhook(State(st): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn metrics_handler(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    use std::fmt::Write;
+    let mut text = st.metrics.render();
+    let _ = writeln!(
+        text,
+        "# HELP leakhound_webhook_dedup_entries Delivered alerts remembered for de-duplication."
+    );
+    let _ = writeln!(text, "# TYPE leakhound_webhook_dedup_entries gauge");
+    let _ = writeln!(text, "leakhound_webhook_dedup_entries {}", st.dedup.len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
@@ -413,6 +494,7 @@ async fn worker(
         }
         for job in jobs {
             metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            let (mut unmapped, mut first_unmapped, mut replayed) = (0usize, None, 0usize);
             for (key, alert) in job.alerts {
                 metrics.alerts_processed.fetch_add(1, Ordering::Relaxed);
                 if !alert.firing() {
@@ -422,12 +504,16 @@ async fn worker(
                 let trigger = match alert.trigger() {
                     Ok(t) => t,
                     Err(why) => {
-                        tracing::warn!(reason = %why, "Ignored an alert that names no target.");
+                        unmapped += 1;
+                        first_unmapped.get_or_insert(why);
                         metrics.alerts_unmapped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                 };
                 let h = engine.handle(&trigger).await;
+                if h.records.is_empty() && h.replayed > 0 {
+                    replayed += 1;
+                }
                 if let Ok(mut m) = metrics.actions.lock() {
                     for r in &h.records {
                         *m.entry((r.action.clone(), r.outcome.as_str())).or_default() += 1;
@@ -436,6 +522,16 @@ async fn worker(
                 if h.pending_retry() {
                     dedup.release(&key);
                 }
+            }
+            // One line per delivery, however many alerts it carried.
+            if let Some(why) = first_unmapped {
+                tracing::warn!(alerts = unmapped, first = %why, "Ignored alerts that name no target.");
+            }
+            if replayed > 0 {
+                tracing::info!(
+                    alerts = replayed,
+                    "Alerts already acted on (replays): nothing done."
+                );
             }
         }
         if engine.audit().pending().len() >= FLUSH_ROWS || last_flush.elapsed() >= FLUSH_EVERY {
@@ -529,74 +625,49 @@ impl Server {
             engine,
         } = self;
         let metrics = Arc::new(Metrics::default());
-        let dedup = Arc::new(Dedup {
-            seen: Mutex::new(HashMap::new()),
-            ttl: cfg.dedup_ttl,
-        });
+        let dedup = Arc::new(Dedup::new(cfg.dedup_max, cfg.dedup_ttl));
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-        let work = tokio::spawn(worker(rx, engine, dedup.clone(), metrics.clone()));
+        // The worker runs on a thread and runtime of its own: deciding, calling the API server
+        // and writing Parquet must never take the threads that answer webhooks and /healthz.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (wd, wm) = (dedup.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("leakhound-actuate-worker".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let out = rt
+                    .map(|rt| rt.block_on(worker(rx, engine, wd, wm)))
+                    .map_err(|e| Error::Server(format!("worker runtime: {e}")));
+                let _ = done_tx.send(out);
+            })
+            .map_err(|e| Error::Server(format!("worker thread: {e}")))?;
         let state = AppState {
             auth: Arc::new(cfg.auth.clone()),
+            body_limit: cfg.body_limit,
             dedup,
             tx,
             metrics: metrics.clone(),
         };
         let hook = Router::new()
             .route(&cfg.path, post(webhook))
-            .layer(DefaultBodyLimit::max(cfg.body_limit))
             .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
         let app = Router::new()
             .merge(hook)
             .route("/metrics", get(metrics_handler))
             .route("/healthz", get(healthz))
             .with_state(state);
-        match &cfg.tls {
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .map_err(|e| Error::Server(e.to_string()))?;
-            }
-            Some(files) => {
-                let acceptor = tls_acceptor(files)?;
-                let mut shutdown = std::pin::pin!(shutdown);
-                let mut conns = tokio::task::JoinSet::new();
-                loop {
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        r = listener.accept() => {
-                            let Ok((stream, _)) = r else { continue };
-                            let acceptor = acceptor.clone();
-                            let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-                            conns.spawn(async move {
-                                let Ok(tls) = acceptor.accept(stream).await else { return };
-                                let _ = hyper_util::server::conn::auto::Builder::new(
-                                    hyper_util::rt::TokioExecutor::new(),
-                                )
-                                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                                .await;
-                            });
-                        }
-                        // Reap finished connections as we go.
-                        Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                    }
-                }
-                drop(listener);
-                // Requests in flight get a moment; idle keep-alive connections are then closed
-                // (a client reconnects). Their handles on the queue go with them, so the worker
-                // sees the end of the queue once it has drained it.
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while conns.join_next().await.is_some() {}
-                })
-                .await;
-                conns.abort_all();
-                while conns.join_next().await.is_some() {}
-                drop(app);
-            }
-        }
-        let engine = work
+        let acceptor = match &cfg.tls {
+            Some(files) => Some(tls_acceptor(files)?),
+            None => None,
+        };
+        // The connections' handles on the queue go with them, so the worker sees the end of
+        // the queue once it has drained it.
+        conns::serve(listener, app, acceptor, cfg.limits, shutdown).await;
+        let engine = done_rx
             .await
-            .map_err(|e| Error::Server(format!("worker task: {e}")))?;
+            .map_err(|_| Error::Server("the worker thread ended without its engine".into()))??;
         Ok(Stopped { engine, metrics })
     }
 }
@@ -641,13 +712,46 @@ mod tests {
 
     #[test]
     fn dedup_claims_once_until_released() {
-        let d = Dedup {
-            seen: Mutex::new(HashMap::new()),
-            ttl: Duration::from_secs(60),
-        };
+        let d = Dedup::new(10, Duration::from_secs(60));
         assert!(d.claim("k"));
         assert!(!d.claim("k"));
         d.release("k");
         assert!(d.claim("k"));
+    }
+
+    #[test]
+    fn dedup_is_bounded_and_forgets_the_oldest_and_the_expired() {
+        let d = Dedup::new(1000, Duration::from_secs(60));
+        for i in 0..5000 {
+            assert!(d.claim(&format!("k{i}")));
+        }
+        assert_eq!(d.len(), 1000);
+        assert!(d.claim("k0"), "the oldest key is forgotten at the cap");
+        assert!(!d.claim("k4999"), "a recent key is remembered");
+        let d = Dedup::new(10, Duration::ZERO);
+        assert!(d.claim("k"));
+        assert!(d.claim("k"), "an expired key is claimable again");
+    }
+
+    #[test]
+    fn content_type_must_be_json() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json(&h));
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
+            assert!(is_json(&h), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/jsonp",
+            "application/x-www-form-urlencoded",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
+            assert!(!is_json(&h), "{bad}");
+        }
     }
 }

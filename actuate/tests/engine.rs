@@ -194,3 +194,77 @@ async fn the_eviction_budget_defers_and_reopens_after_the_window() {
         "budget free again; no client: {h:?}"
     );
 }
+
+/// Names Kubernetes would refuse, from an event or an alert, are skipped before any gate that
+/// compares them and before any call, each with the rule it broke; look-alikes of a denied
+/// namespace are refused as names, not waved through as "other namespaces".
+#[tokio::test]
+async fn hostile_names_are_skipped_before_anything_is_compared_or_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+    let clock = Arc::new(ManualClock::new(t0() + Duration::minutes(1)));
+    let policy = Policy::from_yaml("levels: { l3: [rollout_restart, evict] }").unwrap();
+    let mut e = engine(&store, policy, clock).await;
+    type Mutate = Box<dyn Fn(&mut Target)>;
+    let cases: Vec<(&str, Mutate)> = vec![
+        (
+            "hash",
+            Box::new(|t: &mut Target| t.workload = Some("orders#x".into())),
+        ),
+        (
+            "query",
+            Box::new(|t: &mut Target| t.pod = Some("orders-1?dryRun=".into())),
+        ),
+        (
+            "dots",
+            Box::new(|t: &mut Target| t.workload = Some("../../kube-system/pods/x".into())),
+        ),
+        (
+            "pct",
+            Box::new(|t: &mut Target| t.workload = Some("orders%2Fx".into())),
+        ),
+        (
+            "upper",
+            Box::new(|t: &mut Target| t.namespace = "KUBE-SYSTEM".into()),
+        ),
+        (
+            "u2010",
+            Box::new(|t: &mut Target| t.namespace = "kube\u{2010}system".into()),
+        ),
+        (
+            "kind",
+            Box::new(|t: &mut Target| t.workload_kind = Some("Deployment/x".into())),
+        ),
+        (
+            "long",
+            Box::new(|t: &mut Target| t.pod = Some("p".repeat(254))),
+        ),
+        (
+            "empty",
+            Box::new(|t: &mut Target| t.namespace = String::new()),
+        ),
+    ];
+    for (name, mutate) in cases {
+        let mut t = trigger(&format!("ev-{name}"), Level::L3, "shop");
+        mutate(&mut t.target);
+        let h = e.handle(&t).await;
+        assert_eq!(h.records.len(), 2, "{name}: {h:?}");
+        for r in &h.records {
+            assert_eq!(r.outcome, Outcome::Skipped, "{name}: {r:?}");
+            assert!(
+                r.reason.contains("invalid") && r.reason.contains("nothing was sent"),
+                "{name}: {}",
+                r.reason
+            );
+            assert!(r.request.is_none() && r.http_status.is_none(), "{name}");
+        }
+    }
+    // The real spelling is on the deny-list.
+    let h = e
+        .handle(&trigger("ev-denied", Level::L3, "kube-system"))
+        .await;
+    assert!(
+        h.records.iter().all(|r| r.reason.contains("deny-list")),
+        "{h:?}"
+    );
+}

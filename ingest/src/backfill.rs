@@ -8,16 +8,29 @@
 //!  every item, imported or failed ──────────────────────────▶ ingest_log ┘
 //! ```
 //!
-//! Each item is hashed first; an item whose hash the ingest log already records as imported is
-//! skipped, so re-running a backfill adds nothing. A bad item is reported with its reason and
-//! skipped; the rest of the batch lands.
+//! Each item is read once, streaming (a tar entry is never buffered whole), hashed as it is
+//! parsed. Its ingest key is the content hash *and* the identity it lands under (target,
+//! snapshot time, profile kind, format): the same bytes at `podA/T1`, `podA/T2` and `podB/T1`
+//! are three snapshots; an item whose key the ingest log already holds is skipped, so re-running
+//! a backfill adds nothing. Two different dumps that would land at the same pod, instant,
+//! profile and format (one `--timestamp` over a tarball of several dumps) are refused, never
+//! stacked. A bad item is reported with its reason and skipped; the rest of the batch lands.
+//!
+//! Identity taken from a path is validated: a tar entry named with `..`, an absolute path or
+//! control characters is refused, and a namespace or pod that is not a Kubernetes name
+//! (RFC 1123) never reaches the store. The walk follows symbolic links but visits each real
+//! directory and file (device, inode) once, so link loops end; every unreadable file or
+//! directory is a failed item under its own path.
 
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use leakhound_schemas::ProfileKind;
+use leakhound_schemas::k8s_names::{self, NameKind};
+use leakhound_schemas::model::Snapshot;
 
 use crate::error::{Error, Result};
 use crate::parse;
@@ -26,7 +39,7 @@ use crate::residence::IdTracker;
 use crate::rows::{LogRow, Target};
 use crate::sources::prometheus;
 use crate::store::Store;
-use crate::writer::{Batch, Writer};
+use crate::writer::{Batch, Imported, Slot, Writer, ingest_key};
 
 /// Largest archive entry or decompressed archive we accept (a gzip bomb stops here).
 pub const DEFAULT_MAX_DECOMPRESSED: u64 = 1 << 30;
@@ -65,7 +78,13 @@ impl Default for BackfillOptions {
 /// What happened to one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Imported { goroutines: u64, rows: usize },
+    /// Landed. `cut`: the dump was cut short (a crash log); its complete records landed, the
+    /// snapshot is partial, and the item counts as failed too (the run exits 1).
+    Imported {
+        goroutines: u64,
+        rows: usize,
+        cut: Option<String>,
+    },
     AlreadyImported,
     Failed(String),
 }
@@ -91,21 +110,6 @@ pub struct Summary {
     pub files_written: u64,
 }
 
-/// One thing to import: a file on disk, or an entry read out of an archive.
-enum Item {
-    File(PathBuf),
-    Memory { name: String, bytes: Vec<u8> },
-}
-
-impl Item {
-    fn name(&self) -> String {
-        match self {
-            Item::File(p) => p.display().to_string(),
-            Item::Memory { name, .. } => name.clone(),
-        }
-    }
-}
-
 /// Import Prometheus history (`query_range`, paged) into the store. Pages already imported
 /// (same answer, same content hash) are skipped.
 pub async fn backfill_prometheus(
@@ -129,7 +133,7 @@ pub async fn backfill_prometheus(
             source_name: base_url.to_string(),
             message,
         })?;
-    let mut writer = Writer::new(store.clone());
+    let mut writer = Writer::new(store.clone()).named("backfill");
     let (done, _) = writer.imported_hashes().await?;
     // Points already stored (a re-run over an overlapping window pages differently, so page
     // hashes alone cannot tell): (namespace, pod, ts) of earlier Prometheus imports.
@@ -210,7 +214,10 @@ pub async fn backfill_prometheus(
         });
     }
     if !batch.is_empty() {
-        summary.files_written = writer.commit(batch).await?.files as u64;
+        let stats = writer.commit(batch).await?;
+        summary.files_written = stats.files as u64;
+        summary.imported -= stats.conflicts as u64;
+        summary.already_imported += stats.conflicts as u64;
     }
     Ok(summary)
 }
@@ -222,143 +229,534 @@ pub async fn backfill(
     opts: &BackfillOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
-    let mut files = Vec::new();
     let mut summary = Summary::default();
+    let mut w = Walk::default();
     for p in paths {
-        if let Err(e) = walk(p, &mut files) {
-            summary
-                .failed
-                .push((p.display().to_string(), e.to_string()));
-        }
+        walk(p, &mut w);
     }
-    progress(Progress::Total(files.len() as u64));
+    summary.failed.extend(w.failed);
+    progress(Progress::Total(w.files.len() as u64));
 
-    let mut writer = Writer::new(store.clone());
-    let (mut done, failed_before) = writer.imported_hashes().await?;
-    let mut batch = Batch::default();
-    let mut tracker = IdTracker::default();
-    let mut in_batch = 0usize;
-    let now_us = chrono::Utc::now().timestamp_micros();
+    let mut writer = Writer::new(store.clone()).named("backfill");
+    let imported = writer.imported().await?;
+    let mut run = Run {
+        opts,
+        batch: Batch::default(),
+        tracker: IdTracker::default(),
+        imported,
+        in_batch: 0,
+        now_us: chrono::Utc::now().timestamp_micros(),
+    };
 
-    for file in files {
+    for file in w.files {
         let name = file.display().to_string();
-        let outcome = match classify_file(&file, opts.max_decompressed) {
-            Err(e) => Outcome::Failed(e),
+        let outcome = match classify_file(&file) {
+            Err(e) => {
+                summary.items += 1;
+                let o = Outcome::Failed(e);
+                tally(&mut summary, &name, &o);
+                o
+            }
             Ok(Kind::Archive { gz }) => {
-                let mut imported = 0u64;
-                let mut rows = 0usize;
-                let mut failures = Vec::new();
-                let mut seen_any = false;
-                let res = for_each_entry(&file, gz, opts.max_decompressed, &mut |item| {
-                    seen_any = true;
-                    let iname = item.name();
-                    let o = import_item(
-                        item,
-                        opts,
-                        &mut batch,
-                        &mut tracker,
-                        &mut done,
-                        &failed_before,
-                        now_us,
-                    );
-                    summary.items += 1;
-                    tally(&mut summary, &iname, &o);
-                    match o {
-                        Outcome::Imported {
-                            goroutines,
-                            rows: r,
-                        } => {
-                            imported += goroutines;
-                            rows += r;
-                        }
-                        Outcome::Failed(e) => failures.push(format!("{iname}: {e}")),
-                        Outcome::AlreadyImported => {}
-                    }
-                    in_batch += 1;
-                });
-                match res {
-                    Err(e) => {
-                        let msg = format!("archive unreadable: {e}");
-                        summary.failed.push((name.clone(), msg.clone()));
-                        Outcome::Failed(msg)
-                    }
-                    Ok(()) if !seen_any => Outcome::Failed("archive has no files".into()),
-                    Ok(()) if !failures.is_empty() => Outcome::Failed(format!(
-                        "{} of its entries failed (listed above)",
-                        failures.len()
-                    )),
-                    Ok(()) => Outcome::Imported {
-                        goroutines: imported,
-                        rows,
-                    },
-                }
+                import_archive(&file, gz, &mut run, &mut writer, &mut summary).await?
             }
             Ok(Kind::Single) => {
                 summary.items += 1;
-                let o = import_item(
-                    Item::File(file.clone()),
-                    opts,
-                    &mut batch,
-                    &mut tracker,
-                    &mut done,
-                    &failed_before,
-                    now_us,
-                );
+                let o = match std::fs::File::open(&file) {
+                    Ok(f) => run.import_stream(&name, &mut BufReader::with_capacity(1 << 20, f)),
+                    Err(e) => Outcome::Failed(format!("cannot open: {e}")),
+                };
                 tally(&mut summary, &name, &o);
-                in_batch += 1;
+                run.in_batch += 1;
                 o
             }
         };
         progress(Progress::Item { name, outcome });
-        if in_batch >= opts.batch_items {
-            let stats = writer.commit(std::mem::take(&mut batch)).await?;
-            summary.files_written += stats.files as u64;
-            in_batch = 0;
+        if run.in_batch >= opts.batch_items {
+            run.commit(&mut writer, &mut summary).await?;
         }
     }
-    if !batch.is_empty() {
-        let stats = writer.commit(batch).await?;
-        summary.files_written += stats.files as u64;
-    }
+    run.commit(&mut writer, &mut summary).await?;
     Ok(summary)
+}
+
+/// The state of one backfill run between commits.
+struct Run<'a> {
+    opts: &'a BackfillOptions,
+    batch: Batch,
+    tracker: IdTracker,
+    imported: Imported,
+    in_batch: usize,
+    now_us: i64,
+}
+
+impl Run<'_> {
+    async fn commit(&mut self, writer: &mut Writer, summary: &mut Summary) -> Result<()> {
+        self.in_batch = 0;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let stats = writer.commit(std::mem::take(&mut self.batch)).await?;
+        summary.files_written += stats.files as u64;
+        // Inputs a concurrent writer committed first: theirs, not ours.
+        let c = stats.conflicts as u64;
+        summary.imported = summary.imported.saturating_sub(c);
+        summary.already_imported += c;
+        Ok(())
+    }
+
+    /// Import one item read from `r` (a file or a tar entry), streaming: hashed while parsed.
+    fn import_stream(&mut self, name: &str, r: &mut dyn Read) -> Outcome {
+        let mut hr = Hashing {
+            inner: r,
+            h: xxhash_rust::xxh3::Xxh3::new(),
+        };
+        let parsed = parse_item(name, &mut hr, self.opts);
+        // The parser may stop before the end (a trailer it ignores): the hash covers all bytes.
+        let drained = std::io::copy(&mut hr, &mut std::io::sink());
+        let hash = format!("{:032x}", hr.h.digest128());
+        let parsed = match (parsed, drained) {
+            (Ok(p), Ok(_)) => Ok(p),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(Error::Input {
+                source_name: name.to_string(),
+                message: format!("cannot read: {e}"),
+            }),
+        };
+        match parsed.and_then(|p| self.land(name, &hash, p)) {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = e.to_string();
+                self.log_failure(name, &hash, &msg);
+                Outcome::Failed(strip_name(&msg, name))
+            }
+        }
+    }
+
+    /// Log a failed input, unless an earlier run logged the same bytes failing (each failed
+    /// input of this run gets its row).
+    fn log_failure(&mut self, name: &str, hash: &str, msg: &str) {
+        if !self.imported.failed.contains(hash) {
+            self.batch.add_log(LogRow {
+                ingested_at_us: self.now_us,
+                source: name.to_string(),
+                content_hash: hash.to_string(),
+                status: "error",
+                error: Some(msg.to_string()),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Put a parsed item into the batch unless its key is imported already.
+    fn land(&mut self, name: &str, hash: &str, parsed: Parsed) -> Result<Outcome> {
+        let snap = match parsed {
+            Parsed::Prometheus(mut rows) => {
+                if self.imported.ok.contains(hash) {
+                    return Ok(Outcome::AlreadyImported);
+                }
+                for r in &mut rows {
+                    r.content_hash = Some(hash.to_string());
+                }
+                let n = rows.len();
+                let first = rows.first().map(|r| r.ts_us);
+                self.batch.add_counts(rows, hash);
+                self.batch.add_log(LogRow {
+                    ingested_at_us: self.now_us,
+                    source: name.to_string(),
+                    content_hash: hash.to_string(),
+                    format: Some("prometheus".into()),
+                    snapshot_ts_us: first,
+                    rows: n as i64,
+                    status: "ok",
+                    ingest_key: Some(hash.to_string()),
+                    ..Default::default()
+                });
+                self.imported.ok.insert(hash.to_string());
+                return Ok(Outcome::Imported {
+                    goroutines: 0,
+                    rows: n,
+                    cut: None,
+                });
+            }
+            Parsed::Dump(s) => s,
+        };
+        let (target, ts_us) = identity(name, self.opts, &snap)?;
+        let base_format = snap.format.map(|f| f.as_str()).unwrap_or("debug2");
+        let log_format = if snap.kind == ProfileKind::GoroutineLeak {
+            format!("{base_format}:goroutineleak")
+        } else {
+            base_format.to_string()
+        };
+        let key = ingest_key(hash, &target, ts_us, snap.kind, Some(base_format));
+        if self.imported.ok.contains(&key) {
+            return Ok(Outcome::AlreadyImported);
+        }
+        let slot: Slot = (
+            target.namespace.clone(),
+            target.pod.clone(),
+            ts_us,
+            log_format.clone(),
+        );
+        if let Some(other) = self.imported.slots.get(&slot)
+            && other != hash
+        {
+            return Err(Error::Input {
+                source_name: name.to_string(),
+                message: format!(
+                    "another {log_format} dump of {}/{} already lands at {}: two snapshots of one \
+                     pod at one instant would stack; give each dump its own time (path pattern \
+                     or one --timestamp per dump)",
+                    target.namespace,
+                    target.pod,
+                    chrono::DateTime::from_timestamp_micros(ts_us)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        let rows =
+            self.batch
+                .add_snapshot(&mut self.tracker, &target, ts_us, "backfill", hash, &snap);
+        let goroutines = snap.total();
+        let cut = snap.partial.as_ref().map(|c| {
+            format!("partial: the dump is {c}; {goroutines} goroutines before the cut imported")
+        });
+        self.batch.add_log(LogRow {
+            ingested_at_us: self.now_us,
+            source: name.to_string(),
+            content_hash: hash.to_string(),
+            format: Some(log_format),
+            namespace: Some(target.namespace.clone()),
+            pod: Some(target.pod.clone()),
+            snapshot_ts_us: Some(ts_us),
+            goroutines: i64::try_from(goroutines).unwrap_or(i64::MAX),
+            rows: rows as i64,
+            // A cut dump lands its complete records; the log says it is partial and where.
+            status: if snap.partial.is_some() {
+                "partial"
+            } else {
+                "ok"
+            },
+            error: cut.clone(),
+            ingest_key: Some(key.clone()),
+        });
+        self.imported.ok.insert(key);
+        self.imported.slots.insert(slot, hash.to_string());
+        Ok(Outcome::Imported {
+            goroutines,
+            rows,
+            cut,
+        })
+    }
+}
+
+/// Import every entry of a tar archive, streaming, committing every `batch_items` entries.
+async fn import_archive(
+    file: &Path,
+    gz: bool,
+    run: &mut Run<'_>,
+    writer: &mut Writer,
+    summary: &mut Summary,
+) -> Result<Outcome> {
+    let name = file.display().to_string();
+    let base = strip_archive_ext(&name);
+    let max = run.opts.max_decompressed;
+    let mut imported = 0u64;
+    let mut rows = 0usize;
+    let mut failures = 0usize;
+    let mut seen_any = false;
+    let archive_err: Option<String> = 'archive: {
+        let f = match std::fs::File::open(file) {
+            Ok(f) => f,
+            Err(e) => break 'archive Some(format!("cannot open: {e}")),
+        };
+        let reader: Box<dyn Read> = if gz {
+            Box::new(MultiGzDecoder::new(BufReader::new(f)))
+        } else {
+            Box::new(BufReader::new(f))
+        };
+        let mut archive = tar::Archive::new(Capped {
+            inner: reader,
+            left: max,
+            limit: max,
+        });
+        let entries = match archive.entries() {
+            Ok(e) => e,
+            Err(e) => break 'archive Some(e.to_string()),
+        };
+        for entry in entries {
+            let mut entry = match entry {
+                Ok(e) => e,
+                Err(e) => break 'archive Some(e.to_string()),
+            };
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            seen_any = true;
+            summary.items += 1;
+            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let (iname, o) = match safe_entry_name(&raw_name) {
+                Err(why) => (
+                    format!("{base}/{}", raw_name.escape_debug()),
+                    Outcome::Failed(format!("entry name {:?} rejected: {why}", raw_name)),
+                ),
+                Ok(clean) => {
+                    let iname = format!("{base}/{clean}");
+                    let o = run.import_stream(&iname, &mut entry);
+                    (iname, o)
+                }
+            };
+            tally(summary, &iname, &o);
+            match o {
+                Outcome::Imported {
+                    goroutines,
+                    rows: r,
+                    cut,
+                } => {
+                    imported += goroutines;
+                    rows += r;
+                    if cut.is_some() {
+                        failures += 1;
+                    }
+                }
+                Outcome::Failed(_) => failures += 1,
+                Outcome::AlreadyImported => {}
+            }
+            run.in_batch += 1;
+            if run.in_batch >= run.opts.batch_items {
+                run.commit(writer, summary).await?;
+            }
+        }
+        None
+    };
+    Ok(match archive_err {
+        Some(e) => {
+            let msg = format!("archive unreadable: {e}");
+            summary.failed.push((name.clone(), msg.clone()));
+            // An archive-level failure is logged too, keyed by the archive's bytes.
+            if let Ok(h) = content_hash_file(file) {
+                run.log_failure(&name, &h, &msg);
+            }
+            Outcome::Failed(msg)
+        }
+        None if !seen_any => {
+            let msg = "archive has no files".to_string();
+            summary.failed.push((name.clone(), msg.clone()));
+            if let Ok(h) = content_hash_file(file) {
+                run.log_failure(&name, &h, &msg);
+            }
+            Outcome::Failed(msg)
+        }
+        None if failures > 0 => {
+            Outcome::Failed(format!("{failures} of its entries failed (listed above)"))
+        }
+        None => Outcome::Imported {
+            goroutines: imported,
+            rows,
+            cut: None,
+        },
+    })
+}
+
+/// A tar entry name fit to be part of an item's name (and so, through the path pattern, of its
+/// identity): relative, no `..`, no empty or `.` components past a leading `./`, no control
+/// characters, valid UTF-8.
+fn safe_entry_name(raw: &str) -> std::result::Result<String, &'static str> {
+    if raw.contains('\u{fffd}') {
+        return Err("not valid UTF-8");
+    }
+    if raw.chars().any(|c| c.is_control()) {
+        return Err("control characters");
+    }
+    if raw.starts_with('/') {
+        return Err("an absolute path");
+    }
+    let trimmed = raw.trim_start_matches("./");
+    let mut parts = Vec::new();
+    for c in trimmed.split('/') {
+        match c {
+            ".." => return Err("a `..` component"),
+            "" | "." => continue,
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err("an empty name");
+    }
+    Ok(parts.join("/"))
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace (and a container) name.
+fn is_dns_label(s: &str) -> bool {
+    k8s_names::is_valid(s, NameKind::Namespace)
+}
+
+/// RFC 1123 subdomain: what Kubernetes accepts as a pod (and most object) name.
+fn is_dns_subdomain(s: &str) -> bool {
+    k8s_names::is_valid(s, NameKind::Object)
+}
+
+/// The target and time an item lands under: flags first, then the path pattern (validated),
+/// then the time the profile records.
+fn identity(name: &str, opts: &BackfillOptions, snap: &Snapshot) -> Result<(Target, i64)> {
+    let bad = |message: String| Error::Input {
+        source_name: name.to_string(),
+        message,
+    };
+    let fields = opts.pattern.matches(name);
+    let o = &opts.overrides;
+    // A value taken from the path must be a Kubernetes name: a path is data from outside.
+    type Rule = fn(&str) -> bool;
+    let checks: [(&str, Rule, &str); 6] = [
+        ("namespace", is_dns_label, "RFC 1123 label"),
+        ("pod", is_dns_subdomain, "RFC 1123 subdomain"),
+        ("container", is_dns_label, "RFC 1123 label"),
+        ("workload", is_dns_subdomain, "RFC 1123 subdomain"),
+        ("node", is_dns_subdomain, "RFC 1123 subdomain"),
+        ("cluster", is_dns_subdomain, "RFC 1123 subdomain"),
+    ];
+    let overridden = |field: &str| match field {
+        "namespace" => o.namespace.is_some(),
+        "pod" => o.pod.is_some(),
+        "container" => o.container.is_some(),
+        "workload" => o.workload.is_some(),
+        "cluster" => o.cluster.is_some(),
+        _ => false,
+    };
+    if let Some(f) = &fields {
+        for (field, ok, rule) in checks {
+            if let Some(v) = f.fields.get(field)
+                && !overridden(field)
+                && !ok(v)
+            {
+                return Err(bad(format!(
+                    "the path gives {field} {v:?}, which is not a Kubernetes name ({rule}): \
+                     rejected; rename the file or pass --{field}"
+                )));
+            }
+        }
+    }
+    let field = |k: &str| fields.as_ref().and_then(|f| f.fields.get(k).cloned());
+    let ts_us = o
+        .timestamp_us
+        .or_else(|| fields.as_ref().and_then(|f| f.timestamp_us))
+        .or_else(|| snap.time_nanos.map(|n| n / 1000));
+    let Some(ts_us) = ts_us else {
+        return Err(bad(format!(
+            "no timestamp: the path does not match the pattern {:?} and the dump records \
+             none; rename the file or pass --path-pattern or --timestamp",
+            opts.pattern.as_str()
+        )));
+    };
+    let Some(pod) = o.pod.clone().or_else(|| field("pod")) else {
+        return Err(bad(format!(
+            "no pod: the path does not match the pattern {:?}; pass --path-pattern or --pod",
+            opts.pattern.as_str()
+        )));
+    };
+    Ok((
+        Target {
+            cluster: o.cluster.clone().or_else(|| field("cluster")),
+            namespace: o
+                .namespace
+                .clone()
+                .or_else(|| field("namespace"))
+                .unwrap_or_else(|| "default".into()),
+            workload_kind: None,
+            workload: o.workload.clone().or_else(|| field("workload")),
+            pod,
+            container: o.container.clone().or_else(|| field("container")),
+            node: field("node"),
+            instance: None,
+        },
+        ts_us,
+    ))
 }
 
 fn tally(summary: &mut Summary, name: &str, o: &Outcome) {
     match o {
-        Outcome::Imported { goroutines, rows } => {
+        Outcome::Imported {
+            goroutines,
+            rows,
+            cut,
+        } => {
             summary.imported += 1;
             summary.goroutines += goroutines;
             summary.rows += *rows as u64;
+            if let Some(c) = cut {
+                summary.failed.push((name.to_string(), c.clone()));
+            }
         }
         Outcome::AlreadyImported => summary.already_imported += 1,
         Outcome::Failed(e) => summary.failed.push((name.to_string(), e.clone())),
     }
 }
 
-/// Files under `p`, sorted, hidden files skipped.
-fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let meta = std::fs::metadata(p)?;
-    if meta.is_file() {
-        out.push(p.to_path_buf());
-        return Ok(());
+/// What a walk found.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    failed: Vec<(String, String)>,
+    /// (device, inode) of every directory and file met: each is walked once, so symbolic
+    /// link loops end and a file linked twice is imported once.
+    seen: HashSet<(u64, u64)>,
+}
+
+/// Files under `p` (following symbolic links), sorted per directory, hidden files skipped;
+/// anything unreadable is a failure under its own path, and the walk goes on.
+fn walk(p: &Path, w: &mut Walk) {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => {
+            w.failed
+                .push((p.display().to_string(), format!("cannot read: {e}")));
+            return;
+        }
+    };
+    if !w.seen.insert((meta.dev(), meta.ino())) {
+        return;
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            !p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-        })
-        .collect();
-    entries.sort();
-    for e in entries {
-        if e.is_dir() {
-            walk(&e, out)?;
-        } else if e.is_file() {
-            out.push(e);
+    if meta.is_file() {
+        w.files.push(p.to_path_buf());
+        return;
+    }
+    if !meta.is_dir() {
+        w.failed.push((
+            p.display().to_string(),
+            "not a regular file or directory".into(),
+        ));
+        return;
+    }
+    let rd = match std::fs::read_dir(p) {
+        Ok(rd) => rd,
+        Err(e) => {
+            w.failed.push((
+                p.display().to_string(),
+                format!("cannot read directory: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut entries = Vec::new();
+    for e in rd {
+        match e {
+            Ok(e) => entries.push(e.path()),
+            Err(e) => w.failed.push((
+                p.display().to_string(),
+                format!("cannot read directory: {e}"),
+            )),
         }
     }
-    Ok(())
+    entries.retain(|p| {
+        !p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+    });
+    entries.sort();
+    for e in entries {
+        walk(&e, w);
+    }
 }
 
 enum Kind {
@@ -373,7 +771,7 @@ fn is_tar(head: &[u8]) -> bool {
 }
 
 /// Decide from content (not the name) whether a file is a tar archive.
-fn classify_file(path: &Path, _max: u64) -> std::result::Result<Kind, String> {
+fn classify_file(path: &Path) -> std::result::Result<Kind, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut head = vec![0u8; 512];
     let n = read_up_to(&mut f, &mut head).map_err(|e| format!("cannot read: {e}"))?;
@@ -398,7 +796,7 @@ fn classify_file(path: &Path, _max: u64) -> std::result::Result<Kind, String> {
     })
 }
 
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..])? {
@@ -430,43 +828,18 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-fn for_each_entry(
-    path: &Path,
-    gz: bool,
-    max: u64,
-    f: &mut dyn FnMut(Item),
-) -> std::result::Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let reader: Box<dyn Read> = if gz {
-        Box::new(MultiGzDecoder::new(BufReader::new(file)))
-    } else {
-        Box::new(BufReader::new(file))
-    };
-    let capped = Capped {
-        inner: reader,
-        left: max,
-        limit: max,
-    };
-    let mut archive = tar::Archive::new(capped);
-    let base = strip_archive_ext(&path.display().to_string());
-    let entries = archive.entries().map_err(|e| e.to_string())?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "(unnamed entry)".into());
-        let name = format!("{base}/{}", rel.trim_start_matches("./"));
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("entry {rel}: {e}"))?;
-        f(Item::Memory { name, bytes });
+/// A reader that hashes what passes through it.
+struct Hashing<'a> {
+    inner: &'a mut dyn Read,
+    h: xxhash_rust::xxh3::Xxh3,
+}
+
+impl Read for Hashing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        Ok(n)
     }
-    Ok(())
 }
 
 fn strip_archive_ext(s: &str) -> String {
@@ -492,55 +865,6 @@ fn content_hash_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:032x}", h.digest128()))
 }
 
-fn content_hash_bytes(b: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(b))
-}
-
-/// Import one item into the batch; returns its outcome. Failures are logged too.
-fn import_item(
-    item: Item,
-    opts: &BackfillOptions,
-    batch: &mut Batch,
-    tracker: &mut IdTracker,
-    done: &mut HashSet<String>,
-    failed_before: &HashSet<String>,
-    now_us: i64,
-) -> Outcome {
-    let name = item.name();
-    let hash = match &item {
-        Item::File(p) => match content_hash_file(p) {
-            Ok(h) => h,
-            Err(e) => return Outcome::Failed(format!("cannot read: {e}")),
-        },
-        Item::Memory { bytes, .. } => content_hash_bytes(bytes),
-    };
-    if done.contains(&hash) {
-        return Outcome::AlreadyImported;
-    }
-    let result = import_content(&item, &name, &hash, opts, batch, tracker);
-    match result {
-        Ok((rows, goroutines, log)) => {
-            done.insert(hash);
-            batch.add_log(log);
-            Outcome::Imported { goroutines, rows }
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            if !failed_before.contains(&hash) {
-                batch.add_log(LogRow {
-                    ingested_at_us: now_us,
-                    source: name,
-                    content_hash: hash,
-                    status: "error",
-                    error: Some(msg.clone()),
-                    ..Default::default()
-                });
-            }
-            Outcome::Failed(strip_name(&msg, &item.name()))
-        }
-    }
-}
-
 /// Error texts start with the source name; the summary prints the name already.
 fn strip_name(msg: &str, name: &str) -> String {
     msg.strip_prefix(name)
@@ -549,50 +873,42 @@ fn strip_name(msg: &str, name: &str) -> String {
         .to_string()
 }
 
-fn open_item(item: &Item) -> std::io::Result<Box<dyn std::io::BufRead + '_>> {
-    Ok(match item {
-        Item::File(p) => Box::new(BufReader::with_capacity(1 << 20, std::fs::File::open(p)?)),
-        Item::Memory { bytes, .. } => Box::new(std::io::Cursor::new(bytes.as_slice())),
-    })
+/// What an item holds.
+enum Parsed {
+    Dump(Snapshot),
+    Prometheus(Vec<crate::rows::CountRow>),
 }
 
-/// Returns (data rows, goroutines, log row).
-fn import_content(
-    item: &Item,
-    name: &str,
-    hash: &str,
-    opts: &BackfillOptions,
-    batch: &mut Batch,
-    tracker: &mut IdTracker,
-) -> Result<(usize, u64, LogRow)> {
+/// How much of an item is looked at to tell Prometheus JSON from a dump.
+const HEAD: usize = 64 * 1024;
+
+/// Parse one item from `r`, reading it once: the head is peeked to tell a Prometheus
+/// `query_range` answer (read whole, capped) from a dump (parsed streaming).
+fn parse_item(name: &str, r: &mut dyn Read, opts: &BackfillOptions) -> Result<Parsed> {
     let io = |e: std::io::Error| Error::Input {
         source_name: name.to_string(),
         message: format!("cannot read: {e}"),
     };
-    let now_us = chrono::Utc::now().timestamp_micros();
-    // Prometheus JSON, possibly gzip'd: peek at the decompressed head.
-    let mut head = vec![0u8; 64];
-    {
-        let mut r = open_item(item).map_err(io)?;
-        let n = read_up_to(&mut r, &mut head).map_err(io)?;
-        head.truncate(n);
-    }
+    let mut head = vec![0u8; HEAD];
+    let n = read_up_to(r, &mut head).map_err(io)?;
+    head.truncate(n);
     let gz = head.starts_with(&GZIP_MAGIC);
-    if gz {
-        let mut r = MultiGzDecoder::new(open_item(item).map_err(io)?);
+    let json = if gz {
         let mut inner = vec![0u8; 64];
-        let n = read_up_to(&mut r, &mut inner).unwrap_or(0);
+        let n = read_up_to(&mut MultiGzDecoder::new(head.as_slice()), &mut inner).unwrap_or(0);
         inner.truncate(n);
-        head = inner;
-    }
-    if prometheus::looks_like_json(&head) {
-        let mut bytes = Vec::new();
-        let r = open_item(item).map_err(io)?;
-        let r: Box<dyn Read> = if gz {
-            Box::new(MultiGzDecoder::new(r))
+        prometheus::looks_like_json(&inner)
+    } else {
+        prometheus::looks_like_json(&head)
+    };
+    let whole = std::io::Cursor::new(head).chain(r);
+    if json {
+        let r: Box<dyn Read + '_> = if gz {
+            Box::new(MultiGzDecoder::new(whole))
         } else {
-            Box::new(r)
+            Box::new(whole)
         };
+        let mut bytes = Vec::new();
         Capped {
             inner: r,
             left: opts.max_decompressed,
@@ -600,7 +916,8 @@ fn import_content(
         }
         .read_to_end(&mut bytes)
         .map_err(io)?;
-        let rows = prometheus::parse_query_range(&bytes, hash).map_err(|e| Error::Input {
+        // Rows are tagged with the hash by the caller (it is known once all bytes are read).
+        let rows = prometheus::parse_query_range(&bytes, "").map_err(|e| Error::Input {
             source_name: name.to_string(),
             message: e.to_string(),
         })?;
@@ -610,99 +927,43 @@ fn import_content(
                 message: "the query_range answer holds no samples".into(),
             });
         }
-        let n = rows.len();
-        let first = rows.first().map(|r| r.ts_us);
-        batch.add_counts(rows, hash);
-        return Ok((
-            n,
-            0,
-            LogRow {
-                ingested_at_us: now_us,
-                source: name.to_string(),
-                content_hash: hash.to_string(),
-                format: Some("prometheus".into()),
-                snapshot_ts_us: first,
-                rows: n as i64,
-                status: "ok",
-                ..Default::default()
-            },
-        ));
+        return Ok(Parsed::Prometheus(rows));
     }
-
-    let reader = open_item(item).map_err(io)?;
     let popts = parse::ParseOptions {
         max_decompressed_bytes: opts.max_decompressed,
         ..Default::default()
     };
-    let snap = parse::parse_snapshot_with(reader, name, &popts).map_err(|e| Error::Parse {
+    let snap = parse::parse_snapshot_with(BufReader::with_capacity(1 << 20, whole), name, &popts)
+        .map_err(|e| Error::Parse {
         source_name: name.to_string(),
         source: e,
     })?;
-    let fields = opts.pattern.matches(name);
-    let field = |k: &str| fields.as_ref().and_then(|f| f.fields.get(k).cloned());
-    let o = &opts.overrides;
-    let ts_us = o
-        .timestamp_us
-        .or_else(|| fields.as_ref().and_then(|f| f.timestamp_us))
-        .or_else(|| snap.time_nanos.map(|n| n / 1000));
-    let Some(ts_us) = ts_us else {
-        return Err(Error::Input {
-            source_name: name.to_string(),
-            message: format!(
-                "no timestamp: the path does not match the pattern {:?} and the dump records \
-                 none; rename the file or pass --path-pattern or --timestamp",
-                opts.pattern.as_str()
-            ),
-        });
-    };
-    let pod = o.pod.clone().or_else(|| field("pod"));
-    let Some(pod) = pod else {
-        return Err(Error::Input {
-            source_name: name.to_string(),
-            message: format!(
-                "no pod: the path does not match the pattern {:?}; pass --path-pattern or --pod",
-                opts.pattern.as_str()
-            ),
-        });
-    };
-    let target = Target {
-        cluster: o.cluster.clone().or_else(|| field("cluster")),
-        namespace: o
-            .namespace
-            .clone()
-            .or_else(|| field("namespace"))
-            .unwrap_or_else(|| "default".into()),
-        workload_kind: None,
-        workload: o.workload.clone().or_else(|| field("workload")),
-        pod,
-        container: o.container.clone().or_else(|| field("container")),
-        node: field("node"),
-        instance: None,
-    };
-    let rows = batch.add_snapshot(tracker, &target, ts_us, "backfill", hash, &snap);
-    let goroutines = snap.total();
-    let format = snap.format.map(|f| {
-        if snap.kind == ProfileKind::GoroutineLeak {
-            format!("{}:goroutineleak", f.as_str())
-        } else {
-            f.as_str().to_string()
-        }
-    });
-    Ok((
-        rows,
-        goroutines,
-        LogRow {
-            ingested_at_us: now_us,
-            source: name.to_string(),
-            content_hash: hash.to_string(),
-            format,
-            namespace: Some(target.namespace.clone()),
-            pod: Some(target.pod.clone()),
-            snapshot_ts_us: Some(ts_us),
-            goroutines: i64::try_from(goroutines).unwrap_or(i64::MAX),
-            rows: rows as i64,
-            status: "ok",
-            error: None,
-        },
-    ))
+    Ok(Parsed::Dump(snap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names() {
+        assert_eq!(safe_entry_name("./shop/pod/T").unwrap(), "shop/pod/T");
+        assert_eq!(safe_entry_name("shop//pod/./T").unwrap(), "shop/pod/T");
+        assert!(safe_entry_name("shop/../kube-system/p/T").is_err());
+        assert!(safe_entry_name("/etc/passwd").is_err());
+        assert!(safe_entry_name("a/\u{1b}[2J/T").is_err());
+        assert!(safe_entry_name("./").is_err());
+    }
+
+    #[test]
+    fn kubernetes_names() {
+        assert!(is_dns_label("kube-system"));
+        assert!(!is_dns_label("Bad_NS"));
+        assert!(!is_dns_label("-x"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+        assert!(is_dns_subdomain("orders-7d9f8b6c5-m4zt9"));
+        assert!(is_dns_subdomain("web-0.svc"));
+        assert!(!is_dns_subdomain(".."));
+        assert!(!is_dns_subdomain("a..b"));
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  archived files ──backfill──┐
-//!  (scrape: later)            ├─▶ parse ─▶ Snapshot ─▶ writer::Batch ─commit─▶ store (Parquet)
+//!  live targets ───scrape─────┼─▶ parse ─▶ Snapshot ─▶ writer::Batch ─commit─▶ store (Parquet)
 //!  Prometheus JSON ───────────┘                                          ▲
 //!                                              visibility (compaction) ──┘  compact, retention
 //! ```
@@ -10,19 +10,25 @@
 //! - [`parse`]: streaming parsers for debug=2 text (and crash output), debug=1 text and
 //!   debug=0 protobuf, with format detection from content.
 //! - [`store`]: the store URL (local directory or S3), partitions, atomic Parquet writes.
-//! - [`visibility`]: which files readers see; the commit protocol of compaction.
+//! - [`commit`]: the commit log: a batch's files and ingest-log rows become visible together,
+//!   concurrent writers claim sequence numbers with conditional puts.
+//! - [`visibility`]: which files readers see (committed ones, minus replaced ones).
+//! - [`fault`]: `LEAKHOUND_FAULT`, crashes at chosen points for tests and the fault bench.
 //! - [`rows`]: row types of each table and their Arrow batches.
 //! - [`writer`]: batches of rows into files, stacks deduplicated per partition.
 //! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
 //! - [`compact`]: merging small files and retention.
 //! - [`residence`]: first-seen tracking of goroutine ids, ages per sample group.
 //! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
-//! - [`scrape`]: live ingest passes over targets (metrics, debug=1/2, leak profile).
+//! - [`scrape`]: live ingest passes over targets (metrics, debug=1/2, leak profile), bodies
+//!   streamed into the parsers within one memory budget, rows committed in chunks.
 //! - [`sources`]: non-dump sources (Prometheus query_range).
 
 pub mod backfill;
+pub mod commit;
 pub mod compact;
 pub mod error;
+pub mod fault;
 pub mod parse;
 pub mod pathpattern;
 pub mod residence;

@@ -81,6 +81,8 @@ pub struct LogRow {
     pub rows: i64,
     pub status: &'static str,
     pub error: Option<String>,
+    /// See the `ingest_key` column in `leakhound_schemas::tables`.
+    pub ingest_key: Option<String>,
 }
 
 /// Counts by state derived from a snapshot that has states (debug=2); `None` otherwise.
@@ -371,6 +373,7 @@ pub fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
     let mut nrows = Int64Builder::new();
     let mut status = StringBuilder::new();
     let mut error = StringBuilder::new();
+    let mut key = StringBuilder::new();
     for r in rows {
         at.append_value(r.ingested_at_us);
         source.append_value(&r.source);
@@ -383,6 +386,7 @@ pub fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
         nrows.append_value(r.rows);
         status.append_value(r.status);
         error.append_option(r.error.as_deref());
+        key.append_option(r.ingest_key.as_deref());
     }
     let cols: Vec<ArrayRef> = vec![
         Arc::new(at.finish()),
@@ -396,6 +400,7 @@ pub fn log_batch(rows: &[LogRow]) -> Result<RecordBatch> {
         Arc::new(nrows.finish()),
         Arc::new(status.finish()),
         Arc::new(error.finish()),
+        Arc::new(key.finish()),
     ];
     RecordBatch::try_new(Table::IngestLog.schema(), cols).map_err(arrow_err(Table::IngestLog))
 }

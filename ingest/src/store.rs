@@ -2,16 +2,18 @@
 //! hive-partitioned Parquet files.
 //!
 //! ```text
-//!  <root>/goroutine_counts/date=2026-11-28/part-<batch>.parquet
-//!  <root>/goroutine_samples/date=2026-11-28/hour=13/part-<batch>.parquet
-//!  <root>/stacks/date=2026-11-28/part-<batch>.parquet
-//!  <root>/ingest_log/date=2026-11-28/part-<batch>.parquet
-//!  <root>/_compactions/<table>/<id>.json           (see `visibility`)
+//!  <root>/goroutine_counts/date=2026-11-28/tx-<txid>.parquet
+//!  <root>/goroutine_samples/date=2026-11-28/hour=13/tx-<txid>.parquet
+//!  <root>/stacks/date=2026-11-28/tx-<txid>.parquet
+//!  <root>/ingest_log/date=2026-11-28/tx-<txid>.parquet
+//!  <root>/_commits/<seq>.json                      the commit log (see `commit`)
+//!  <root>/_compactions/<id>.json                   compaction manifests of older stores
 //! ```
 //!
 //! Local and S3 go through the same `object_store` code path. Every file is written with one
-//! atomic put (the local implementation stages and renames; S3 PUT is atomic), and carries the
-//! schema version in its Parquet key-value metadata.
+//! atomic put (the local implementation stages as `<name>#N` and renames; S3 PUT is atomic),
+//! and carries the schema version in its Parquet key-value metadata. Which files readers see
+//! is decided by the commit log (`visibility`): a batch's files appear together or not at all.
 
 use std::sync::Arc;
 
@@ -106,7 +108,10 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket name".into()));
             }
+            // Commits claim their sequence number with a conditional put (`If-None-Match: *`,
+            // see `commit`), which S3 has supported since 2024-08.
             let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
@@ -160,6 +165,12 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The store's directory when it is local (`None` on S3).
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        (self.base_url.scheme() == "file")
+            .then(|| std::path::PathBuf::from(format!("/{}", self.root)))
     }
 
     /// The folder of a table inside the object store.
@@ -323,6 +334,27 @@ pub(crate) async fn read_parquet(
             table: "(read)",
             source,
         })
+}
+
+/// `batch` with exactly `table`'s columns: a nullable column appended to the table after the
+/// file was written (see `SCHEMA_VERSION`) comes back as nulls.
+pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = table.schema();
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema, cols).map_err(|source| Error::Arrow {
+        table: table.name(),
+        source,
+    })
 }
 
 fn check_version(path: &Path, kv: Option<&Vec<KeyValue>>) -> Result<()> {

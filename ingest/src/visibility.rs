@@ -1,19 +1,22 @@
-//! Which files of the store a reader sees — what makes compaction atomic.
+//! Which files of the store a reader sees — what makes writes and compaction atomic.
 //!
-//! Compaction merges the files of a partition into one. No object store renames several files
-//! at once, so the commit point is a small manifest:
+//! No object store renames several files at once, so the commit point of a write is one small
+//! object naming the files it makes visible (and those it hides):
 //!
 //! ```text
-//!  1. put  <table>/<partition>/compact-<id>.parquet    hidden: no manifest names it yet
-//!  2. put  _compactions/<id>.json {output, replaces}   commit: output visible, replaced hidden
-//!  3. later (after a grace period, so readers that listed the old files can finish):
-//!     delete the replaced files, then the manifest
+//!  _commits/<seq>.json   {files, replaces}   see `commit`: every batch and every compaction
+//!  _compactions/<id>.json {output, replaces}  compaction manifests of stores written before
+//!                                            the commit log (still honoured, no longer written)
 //! ```
 //!
-//! A crash before 2 leaves an invisible orphan (removed by the next compaction); a crash after 2
-//! leaves replaced files that readers no longer see. A reader loads the manifests once and sees
-//! a consistent store for its whole query. The filter sits in an `ObjectStore` wrapper so that
-//! DataFusion's listing (and its partition pruning) needs no change.
+//! The rules: a `tx-*` or `compact-*` file is visible only once a commit record (or, for
+//! `compact-*`, an old manifest) names it; a file some record or manifest replaces is hidden; any other
+//! file (older stores' `part-*`, analyze's and actuate's single-file writes, each one atomic
+//! put) is visible. A crash before a commit leaves invisible orphans (swept by `compact` after
+//! the grace period); replaced files stay until the grace period ends so that readers that
+//! listed them can finish. A reader loads the records once and sees a consistent store for its
+//! whole query. The filter sits in an `ObjectStore` wrapper so that DataFusion's listing (and
+//! its partition pruning) needs no change.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -29,6 +32,7 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::commit::{self, CommitRecord, TX_PREFIX};
 use crate::error::{Error, Result};
 
 pub const MANIFEST_DIR: &str = "_compactions";
@@ -49,7 +53,15 @@ pub struct Manifest {
 pub struct Visibility {
     hidden: HashSet<String>,
     committed_outputs: HashSet<String>,
+    committed_tx: HashSet<String>,
     pub manifests: Vec<(Path, Manifest)>,
+    /// The commit log as loaded, in sequence order.
+    pub commits: Vec<CommitRecord>,
+    /// The highest sequence number loaded (0: none yet).
+    pub head: u64,
+    /// Files hidden by the checkpoint the load started from (replaced longer ago than any
+    /// record still in the log).
+    pub checkpoint_hidden: HashSet<String>,
 }
 
 impl Visibility {
@@ -88,7 +100,51 @@ impl Visibility {
             v.hidden.extend(manifest.replaces.iter().cloned());
             v.manifests.push((m.location, manifest));
         }
+        // The manifests first, the commit log second: a compaction committed between the two
+        // loads shows in the log; one committed before shows in both.
+        let (checkpoint, recs) = commit::load(store, root).await?;
+        if let Some(cp) = checkpoint {
+            v.checkpoint_hidden.extend(
+                cp.replaces
+                    .iter()
+                    .map(|r| commit::absolute(root, r).as_ref().to_string()),
+            );
+            v.apply(root, cp);
+            v.commits.clear();
+        }
+        for rec in recs {
+            v.apply(root, rec);
+        }
         Ok(v)
+    }
+
+    /// Add a commit record loaded after the others.
+    pub fn apply(&mut self, root: &Path, rec: CommitRecord) {
+        for f in &rec.files {
+            self.committed_tx
+                .insert(commit::absolute(root, f).as_ref().to_string());
+        }
+        for r in &rec.replaces {
+            self.hidden
+                .insert(commit::absolute(root, r).as_ref().to_string());
+        }
+        self.head = self.head.max(rec.seq);
+        self.commits.push(rec);
+    }
+
+    /// Every committed `tx-`/`compact-` file and every hidden file, as absolute paths: what a
+    /// checkpoint records.
+    pub fn state(&self) -> (Vec<String>, Vec<String>) {
+        let mut f: Vec<String> = self.committed_tx.iter().cloned().collect();
+        let mut h: Vec<String> = self.hidden.iter().cloned().collect();
+        f.sort();
+        h.sort();
+        (f, h)
+    }
+
+    /// Whether a commit record names this `tx-` file (replaced or not).
+    pub fn committed(&self, location: &Path) -> bool {
+        self.committed_tx.contains(location.as_ref())
     }
 
     /// Whether a reader should see the object at `location`.
@@ -97,10 +153,11 @@ impl Visibility {
         if self.hidden.contains(s) {
             return false;
         }
-        let is_compact_output = location
-            .filename()
-            .is_some_and(|f| f.starts_with(COMPACT_PREFIX));
-        !is_compact_output || self.committed_outputs.contains(s)
+        let name = location.filename().unwrap_or_default();
+        if name.starts_with(TX_PREFIX) || name.starts_with(COMPACT_PREFIX) {
+            return self.committed_tx.contains(s) || self.committed_outputs.contains(s);
+        }
+        true
     }
 }
 
@@ -204,5 +261,19 @@ mod tests {
         assert!(!v.visible(&Path::from("t/date=x/compact-2.parquet")));
         assert!(!v.visible(&Path::from("t/date=x/part-a.parquet")));
         assert!(v.visible(&Path::from("t/date=x/part-b.parquet")));
+        assert!(!v.visible(&Path::from("r/t/date=x/tx-1.parquet")));
+        v.apply(
+            &Path::from("r"),
+            CommitRecord {
+                seq: 3,
+                files: vec!["t/date=x/tx-1.parquet".into()],
+                replaces: vec!["t/date=x/part-b.parquet".into()],
+                ..Default::default()
+            },
+        );
+        assert!(v.visible(&Path::from("r/t/date=x/tx-1.parquet")));
+        assert!(!v.visible(&Path::from("r/t/date=x/tx-2.parquet")));
+        assert!(!v.visible(&Path::from("r/t/date=x/part-b.parquet")));
+        assert_eq!(v.head, 3);
     }
 }

@@ -1,18 +1,28 @@
 //! Turning snapshots into rows and landing them in the store, one batch at a time.
 //!
-//! A batch becomes one Parquet file per table and partition, named after the batch's content
-//! (`part-<hash of the content hashes>.parquet`): replaying a batch after a crash overwrites the
-//! same objects instead of adding rows twice. The `ingest_log` rows go last, so a source is only
-//! marked imported once its data is stored.
+//! A batch becomes one Parquet file per table and partition (`tx-<txid>.parquet`, invisible),
+//! then one commit record that makes all of them — the data and the `ingest_log` rows saying
+//! which inputs they came from — visible at once (see `commit`). A batch that crashed before
+//! its commit is never seen and never counted; its inputs are not in the ingest log, so a
+//! re-run imports them, in any order, once.
+//!
+//! Each data row belongs to the ingest-log row added after it (`Batch::add_log`): when a
+//! concurrent writer committed the same ingest key first, the rows of that key are dropped
+//! from this batch before it commits, so two overlapping backfills land each input once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use leakhound_schemas::model::{DumpFormat, Snapshot, StackId};
 use leakhound_schemas::{ProfileKind, Table};
 
+use object_store::ObjectStoreExt;
+
+use crate::commit::{self, CommitRecord};
 use crate::error::Result;
+use crate::fault;
 use crate::residence::IdTracker;
 use crate::rows::{
     CountRow, LogRow, SampleRow, StackRow, StatusRow, Target, counts_batch, log_batch,
@@ -29,6 +39,10 @@ pub struct Batch {
     pub stacks: HashMap<StackId, StackRow>,
     pub log: Vec<LogRow>,
     content_hashes: Vec<String>,
+    /// For each count and sample row: the index of the log row it belongs to (the first log
+    /// row added after it); an index past `log` means none (scrape passes have no log rows).
+    count_owner: Vec<usize>,
+    sample_owner: Vec<usize>,
 }
 
 /// What a commit wrote.
@@ -36,6 +50,10 @@ pub struct Batch {
 pub struct CommitStats {
     pub files: usize,
     pub rows: usize,
+    /// Inputs (ingest keys) dropped because a concurrent writer committed them first.
+    pub conflicts: usize,
+    /// Commit attempts lost to another writer.
+    pub retries: usize,
 }
 
 impl Batch {
@@ -50,6 +68,66 @@ impl Batch {
         self.counts.len() + self.samples.len() + self.stacks.len()
     }
 
+    /// Keep owner vectors in step with rows pushed straight into the public fields.
+    fn sync_owners(&mut self) {
+        let owner = self.log.len();
+        self.count_owner.resize(self.counts.len(), owner);
+        self.sample_owner.resize(self.samples.len(), owner);
+    }
+
+    /// Drop every row belonging to a log row whose ingest key is in `keys` (and that log row).
+    /// Returns how many log rows went.
+    pub fn drop_keys(&mut self, keys: &HashSet<String>) -> usize {
+        self.sync_owners();
+        let dropped: Vec<bool> = self
+            .log
+            .iter()
+            .map(|l| {
+                let k = l.ingest_key.as_deref().unwrap_or(l.content_hash.as_str());
+                keys.contains(k)
+            })
+            .collect();
+        let n = dropped.iter().filter(|d| **d).count();
+        if n == 0 {
+            return 0;
+        }
+        let gone = |o: usize| dropped.get(o).copied().unwrap_or(false);
+        let mut keep = self.count_owner.iter().map(|&o| !gone(o));
+        self.counts.retain(|_| keep.next().unwrap_or(true));
+        let mut keep = self.sample_owner.iter().map(|&o| !gone(o));
+        self.samples.retain(|_| keep.next().unwrap_or(true));
+        // Renumber owners: log row i becomes i - (dropped before i).
+        let mut new_index = Vec::with_capacity(dropped.len() + 1);
+        let mut k = 0;
+        for d in &dropped {
+            new_index.push(k);
+            if !d {
+                k += 1;
+            }
+        }
+        new_index.push(k);
+        let remap = |o: usize| new_index.get(o).copied().unwrap_or(k);
+        self.count_owner = self
+            .count_owner
+            .iter()
+            .copied()
+            .filter(|&o| !gone(o))
+            .map(remap)
+            .collect();
+        self.sample_owner = self
+            .sample_owner
+            .iter()
+            .copied()
+            .filter(|&o| !gone(o))
+            .map(remap)
+            .collect();
+        let mut keep = dropped.iter().map(|d| !d);
+        self.log.retain(|_| keep.next().unwrap_or(true));
+        let used: HashSet<StackId> = self.samples.iter().map(|s| s.group.stack_id).collect();
+        self.stacks.retain(|id, _| used.contains(id));
+        n
+    }
+
     /// Add a parsed capture of `target` taken at `ts_us`: its count row (for the goroutine
     /// profile) and its samples. Returns the number of data rows added. A leak profile adds
     /// samples only: the goroutine count belongs to the ordinary goroutine profile.
@@ -62,6 +140,7 @@ impl Batch {
         content_hash: &str,
         snap: &Snapshot,
     ) -> usize {
+        self.sync_owners();
         let format = snap.format.unwrap_or(DumpFormat::Debug2);
         let mut rows = 0;
         if snap.kind == ProfileKind::Goroutine {
@@ -93,6 +172,7 @@ impl Batch {
         content_hash: &str,
         snap: &Snapshot,
     ) -> usize {
+        self.sync_owners();
         let format = snap.format.unwrap_or(DumpFormat::Debug2);
         let mut rows = 0;
         let ages = if snap.kind == ProfileKind::Goroutine {
@@ -125,6 +205,7 @@ impl Batch {
     }
 
     pub fn add_counts(&mut self, rows: Vec<CountRow>, content_hash: &str) {
+        self.sync_owners();
         self.counts.extend(rows);
         self.content_hashes.push(content_hash.to_string());
     }
@@ -135,7 +216,9 @@ impl Batch {
         self.content_hashes.push(s.to_string());
     }
 
+    /// Add an ingest-log row; the data rows added since the previous log row belong to it.
     pub fn add_log(&mut self, row: LogRow) {
+        self.sync_owners();
         self.content_hashes.push(row.content_hash.clone());
         self.log.push(row);
     }
@@ -152,10 +235,103 @@ impl Batch {
     }
 }
 
-/// Writes batches into a store, remembering which stacks each date partition already holds.
+/// Writes batches into a store, remembering which stacks each date partition already holds
+/// and how far into the commit log it has read.
 pub struct Writer {
     store: Store,
     known_stacks: HashMap<String, HashSet<i64>>,
+    /// The last commit record this writer has taken into account.
+    head: Option<u64>,
+    /// Ingest keys other writers committed since this writer started reading the log: rows of
+    /// these keys never go into one of its commits, whenever they were added to a batch.
+    seen_keys: HashSet<String>,
+    name: String,
+}
+
+/// What the ingest log says was imported, as of one commit.
+#[derive(Debug, Default, Clone)]
+pub struct Imported {
+    /// Ingest keys imported successfully.
+    pub ok: HashSet<String>,
+    /// Content hashes that failed before (a failure is logged once).
+    pub failed: HashSet<String>,
+    /// Occupied slots (namespace, pod, snapshot time, format, kind) → the content hash there:
+    /// a different dump at the same slot would stack two snapshots at one instant.
+    pub slots: HashMap<Slot, String>,
+}
+
+/// One pod's snapshot of one profile kind and format at one instant.
+pub type Slot = (String, String, i64, String);
+
+/// Data files written but not committed older than this are rewritten before a commit: a
+/// `compact` sweeping orphans (grace period ≥ 10 min) must never delete files a commit is
+/// about to name.
+const MAX_STAGED: Duration = Duration::from_secs(300);
+
+/// The ingest key of an input: its content and the identity it lands under (see the
+/// `ingest_key` column). Rows written before that column get the same key from their
+/// columns, as long as no cluster or container was given.
+pub fn ingest_key(
+    content_hash: &str,
+    target: &Target,
+    ts_us: i64,
+    kind: ProfileKind,
+    format: Option<&str>,
+) -> String {
+    key_of(
+        content_hash,
+        target.cluster.as_deref(),
+        &target.namespace,
+        &target.pod,
+        target.container.as_deref(),
+        ts_us,
+        kind.as_str(),
+        format.unwrap_or(""),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn key_of(
+    hash: &str,
+    cluster: Option<&str>,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+    ts_us: i64,
+    kind: &str,
+    format: &str,
+) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [
+        hash,
+        cluster.unwrap_or(""),
+        ns,
+        pod,
+        container.unwrap_or(""),
+        &ts_us.to_string(),
+        kind,
+        format,
+    ] {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    format!("k{:032x}", h.digest128())
+}
+
+/// Profile kind and bare format of an ingest-log `format` value (`debug1:goroutineleak`).
+fn split_format(f: &str) -> (&'static str, &str) {
+    match f.strip_suffix(":goroutineleak") {
+        Some(base) => (ProfileKind::GoroutineLeak.as_str(), base),
+        None => (ProfileKind::Goroutine.as_str(), f),
+    }
+}
+
+/// Data files of one commit attempt.
+struct Staged {
+    files: Vec<object_store::path::Path>,
+    stacks: BTreeMap<String, Vec<i64>>,
+    stats: CommitStats,
+    at: Instant,
 }
 
 impl Writer {
@@ -163,7 +339,16 @@ impl Writer {
         Writer {
             store,
             known_stacks: HashMap::new(),
+            head: None,
+            seen_keys: HashSet::new(),
+            name: commit::writer_name("leakhound"),
         }
+    }
+
+    /// Name this writer in the commit records it writes (`backfill`, `ingest`, …).
+    pub fn named(mut self, command: &str) -> Self {
+        self.name = commit::writer_name(command);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -190,34 +375,181 @@ impl Writer {
         Ok(self.known_stacks.entry(date.to_string()).or_default())
     }
 
-    /// Write every table's rows of `batch`, the ingest log last.
-    pub async fn commit(&mut self, batch: Batch) -> Result<CommitStats> {
-        let id = batch.id();
-        let file = format!("part-{id}.parquet");
-        let mut stats = CommitStats::default();
+    /// Read the commit records after `head`: their stacks become known, their keys leave the
+    /// batch. Returns the number of keys dropped and whether a staged stack was committed by
+    /// another writer meanwhile.
+    async fn catch_up(
+        &mut self,
+        batch: &mut Batch,
+        staged: Option<&Staged>,
+    ) -> Result<(usize, bool)> {
+        let head = match self.head {
+            Some(h) => h,
+            // A fresh writer: what is committed so far is in the tables (ingest log, stacks);
+            // only what comes after the current head needs replaying.
+            None => {
+                let h = commit::latest(&self.store.raw(), self.store.root()).await?;
+                self.head = Some(h);
+                h
+            }
+        };
+        let Some(recs) = commit::read_after(&self.store.raw(), self.store.root(), head).await?
+        else {
+            // The records since `head` were folded into a checkpoint and deleted: read what
+            // they committed from the tables themselves.
+            let imp = self.imported().await?;
+            self.known_stacks.clear();
+            self.seen_keys.extend(imp.ok);
+            self.seen_keys.extend(imp.failed);
+            return Ok((batch.drop_keys(&self.seen_keys), true));
+        };
+        let mut stack_clash = false;
+        for rec in recs {
+            self.seen_keys.extend(rec.keys.iter().cloned());
+            for (date, ids) in &rec.stacks {
+                if let Some(st) = staged.and_then(|s| s.stacks.get(date)) {
+                    stack_clash |= ids.iter().any(|i| st.contains(i));
+                }
+                if let Some(known) = self.known_stacks.get_mut(date) {
+                    known.extend(ids.iter().copied());
+                }
+            }
+            self.head = Some(self.head.unwrap_or(0).max(rec.seq));
+        }
+        Ok((batch.drop_keys(&self.seen_keys), stack_clash))
+    }
+
+    /// Write every table's rows of `batch` as invisible files, then commit them with one
+    /// record. Rows of inputs a concurrent writer committed first are dropped (counted in
+    /// `conflicts`); nothing is written twice.
+    pub async fn commit(&mut self, mut batch: Batch) -> Result<CommitStats> {
+        batch.sync_owners();
+        let (dropped, _) = self.catch_up(&mut batch, None).await?;
+        let mut conflicts = dropped;
+        let mut retries = 0;
+        let mut staged: Option<Staged> = None;
+        loop {
+            if batch.is_empty() {
+                if let Some(s) = staged.take() {
+                    self.discard(s).await;
+                }
+                return Ok(CommitStats {
+                    conflicts,
+                    retries,
+                    ..Default::default()
+                });
+            }
+            if staged.as_ref().is_some_and(|s| s.at.elapsed() > MAX_STAGED)
+                && let Some(s) = staged.take()
+            {
+                self.discard(s).await;
+            }
+            let st = match staged.take() {
+                Some(s) => s,
+                None => self.write_data(&batch).await?,
+            };
+            fault::point("after-data-files");
+            let root = self.store.root().clone();
+            let rec = CommitRecord {
+                seq: self.head.unwrap_or(0) + 1,
+                kind: "batch".into(),
+                writer: self.name.clone(),
+                committed_at: chrono::Utc::now().to_rfc3339(),
+                files: st.files.iter().map(|f| commit::rel(&root, f)).collect(),
+                replaces: Vec::new(),
+                keys: batch
+                    .log
+                    .iter()
+                    .map(|l| {
+                        l.ingest_key
+                            .clone()
+                            .unwrap_or_else(|| l.content_hash.clone())
+                    })
+                    .collect(),
+                stacks: st.stacks.clone(),
+            };
+            if commit::try_commit(&self.store.raw(), &root, &rec).await? {
+                fault::point("after-commit");
+                self.head = Some(rec.seq);
+                for (date, ids) in &st.stacks {
+                    if let Some(known) = self.known_stacks.get_mut(date) {
+                        known.extend(ids.iter().copied());
+                    }
+                }
+                return Ok(CommitStats {
+                    conflicts,
+                    retries,
+                    ..st.stats
+                });
+            }
+            // Another writer took this sequence number: see what it committed.
+            retries += 1;
+            let (dropped, stack_clash) = self.catch_up(&mut batch, Some(&st)).await?;
+            conflicts += dropped;
+            if dropped > 0 || stack_clash {
+                self.discard(st).await;
+            } else {
+                staged = Some(st);
+            }
+        }
+    }
+
+    /// Delete the data files of an attempt that will not commit (best effort: what stays is
+    /// invisible, and swept by `compact`).
+    async fn discard(&self, st: Staged) {
+        for f in st.files {
+            if let Err(e) = self.store.raw().delete(&f).await {
+                tracing::debug!(path = %f, error = %e, "Could not delete an uncommitted file.");
+            }
+        }
+    }
+
+    async fn put_data(
+        &self,
+        table: Table,
+        p: &Partition,
+        file: &str,
+        b: &arrow::array::RecordBatch,
+        st: &mut Staged,
+        rows: usize,
+    ) -> Result<()> {
+        let path = self.store.write_file(table, p, file, b).await?;
+        st.files.push(path);
+        st.stats.files += 1;
+        st.stats.rows += rows;
+        fault::point("data-file");
+        Ok(())
+    }
+
+    /// Write the batch's data files (not yet visible).
+    async fn write_data(&mut self, batch: &Batch) -> Result<Staged> {
+        let file = format!("{}{}.parquet", commit::TX_PREFIX, commit::new_txid());
+        let mut st = Staged {
+            files: Vec::new(),
+            stacks: BTreeMap::new(),
+            stats: CommitStats::default(),
+            at: Instant::now(),
+        };
 
         let mut counts: BTreeMap<Partition, Vec<CountRow>> = BTreeMap::new();
-        for r in batch.counts {
+        for r in &batch.counts {
             counts
                 .entry(Partition::for_ts(Table::GoroutineCounts, r.ts_us))
                 .or_default()
-                .push(r);
+                .push(r.clone());
         }
         for (p, rows) in counts {
             let b = counts_batch(&rows)?;
-            self.store
-                .write_file(Table::GoroutineCounts, &p, &file, &b)
+            self.put_data(Table::GoroutineCounts, &p, &file, &b, &mut st, rows.len())
                 .await?;
-            stats.files += 1;
-            stats.rows += rows.len();
         }
 
         let mut samples: BTreeMap<Partition, Vec<SampleRow>> = BTreeMap::new();
-        for r in batch.samples {
+        for r in &batch.samples {
             samples
                 .entry(Partition::for_ts(Table::GoroutineSamples, r.ts_us))
                 .or_default()
-                .push(r);
+                .push(r.clone());
         }
         // Stacks go to the date partition of every sample that uses them, so that a query
         // pruned to one date still finds its stacks there.
@@ -246,11 +578,8 @@ impl Writer {
         }
         for (p, rows) in samples {
             let b = samples_batch(&rows)?;
-            self.store
-                .write_file(Table::GoroutineSamples, &p, &file, &b)
+            self.put_data(Table::GoroutineSamples, &p, &file, &b, &mut st, rows.len())
                 .await?;
-            stats.files += 1;
-            stats.rows += rows.len();
         }
         for (date, rows) in stacks {
             let b = stacks_batch(&rows)?;
@@ -258,72 +587,127 @@ impl Writer {
                 date: date.clone(),
                 hour: None,
             };
-            self.store.write_file(Table::Stacks, &p, &file, &b).await?;
-            stats.files += 1;
-            stats.rows += rows.len();
-            let known = self.stacks_in(&date).await?;
-            known.extend(rows.iter().map(|r| r.stack_id.as_i64()));
+            self.put_data(Table::Stacks, &p, &file, &b, &mut st, rows.len())
+                .await?;
+            st.stacks
+                .insert(date, rows.iter().map(|r| r.stack_id.as_i64()).collect());
         }
 
         let mut status: BTreeMap<Partition, Vec<StatusRow>> = BTreeMap::new();
-        for r in batch.status {
+        for r in &batch.status {
             status
                 .entry(Partition::for_ts(Table::ScrapeStatus, r.ts_us))
                 .or_default()
-                .push(r);
+                .push(r.clone());
         }
         for (p, rows) in status {
             let b = status_batch(&rows)?;
-            self.store
-                .write_file(Table::ScrapeStatus, &p, &file, &b)
+            self.put_data(Table::ScrapeStatus, &p, &file, &b, &mut st, rows.len())
                 .await?;
-            stats.files += 1;
-            stats.rows += rows.len();
         }
 
         let mut logs: BTreeMap<Partition, Vec<LogRow>> = BTreeMap::new();
-        for r in batch.log {
+        for r in &batch.log {
             logs.entry(Partition::for_ts(Table::IngestLog, r.ingested_at_us))
                 .or_default()
-                .push(r);
+                .push(r.clone());
         }
         for (p, rows) in logs {
             let b = log_batch(&rows)?;
-            self.store
-                .write_file(Table::IngestLog, &p, &file, &b)
+            self.put_data(Table::IngestLog, &p, &file, &b, &mut st, 0)
                 .await?;
-            stats.files += 1;
         }
-        Ok(stats)
+        Ok(st)
+    }
+
+    /// What the ingest log holds, as of the latest commit; later commits by others are taken
+    /// into account when this writer commits.
+    pub async fn imported(&mut self) -> Result<Imported> {
+        let raw = self.store.raw();
+        let vis = crate::visibility::Visibility::load(&raw, self.store.root()).await?;
+        let head = vis.head;
+        let reader: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+            crate::visibility::VisibleStore::new(raw, std::sync::Arc::new(vis)),
+        );
+        let table_path = self.store.table_path(Table::IngestLog);
+        let mut out = Imported::default();
+        let cols = [
+            "content_hash",
+            "status",
+            "namespace",
+            "pod",
+            "snapshot_ts",
+            "format",
+            "ingest_key",
+        ];
+        for meta in crate::store::list_parquet(&reader, &table_path).await? {
+            for b in crate::store::read_parquet(&reader, &meta, Some(&cols[..])).await? {
+                collect_imported(&b, &mut out);
+            }
+        }
+        self.head = Some(self.head.unwrap_or(0).max(head));
+        Ok(out)
     }
 
     /// Content hashes already imported successfully (and those that failed before), from the
-    /// ingest log.
-    pub async fn imported_hashes(&self) -> Result<(HashSet<String>, HashSet<String>)> {
-        let batches = self
-            .store
-            .read_columns(Table::IngestLog, &["content_hash", "status"], None)
-            .await?;
-        let mut ok = HashSet::new();
-        let mut failed = HashSet::new();
-        for b in batches {
-            let (Some(h), Some(s)) = (b.column_by_name("content_hash"), b.column_by_name("status"))
-            else {
-                continue;
-            };
-            let h = h.as_string::<i32>();
-            let s = s.as_string::<i32>();
-            for i in 0..b.num_rows() {
-                if h.is_null(i) {
-                    continue;
-                }
-                if s.value(i) == "ok" {
-                    ok.insert(h.value(i).to_string());
-                } else {
-                    failed.insert(h.value(i).to_string());
-                }
-            }
+    /// ingest log. Kept for callers that dedupe on content alone (Prometheus pages, whose rows
+    /// carry their own identity): the keys of those rows are their content hashes.
+    pub async fn imported_hashes(&mut self) -> Result<(HashSet<String>, HashSet<String>)> {
+        let i = self.imported().await?;
+        Ok((i.ok, i.failed))
+    }
+}
+
+fn collect_imported(b: &arrow::array::RecordBatch, out: &mut Imported) {
+    use arrow::datatypes::TimestampMicrosecondType;
+    let (Some(h), Some(s)) = (b.column_by_name("content_hash"), b.column_by_name("status")) else {
+        return;
+    };
+    let h = h.as_string::<i32>();
+    let s = s.as_string::<i32>();
+    let ns = b.column_by_name("namespace").map(|c| c.as_string::<i32>());
+    let pod = b.column_by_name("pod").map(|c| c.as_string::<i32>());
+    let ts = b
+        .column_by_name("snapshot_ts")
+        .map(|c| c.as_primitive::<TimestampMicrosecondType>());
+    let fmt = b.column_by_name("format").map(|c| c.as_string::<i32>());
+    let key = b.column_by_name("ingest_key").map(|c| c.as_string::<i32>());
+    fn get(a: Option<&arrow::array::StringArray>, i: usize) -> Option<&str> {
+        a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
+    }
+    for i in 0..b.num_rows() {
+        if h.is_null(i) {
+            continue;
         }
-        Ok((ok, failed))
+        let hash = h.value(i);
+        // `partial`: a cut dump whose complete records landed; imported too.
+        if !matches!(s.value(i), "ok" | "partial") {
+            out.failed.insert(hash.to_string());
+            continue;
+        }
+        let format = get(fmt, i).unwrap_or("");
+        let (ns, pod) = (get(ns, i), get(pod, i));
+        let ts = ts.filter(|a| a.is_valid(i)).map(|a| a.value(i));
+        let k = match get(key, i) {
+            Some(k) => k.to_string(),
+            // Written before the key column: Prometheus rows are keyed by content (their rows
+            // carry their own identity), dumps by content and identity.
+            None => match (ns, pod, ts) {
+                (Some(n), Some(p), Some(t)) if format != "prometheus" => {
+                    let (kind, base) = split_format(format);
+                    key_of(hash, None, n, p, None, t, kind, base)
+                }
+                _ => hash.to_string(),
+            },
+        };
+        out.ok.insert(k);
+        if let (Some(n), Some(p), Some(t)) = (ns, pod, ts)
+            && format != "prometheus"
+        {
+            out.slots.insert(
+                (n.to_string(), p.to_string(), t, format.to_string()),
+                hash.to_string(),
+            );
+        }
     }
 }

@@ -9,10 +9,13 @@
 //!
 //! - [`model`]: frames, normalised stacks and their stable [`model::StackId`], records and
 //!   aggregated snapshots.
+//! - [`k8s_names`]: Kubernetes' name rules, checked before a name from outside reaches an API
+//!   path, a store key or a file path.
 //! - [`tables`]: the one definition of each table's Arrow schema and partitioning, and the
 //!   schema version written into every file.
 
 pub mod events;
+pub mod k8s_names;
 pub mod model;
 pub mod tables;
 

@@ -32,7 +32,8 @@ impl fmt::Display for Frame {
 /// the creation site (the runtime's `saveg` records the stack PCs only, not `gp.gopc`), so an id
 /// that included `created by` could not be the same across formats. The bottom frame already
 /// names the goroutine's entry function; the `created by` frame is kept as an attribute of the
-/// stack in the `stacks` dictionary whenever a format reports it.
+/// stack in the `stacks` dictionary whenever a format reports it. A deep stack's id hashes its
+/// innermost frames only ([`stack_id_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StackId(pub u64);
@@ -80,8 +81,10 @@ impl Stack {
         frames
     }
 
+    /// The stack's id: [`stack_id`] of its frames, or of its innermost [`DEEP_ID_FRAMES`] when
+    /// it is deep (see [`stack_id_of`]).
     pub fn id(&self) -> StackId {
-        stack_id(&self.frames)
+        stack_id_of(&self.frames, self.elided)
     }
 
     /// The innermost frame, the blocking site.
@@ -95,10 +98,34 @@ pub fn is_runtime_function(name: &str) -> bool {
     name.starts_with("runtime.") || name.starts_with("internal/runtime/")
 }
 
-/// xxh3-64 over (function, file, line) of every frame, with separators that cannot occur in
-/// Go identifiers or paths. xxh3 is specified and stable across versions and platforms.
-pub fn stack_id(frames: &[Frame]) -> StackId {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+/// Normalised frames beyond which a stack is *deep*: no two formats print the same frames of
+/// it. The traceback (debug=2, crash output) prints the innermost 50 and the outermost 50 frames
+/// of a longer stack around `...N frames elided...` — counting the runtime frames it shows under
+/// `GOTRACEBACK=system|crash` and SIGQUIT, so the cut falls elsewhere there — while debug=0/1
+/// keep the innermost 128 PCs. 80 leaves room for the runtime frames a cut counts.
+pub const DEEP_STACK_FRAMES: usize = 80;
+
+/// Innermost frames that identify a deep stack: the part every format prints whole (the
+/// traceback's innermost 50 minus the runtime frames on top of them).
+pub const DEEP_ID_FRAMES: usize = 40;
+
+/// The id of a stack with these normalised frames: [`stack_id`] of them all, or, for a deep
+/// stack (more than [`DEEP_STACK_FRAMES`] frames, or cut by the runtime: `elided`), of its
+/// innermost [`DEEP_ID_FRAMES`] only, so that one code path has one id whatever format and
+/// `GOTRACEBACK` level printed it. Deep stacks that share their innermost 40 frames share an id
+/// (their frames stay as printed in [`Stack::frames`]).
+pub fn stack_id_of(frames: &[Frame], elided: bool) -> StackId {
+    if elided || frames.len() > DEEP_STACK_FRAMES {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        hash_frames(&mut h, &frames[..frames.len().min(DEEP_ID_FRAMES)]);
+        // Marked, so that a deep stack never takes the id of a 40-frame one.
+        h.update(b"\xffdeep");
+        return StackId(h.digest());
+    }
+    stack_id(frames)
+}
+
+fn hash_frames(h: &mut xxhash_rust::xxh3::Xxh3, frames: &[Frame]) {
     for f in frames {
         h.update(f.function.as_bytes());
         h.update(&[0]);
@@ -107,6 +134,13 @@ pub fn stack_id(frames: &[Frame]) -> StackId {
         h.update(&f.line.to_le_bytes());
         h.update(&[0xff]);
     }
+}
+
+/// xxh3-64 over (function, file, line) of every frame, with separators that cannot occur in
+/// Go identifiers or paths. xxh3 is specified and stable across versions and platforms.
+pub fn stack_id(frames: &[Frame]) -> StackId {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    hash_frames(&mut h, frames);
     StackId(h.digest())
 }
 
@@ -203,9 +237,40 @@ pub struct Snapshot {
     /// `goroutine profile: total N` where the format states it.
     pub declared_total: Option<u64>,
     pub groups: Vec<SampleGroup>,
+    /// Every `created by` site of each stack that has one (debug=2): goroutines of one stack
+    /// may be started at several places, and [`Stack::created_by`] of a group holds only the
+    /// first. Sites by stack id, most goroutines first (then by frame); a site with its count.
+    pub creators: BTreeMap<StackId, Vec<(Frame, u64)>>,
+    /// Set when the input was cut (a crash log cut mid-dump): the snapshot holds every complete
+    /// record before the cut, and no more. Consumers must not take its totals for the
+    /// process's (backfill lands it and reports the file as failed).
+    pub partial: Option<Cut>,
 }
 
-/// One aggregated row: goroutines sharing stack, state, wait bucket and labels.
+/// Where and how a dump was cut ([`Snapshot::partial`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cut {
+    /// Byte offset of the start of the cut line (0-based, into the decompressed text).
+    pub offset: u64,
+    /// Its line number (1-based; 0 where the format has no lines).
+    pub line: u64,
+    /// What was cut.
+    pub what: String,
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cut at line {} (byte offset {}): {}",
+            self.line, self.offset, self.what
+        )
+    }
+}
+
+/// One aggregated row: goroutines sharing stack, state, wait bucket, labels and whether the
+/// runtime marked them leaked (so `leaked` is exact per row and `count` of the leaked rows is
+/// the number of leaked goroutines, not that of every goroutine of a stack one of which was).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SampleGroup {
     pub stack_id: StackId,
@@ -235,16 +300,30 @@ impl Snapshot {
                 ..Default::default()
             },
             index: std::collections::HashMap::new(),
+            creators: std::collections::HashMap::new(),
         }
     }
 }
 
-type GroupKey = (StackId, String, &'static str, BTreeMap<String, String>);
+/// Creator sites in their canonical order: most goroutines first, then by frame.
+pub fn sort_creators(sites: &mut [(Frame, u64)]) {
+    sites.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+}
+
+type GroupKey = (
+    StackId,
+    String,
+    &'static str,
+    BTreeMap<String, String>,
+    bool,
+);
 
 /// Aggregates records into a [`Snapshot`] in one pass.
 pub struct SnapshotBuilder {
     snapshot: Snapshot,
     index: std::collections::HashMap<GroupKey, usize>,
+    /// `created by` sites per stack id, in order of first appearance.
+    creators: std::collections::HashMap<StackId, Vec<(Frame, u64)>>,
 }
 
 impl SnapshotBuilder {
@@ -260,18 +339,33 @@ impl SnapshotBuilder {
     pub fn set_time_nanos(&mut self, t: i64) {
         self.snapshot.time_nanos = Some(t);
     }
+    pub fn set_partial(&mut self, cut: Cut) {
+        self.snapshot.partial = Some(cut);
+    }
 
     pub fn push(&mut self, rec: GoroutineRecord) {
         let id = rec.stack.id();
+        if let Some(c) = &rec.stack.created_by {
+            let sites = self.creators.entry(id).or_default();
+            match sites.iter_mut().find(|(f, _)| f == c) {
+                Some((_, n)) => *n = n.saturating_add(rec.count),
+                None => sites.push((c.clone(), rec.count)),
+            }
+        }
         let bucket = wait_bucket(rec.wait_minutes);
-        let key: GroupKey = (id, rec.state.clone(), bucket, rec.labels.clone());
+        let key: GroupKey = (
+            id,
+            rec.state.clone(),
+            bucket,
+            rec.labels.clone(),
+            rec.leaked,
+        );
         if let Some(&i) = self.index.get(&key) {
             let g = &mut self.snapshot.groups[i];
             g.count = g.count.saturating_add(rec.count);
             g.goroutine_ids.extend_from_slice(&rec.goroutine_ids);
             g.wait_minutes_min = min_opt(g.wait_minutes_min, rec.wait_minutes);
             g.wait_minutes_max = max_opt(g.wait_minutes_max, rec.wait_minutes);
-            g.leaked |= rec.leaked;
             if g.stack.created_by.is_none() && rec.stack.created_by.is_some() {
                 g.stack.created_by = rec.stack.created_by;
             }
@@ -293,6 +387,10 @@ impl SnapshotBuilder {
     }
 
     pub fn finish(mut self) -> Snapshot {
+        for (id, mut sites) in self.creators {
+            sort_creators(&mut sites);
+            self.snapshot.creators.insert(id, sites);
+        }
         self.snapshot
             .groups
             .sort_by(|a, b| b.count.cmp(&a.count).then(a.stack_id.cmp(&b.stack_id)));

@@ -9,7 +9,9 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-/// Bumped on any incompatible change of a table below.
+/// Bumped on any incompatible change of a table below. A nullable column appended at the end
+/// of a table is a compatible change: files written before it read the column as null (the
+/// DataFusion session's schema adapter and `leakhound_ingest::store::conform` both do that).
 pub const SCHEMA_VERSION: u32 = 1;
 pub const SCHEMA_VERSION_KEY: &str = "leakhound.schema_version";
 pub const TABLE_KEY: &str = "leakhound.table";
@@ -223,6 +225,11 @@ static INGEST_LOG: LazyLock<SchemaRef> = LazyLock::new(|| {
         // ok | error
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
+        // What a re-run is deduplicated on: the content hash *and* the identity the content
+        // landed under (target, snapshot time, profile kind), hashed; null on rows written
+        // before this column (their key is derived from the columns above) and on failures
+        // (keyed by content hash).
+        Field::new("ingest_key", DataType::Utf8, true),
     ]))
 });
 

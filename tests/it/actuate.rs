@@ -1,6 +1,7 @@
 //! `leakhound actuate` end to end on the real control plane (tests/k8s): leak events written to
 //! a store drive the right Kubernetes calls per level, made by the restricted identity bound to
-//! exactly the rules of deploy/actuate-rbac.yaml (so the shipped least privilege is enough).
+//! exactly the rules of the shipped `leakhound-actuate` ClusterRole (deploy/leakhound.yaml, rendered
+//! from the Helm chart), so the shipped least privilege is enough.
 //!
 //! - L2: dry-run changes nothing; --apply creates the goroutines HPA with the right spec; an
 //!   existing HPA is patched, not fought (its bounds and other metrics stay); replays do nothing.
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use chrono::Utc;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -125,17 +126,17 @@ fn actuate(store: &str, kubeconfig: &Path, extra: &[&str]) -> (bool, String) {
     )
 }
 
-/// Bind the restricted user, in `ns` only, to the rules of deploy/actuate-rbac.yaml's
-/// ClusterRole (copied under a name of this test's own).
+/// Bind the restricted user, in `ns` only, to the rules of the shipped ClusterRole
+/// `leakhound-actuate` (deploy/leakhound.yaml; copied under a name of this test's own).
 pub(crate) async fn bind_shipped_role(client: &Client, ns: &str) -> Result<String> {
-    let path = repo().join("deploy/actuate-rbac.yaml");
+    let path = repo().join("deploy/leakhound.yaml");
     let text = std::fs::read_to_string(&path)?;
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let role = docs
         .iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .context("deploy/actuate-rbac.yaml has no ClusterRole")?;
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "leakhound-actuate")
+        .context("deploy/leakhound.yaml has no ClusterRole leakhound-actuate")?;
     let name = format!("{ns}-actuate");
     let cr: ClusterRole = serde_json::from_value(json!({
         "metadata": { "name": name, "labels": { "leakhound.dev/test": "it" } },
@@ -506,6 +507,21 @@ async fn actuate_min_replicas_vpa_restart_min_ready_and_cooldown() -> Result<()>
     let client = admin_client().await?;
     let ns = unique_name("act-more");
     create_namespace(&client, &ns).await?;
+    // A cluster reused after a failed run may still have the CRD this test installs.
+    remove_vpa_crd(&client).await;
+    let gvk =
+        kube::core::GroupVersionKind::gvk("autoscaling.k8s.io", "v1", "VerticalPodAutoscaler");
+    poll(
+        "the VPA CRD to be gone",
+        Duration::from_secs(60),
+        async || {
+            Ok(match kube::discovery::pinned_kind(&client, &gvk).await {
+                Ok(_) => Err("still served".to_string()),
+                Err(_) => Ok(()),
+            })
+        },
+    )
+    .await?;
     let role = bind_shipped_role(&client, &ns).await?;
     let result = more_scenario(&client, &ns).await;
     unbind(&client, &role).await;
@@ -596,6 +612,21 @@ async fn more_scenario(client: &Client, ns: &str) -> Result<()> {
     let store = store.to_str().context("utf-8 path")?;
     write_events(store, &[event("ev-api", ns, "api", None, Level::L2)]).await?;
     write_events(store, &[event("ev-solo", ns, "solo", None, Level::L2)]).await?;
+    // Detected after batch's pods started (creation times are whole seconds; pods created in
+    // the second of the detection are taken for replacements).
+    let newest = pods
+        .list(&ListParams::default().labels("app=batch"))
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| {
+            leakhound_actuate::resolve::to_chrono(&p.metadata.creation_timestamp.as_ref()?.0)
+        })
+        .max()
+        .context("batch has no pods")?;
+    if let Ok(wait) = (newest + chrono::Duration::milliseconds(1100) - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
     write_events(store, &[event("ev-batch", ns, "batch", None, Level::L3)]).await?;
     let args = ["--policy", policy, "--min-ready-replicas", "2"];
 
@@ -665,19 +696,17 @@ async fn more_scenario(client: &Client, ns: &str) -> Result<()> {
         .collect();
     ensure!(
         vpa.len() == 2
-            && vpa.iter().all(|r| r.outcome.as_str() == "skipped"
-                // "not installed" on a fresh cluster; a cluster reused after a failed run
-                // may still have the CRD this test installs below.
-                && (r.reason.contains("not installed")
-                    || r.reason.contains("no VerticalPodAutoscaler targets"))),
-        "{vpa:#?}"
+            && vpa
+                .iter()
+                .all(|r| r.outcome.as_str() == "skipped" && r.reason.contains("not installed")),
+        "vpa rows: {vpa:#?}"
     );
     let evict = rows_for(&rows, "ev-batch", "evict");
     ensure!(
         evict.iter().all(|r| r.outcome.as_str() == "deferred"
             && r.http_status.is_none()
             && r.reason.contains("min_ready_replicas 2")),
-        "{evict:#?}"
+        "evict rows of ev-batch: {evict:#?}"
     );
 
     // With the VPA CRD and a VPA for api: a new L2 event annotates it, and the second
@@ -695,27 +724,105 @@ async fn more_scenario(client: &Client, ns: &str) -> Result<()> {
     let (ok, out) = actuate(store, kc, &args_apply);
     ensure!(ok, "apply 2:\n{out}");
     let rows = actions(store).await?;
-    let min = rows_for(&rows, "ev-api-2", "min_replicas");
+    let min: Vec<_> = rows_for(&rows, "ev-api-2", "min_replicas")
+        .into_iter()
+        .filter(|r| !r.dry_run)
+        .collect();
     ensure!(
         min.len() == 1
             && min[0].outcome.as_str() == "skipped"
             && min[0].reason.starts_with("cooldown:"),
-        "{min:#?}"
+        "min_replicas rows of ev-api-2: {min:#?}"
     );
     ensure!(
         deployments.get("api").await?.spec.replicas == Some(3),
         "api scaled inside the cooldown"
     );
+    // api's VPA is theirs (mode Off, no resource policy): its memory floor is raised to the
+    // pods' request (16Mi) x 1.5, its mode stays, the previous policy is kept for a revert.
     let v = vpas.get("api-vpa").await?;
     let ann = v.metadata.annotations.unwrap_or_default();
     ensure!(
         ann.get("leakhound.io/leak-level").map(String::as_str) == Some("L2")
-            && ann.get("leakhound.io/leak-trigger").map(String::as_str) == Some("ev-api-2"),
+            && ann.get("leakhound.io/leak-trigger").map(String::as_str) == Some("ev-api-2")
+            && ann
+                .get("leakhound.io/previous-resource-policy")
+                .map(String::as_str)
+                == Some("null"),
         "{ann:?}"
     );
     ensure!(
         v.data["spec"]["updatePolicy"]["updateMode"] == "Off",
-        "the VPA's spec changed"
+        "the VPA's mode changed"
+    );
+    ensure!(
+        v.data["spec"]["resourcePolicy"]["containerPolicies"]
+            == json!([{ "containerName": "app", "controlledResources": ["memory"],
+                        "minAllowed": { "memory": "24Mi" } }]),
+        "{:#}",
+        v.data["spec"]
+    );
+
+    // solo has no VPA: dry-run creates none; --apply creates leakhound's, memory only, the
+    // floor from the request, the ceiling and mode from the policy; a second trigger finds the
+    // floor in place and sends nothing.
+    write_events(store, &[event("ev-solo-2", ns, "solo", None, Level::L2)]).await?;
+    let (_, out) = actuate(store, kc, &args);
+    ensure!(
+        vpas.get_opt("leakhound-solo").await?.is_none(),
+        "dry-run created a VPA:\n{out}"
+    );
+    let rows = actions(store).await?;
+    ensure!(
+        rows_for(&rows, "ev-solo-2", "vpa_create")
+            .iter()
+            .any(|r| r.outcome.as_str() == "dry_run"),
+        "{out}"
+    );
+    let (ok, out) = actuate(store, kc, &args_apply);
+    ensure!(ok, "apply 3:\n{out}");
+    let created = vpas.get("leakhound-solo").await?;
+    ensure!(
+        created.data["spec"]
+            == json!({
+                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "solo" },
+                "updatePolicy": { "updateMode": "Initial" },
+                "resourcePolicy": { "containerPolicies": [{
+                    "containerName": "app", "controlledResources": ["memory"],
+                    "minAllowed": { "memory": "24Mi" }, "maxAllowed": { "memory": "8Gi" } }] }
+            }),
+        "{:#}",
+        created.data["spec"]
+    );
+    ensure!(
+        created
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("app.kubernetes.io/managed-by")
+            == Some(&"leakhound".to_string()),
+        "no managed-by label"
+    );
+    write_events(store, &[event("ev-solo-3", ns, "solo", None, Level::L2)]).await?;
+    let rv = vpas.get("leakhound-solo").await?.metadata.resource_version;
+    let (ok, out) = actuate(store, kc, &args_apply);
+    ensure!(ok, "apply 4:\n{out}");
+    let rows = actions(store).await?;
+    // Inside the 1 h cooldown of the VPA step on solo (an already raised floor is skipped the
+    // same way, "already keeps memory", once the cooldown is over: a unit test of raise_floors).
+    let again: Vec<_> = rows
+        .iter()
+        .filter(|r| r.trigger_id == "ev-solo-3" && r.action.starts_with("vpa") && !r.dry_run)
+        .collect();
+    ensure!(
+        again.len() == 1
+            && again[0].outcome.as_str() == "skipped"
+            && again[0].reason.starts_with("cooldown:"),
+        "vpa rows of ev-solo-3: {again:#?}"
+    );
+    ensure!(
+        vpas.get("leakhound-solo").await?.metadata.resource_version == rv,
+        "a VPA already in place was written"
     );
     Ok(())
 }
@@ -728,4 +835,424 @@ async fn remove_vpa_crd(client: &Client) {
             &DeleteParams::default(),
         )
         .await;
+}
+
+/// The namespaced mode: the shipped rules bound by a RoleBinding in one namespace only act
+/// there, and the API server itself refuses (403) what an
+/// event names elsewhere — even with no allow-list in leakhound, which then records the refusal.
+#[tokio::test]
+async fn actuate_namespaced_rbac_is_enforced_by_the_api_server() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let (inside, outside) = (unique_name("act-ns-in"), unique_name("act-ns-out"));
+    create_namespace(&client, &inside).await?;
+    create_namespace(&client, &outside).await?;
+    // The namespaced mode (the chart's `rbac.scope: namespaced`) grants the same rules per
+    // namespace; bound in one namespace only here.
+    let bound = bind_shipped_role(&client, &inside).await?;
+    let result = namespaced_scenario(&client, &inside, &outside).await;
+    unbind(&client, &bound).await;
+    if result.is_ok() {
+        delete_namespace(&client, &inside).await;
+        delete_namespace(&client, &outside).await;
+    }
+    result
+}
+
+async fn namespaced_scenario(client: &Client, inside: &str, outside: &str) -> Result<()> {
+    let kc = &kubeconfigs()?.restricted;
+    let none = BTreeMap::new();
+    let mut victims = Vec::new();
+    for ns in [inside, outside] {
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &deployment("web", 2, &none)?)
+            .await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let ready = wait_ready_pods(&pods, "app=web", 2).await?;
+        victims.push(ready[0].clone());
+    }
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("policy.yaml");
+    crate::support::write(&policy, "levels:\n  l3: [evict]\n");
+    let policy = policy.to_str().context("utf-8")?;
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8 path")?;
+    write_events(
+        store,
+        &[event("ev-in", inside, "web", Some(&victims[0]), Level::L3)],
+    )
+    .await?;
+    write_events(
+        store,
+        &[event(
+            "ev-out",
+            outside,
+            "web",
+            Some(&victims[1]),
+            Level::L3,
+        )],
+    )
+    .await?;
+    let (ok, out) = actuate(store, kc, &["--policy", policy, "--apply"]);
+    ensure!(!ok, "a refused eviction must fail the run:\n{out}");
+    let rows = actions(store).await?;
+    let inn = rows_for(&rows, "ev-in", "evict");
+    ensure!(
+        inn.len() == 1 && inn[0].outcome.as_str() == "taken",
+        "inside: {inn:#?}"
+    );
+    let outr = rows_for(&rows, "ev-out", "evict");
+    ensure!(
+        outr.len() == 1
+            && outr[0].outcome.as_str() == "failed"
+            && outr[0].http_status == Some(403)
+            && !outr[0].retryable
+            && outr[0].reason.contains("forbidden"),
+        "outside: {outr:#?}"
+    );
+    let still = Api::<Pod>::namespaced(client.clone(), outside)
+        .get_opt(&victims[1])
+        .await?;
+    ensure!(
+        still.is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+        "the pod outside the scope was touched"
+    );
+    // leakhound's own allow-list says the same without a call.
+    let dir2 = tempfile::tempdir()?;
+    let store2 = dir2.path().join("store");
+    let store2 = store2.to_str().context("utf-8 path")?;
+    write_events(
+        store2,
+        &[event(
+            "ev-out",
+            outside,
+            "web",
+            Some(&victims[1]),
+            Level::L3,
+        )],
+    )
+    .await?;
+    let (ok, out) = actuate(
+        store2,
+        kc,
+        &["--policy", policy, "--apply", "--allow-namespace", inside],
+    );
+    ensure!(ok, "{out}");
+    let rows = actions(store2).await?;
+    ensure!(
+        rows.len() == 1
+            && rows[0].outcome.as_str() == "skipped"
+            && rows[0].reason.contains("not on the allow-list"),
+        "{rows:#?}"
+    );
+    Ok(())
+}
+
+/// A workload-wide L3 (the event names no pod) evicts every pod that was running when the leak
+/// was detected, one per run, oldest first, each behind the PDB, the budget and min-ready; the
+/// next only once the last replacement is Ready; replacements are never evicted; then the step
+/// is done and a replay sends nothing. Min-ready also holds for StatefulSets and DaemonSets; a
+/// pod with no controller is not evicted.
+#[tokio::test]
+async fn actuate_workload_wide_l3_evicts_every_leaking_pod_one_at_a_time() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let ns = unique_name("act-roll");
+    create_namespace(&client, &ns).await?;
+    let role = bind_shipped_role(&client, &ns).await?;
+    let node_key = format!("leakhound.dev/{ns}");
+    label_fake_nodes(&client, &node_key, Some("true")).await?;
+    let result = rolling_scenario(&client, &ns, &node_key).await;
+    let _ = label_fake_nodes(&client, &node_key, None).await;
+    unbind(&client, &role).await;
+    if result.is_ok() {
+        delete_namespace(&client, &ns).await;
+    }
+    result
+}
+
+async fn rolling_scenario(client: &Client, ns: &str, node_key: &str) -> Result<()> {
+    let kc = &kubeconfigs()?.restricted;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let selector = BTreeMap::from([(node_key.to_owned(), "true".to_owned())]);
+    deployments
+        .create(&PostParams::default(), &deployment("roll", 3, &selector)?)
+        .await?;
+    wait_ready_pods(&pods, "app=roll", 3).await?;
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": { "name": "roll" },
+        "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "roll" } } }
+    }))?;
+    pdbs.create(&PostParams::default(), &pdb).await?;
+    wait_pdb(&pdbs, "roll", 3, 1).await?;
+    // The leaking pods, oldest first, as the engine orders them.
+    let mut leaking: Vec<(chrono::DateTime<Utc>, String)> = pods
+        .list(&ListParams::default().labels("app=roll"))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let c = leakhound_actuate::resolve::to_chrono(&p.metadata.creation_timestamp?.0)?;
+            Some((c, p.metadata.name?))
+        })
+        .collect();
+    leaking.sort();
+    let newest = leaking.last().context("no pods")?.0;
+    let expected: Vec<String> = leaking.into_iter().map(|(_, n)| n).collect();
+
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("policy.yaml");
+    crate::support::write(&policy, "levels:\n  l3: [evict]\neviction_budget: 10\n");
+    let policy = policy.to_str().context("utf-8")?;
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8 path")?;
+    // Detected in a later second than the pods started (creation times are whole seconds),
+    // and before any replacement: the clock has to pass that second first.
+    let later = newest + chrono::Duration::milliseconds(1100);
+    if let Ok(wait) = (later - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+    write_events(store, &[event("ev-roll", ns, "roll", None, Level::L3)]).await?;
+    let args = ["--policy", policy, "--apply"];
+
+    let mut evicted = Vec::new();
+    // No node takes new pods of this test for the first round: the first eviction's
+    // replacement stays Pending.
+    label_fake_nodes(client, node_key, None).await?;
+    for round in 0..3 {
+        let (ok, out) = actuate(store, kc, &args);
+        ensure!(ok && out.contains("1 taken"), "round {round}:\n{out}");
+        let rows = actions(store).await?;
+        let last = rows_for(&rows, "ev-roll", "evict")
+            .into_iter()
+            .rfind(|r| r.outcome.as_str() == "taken")
+            .context("no taken eviction")?
+            .target
+            .pod
+            .clone()
+            .context("an eviction without a pod")?;
+        evicted.push(last.clone());
+        if round == 0 {
+            // The replacement cannot schedule: the next run waits for it, without a call.
+            let (ok, out) = actuate(store, kc, &args);
+            let live: Vec<String> = pods
+                .list(&ListParams::default().labels("app=roll"))
+                .await?
+                .items
+                .iter()
+                .map(|p| format!("{:?} ready={}", p.metadata.name, crate::k8s::pod_ready(p)))
+                .collect();
+            ensure!(
+                ok && out.contains("0 taken") && out.contains("1 deferred"),
+                "the run after the first eviction (ok={ok}):\n{out}\npods: {live:?}"
+            );
+            let rows = actions(store).await?;
+            let d = rows_for(&rows, "ev-roll", "evict");
+            let d = d.last().context("no row")?;
+            ensure!(
+                d.outcome.as_str() == "deferred"
+                    && d.http_status.is_none()
+                    && d.reason.contains("one pod at a time"),
+                "{d:#?}"
+            );
+            label_fake_nodes(client, node_key, Some("true")).await?;
+        }
+        poll(
+            "the evicted pod gone",
+            Duration::from_secs(60),
+            async || {
+                let live = pods.get_opt(&last).await?;
+                Ok(match live {
+                    Some(p) if p.metadata.deletion_timestamp.is_none() => {
+                        Err("still there".to_string())
+                    }
+                    _ => Ok(()),
+                })
+            },
+        )
+        .await?;
+        wait_ready_pods(&pods, "app=roll", 3).await?;
+        wait_pdb(&pdbs, "roll", 3, 1).await?;
+    }
+    ensure!(
+        evicted == expected,
+        "evicted {evicted:?}, want oldest first {expected:?}"
+    );
+    // Every leaking pod is gone; the replacements stay: the step is done.
+    let (ok, out) = actuate(store, kc, &args);
+    ensure!(
+        ok && out.contains("0 taken") && out.contains("1 skipped"),
+        "{out}"
+    );
+    let rows = actions(store).await?;
+    let done = rows_for(&rows, "ev-roll", "evict");
+    let done = done.last().context("no row")?;
+    ensure!(
+        done.target.pod.is_none() && done.reason.contains("left to evict"),
+        "{done:#?}"
+    );
+    let before = rows.len();
+    let (ok, out) = actuate(store, kc, &args);
+    ensure!(ok && out.contains("1 already done"), "{out}");
+    ensure!(actions(store).await?.len() == before, "a replay wrote rows");
+    ensure!(
+        wait_ready_pods(&pods, "app=roll", 3)
+            .await?
+            .iter()
+            .all(|p| !expected.contains(p)),
+        "a replacement was evicted or an old pod survived"
+    );
+
+    // Min-ready beyond Deployments: a 1-replica StatefulSet and a DaemonSet on the fake nodes.
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": "db" },
+        "spec": {
+            "serviceName": "db", "replicas": 1,
+            "selector": { "matchLabels": { "app": "db" } },
+            "template": { "metadata": { "labels": { "app": "db" } }, "spec": {
+                "nodeSelector": selector,
+                "containers": [{ "name": "db", "image": "registry.invalid/leakhound/idle:1" }] } }
+        }
+    }))?;
+    Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sts)
+        .await?;
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": { "name": "agent" },
+        "spec": {
+            "selector": { "matchLabels": { "app": "agent" } },
+            "template": { "metadata": { "labels": { "app": "agent" } }, "spec": {
+                "nodeSelector": selector,
+                "containers": [{ "name": "agent", "image": "registry.invalid/leakhound/idle:1" }] } }
+        }
+    }))?;
+    Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ds)
+        .await?;
+    let bare: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "bare", "labels": { "app": "bare" } },
+        "spec": { "nodeSelector": selector,
+                  "containers": [{ "name": "bare", "image": "registry.invalid/leakhound/idle:1" }] }
+    }))?;
+    pods.create(&PostParams::default(), &bare).await?;
+    let db = wait_ready_pods(&pods, "app=db", 1).await?;
+    let nodes = label_fake_nodes(client, node_key, Some("true")).await?;
+    let agents = wait_ready_pods(&pods, "app=agent", nodes).await?;
+    wait_ready_pods(&pods, "app=bare", 1).await?;
+    poll(
+        "the DaemonSet's status",
+        Duration::from_secs(60),
+        async || {
+            let d = Api::<DaemonSet>::namespaced(client.clone(), ns)
+                .get("agent")
+                .await?;
+            let ready = d.status.map(|s| s.number_ready).unwrap_or(0);
+            Ok(if ready as usize == nodes {
+                Ok(())
+            } else {
+                Err(format!("{ready} ready"))
+            })
+        },
+    )
+    .await?;
+    let mut e_db = event("ev-db", ns, "db", Some(&db[0]), Level::L3);
+    e_db.workload = None;
+    e_db.workload_kind = None;
+    let mut e_agent = event("ev-agent", ns, "agent", Some(&agents[0]), Level::L3);
+    e_agent.workload = None;
+    e_agent.workload_kind = None;
+    let mut e_bare = event("ev-bare", ns, "bare", Some("bare"), Level::L3);
+    e_bare.workload = None;
+    e_bare.workload_kind = None;
+    write_events(store, &[e_db, e_agent, e_bare]).await?;
+    let min = nodes.to_string();
+    let (_, out) = actuate(
+        store,
+        kc,
+        &["--policy", policy, "--apply", "--min-ready-replicas", &min],
+    );
+    let rows = actions(store).await?;
+    let db_row = rows_for(&rows, "ev-db", "evict");
+    ensure!(
+        db_row.len() == 1
+            && db_row[0].outcome.as_str() == "deferred"
+            && db_row[0].reason.contains("StatefulSet db has 1 ready"),
+        "{out}\n{db_row:#?}"
+    );
+    let agent_row = rows_for(&rows, "ev-agent", "evict");
+    ensure!(
+        agent_row.len() == 1
+            && agent_row[0].outcome.as_str() == "deferred"
+            && agent_row[0]
+                .reason
+                .contains(&format!("DaemonSet agent has {nodes} ready")),
+        "{out}\n{agent_row:#?}"
+    );
+    let bare_row = rows_for(&rows, "ev-bare", "evict");
+    ensure!(
+        bare_row.len() == 1
+            && bare_row[0].outcome.as_str() == "skipped"
+            && bare_row[0].reason.contains("no controller"),
+        "{out}\n{bare_row:#?}"
+    );
+    ensure!(
+        pods.get_opt("bare").await?.is_some() && pods.get_opt(&db[0]).await?.is_some(),
+        "a protected pod was evicted"
+    );
+    Ok(())
+}
+
+/// The prometheus-adapter rule shipped for the goroutines HPA serves the metric the policy's
+/// HPA asks for, per pod, and its PromQL (templates filled as the adapter fills them) parses.
+#[test]
+fn the_adapter_rule_serves_the_hpa_metric() -> Result<()> {
+    let path = repo().join("deploy/prometheus-adapter/values.yaml");
+    let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let metric = leakhound_actuate::policy::Policy::default().hpa.metric;
+    let rule = v["rules"]["custom"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"]["as"] == metric.as_str()))
+        .with_context(|| format!("no custom rule names {metric}"))?;
+    ensure!(
+        rule["seriesQuery"]
+            .as_str()
+            .is_some_and(|q| q.starts_with(&metric)),
+        "{rule}"
+    );
+    ensure!(
+        rule["resources"]["overrides"]["pod"]["resource"] == "pod"
+            && rule["resources"]["overrides"]["namespace"]["resource"] == "namespace",
+        "the metric must map to pods and namespaces: {rule}"
+    );
+    let q = rule["metricsQuery"].as_str().context("metricsQuery")?;
+    let filled = q
+        .replace("<<.GroupBy>>", "pod")
+        .replace("<<.Series>>", &metric)
+        .replace("<<.LabelMatchers>>", "namespace=\"shop\",pod=~\"a|b\"");
+    let dir = tempfile::tempdir()?;
+    let rules = dir.path().join("adapter.yaml");
+    crate::support::write(
+        &rules,
+        serde_json::to_vec(&json!({ "groups": [{ "name": "adapter", "rules": [
+            { "record": "leakhound:adapter_check", "expr": filled } ] }] }))?,
+    );
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .context("promtool (Debian package prometheus)")?;
+    ensure!(
+        out.status.success(),
+        "{filled}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

@@ -85,12 +85,16 @@ async fn scenario(client: &kube::Client, ns: &str, other_ns: &str) -> Result<()>
             ("leakhound.io/port", port.to_string()),
         ],
     );
+    // Annotated, but nothing answers at its address: a pod down, as a fleet always has some.
+    // The pass still exits 0 (the row in scrape_status says it was down).
+    let mut down = deployment("down", 1, &none)?;
+    annotate(&mut down, &scrape);
     // Annotated, but in a namespace the run does not look at.
     let mut elsewhere = deployment("elsewhere", 1, &none)?;
     annotate(&mut elsewhere, &scrape);
 
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    for d in [&checkout, &plain, &off] {
+    for d in [&checkout, &plain, &off, &down] {
         deps.create(&PostParams::default(), d).await?;
     }
     Api::<Deployment>::namespaced(client.clone(), other_ns)
@@ -101,6 +105,7 @@ async fn scenario(client: &kube::Client, ns: &str, other_ns: &str) -> Result<()>
     let names = wait_ready_pods(&pods, "app=checkout", 2).await?;
     wait_ready_pods(&pods, "app=plain", 1).await?;
     wait_ready_pods(&pods, "app=off", 1).await?;
+    let down_pod = wait_ready_pods(&pods, "app=down", 1).await?;
     let other_pods: Api<Pod> = Api::namespaced(client.clone(), other_ns);
     wait_ready_pods(&other_pods, "app=elsewhere", 1).await?;
 
@@ -201,11 +206,13 @@ async fn scenario(client: &kube::Client, ns: &str, other_ns: &str) -> Result<()>
         store,
         "SELECT pod, up, debug2_taken FROM scrape_status ORDER BY pod",
     );
-    ensure!(up.len() == 2, "{up:?}");
-    ensure!(
-        up.iter()
-            .all(|r| r["up"] == true && r["debug2_taken"] == true),
-        "{up:?}"
-    );
+    ensure!(up.len() == 3, "{up:?}");
+    for r in &up {
+        let is_down = down_pod.iter().any(|p| r["pod"] == p.as_str());
+        ensure!(
+            r["up"] == !is_down && r["debug2_taken"] == !is_down,
+            "{up:?}"
+        );
+    }
     Ok(())
 }

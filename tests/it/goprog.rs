@@ -114,3 +114,86 @@ impl Leaky {
         self.leaks()
     }
 }
+
+static FLEET: OnceLock<PathBuf> = OnceLock::new();
+
+/// Build `tests/goprogs/cmd/fleet` (cached by Go's build cache).
+pub fn fleet_binary() -> PathBuf {
+    FLEET
+        .get_or_init(|| {
+            let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| std::env::temp_dir());
+            let bin = out_dir.join("fleet-test");
+            let gocache =
+                std::env::var("GOCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gocache".into());
+            let gomod = std::env::var("GOMODCACHE")
+                .unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
+            let status = Command::new("go")
+                .args(["build", "-o", bin.to_str().unwrap(), "./cmd/fleet"])
+                .current_dir(repo().join("tests/goprogs"))
+                .env("GOCACHE", gocache)
+                .env("GOMODCACHE", gomod)
+                .env("CGO_ENABLED", "0")
+                .status()
+                .expect("run go build (is Go installed?)");
+            assert!(
+                status.success(),
+                "go build of tests/goprogs/cmd/fleet failed"
+            );
+            bin
+        })
+        .clone()
+}
+
+/// `fleet`: `n` Go targets on loopback (127.1.x.y, a kernel-chosen port each), some of them
+/// hostile (`-hostile MODE=N,...`: endless, drip, gzipbomb, headers, badmetrics; their pods are
+/// named `hostile-MODE-NNNN`), with a targets file for `leakhound ingest --targets-file`.
+pub struct Fleet {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub targets_file: PathBuf,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fleet {
+    pub fn start(n: usize, hostile: &str) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let targets_file = dir.path().join("targets.json");
+        let mut child = Command::new(fleet_binary())
+            .args([
+                "-n",
+                &n.to_string(),
+                "-port",
+                "0",
+                "-hostile",
+                hostile,
+                "-targets",
+                targets_file.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fleet");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("ready "), "fleet said {line:?}");
+        Fleet {
+            child,
+            _dir: dir,
+            targets_file,
+        }
+    }
+
+    pub fn targets(&self) -> &str {
+        self.targets_file.to_str().unwrap()
+    }
+}

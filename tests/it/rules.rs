@@ -1,8 +1,9 @@
-//! The shipped Prometheus rules (deploy/prometheus-rules.yaml, a PrometheusRule) under
+//! The shipped Prometheus rules (the PrometheusRule of
+//! deploy/prometheus-operator/leakhound-monitoring.yaml, rendered from the Helm chart) under
 //! `promtool check rules` and `promtool test rules` (tests/promtool/leakhound-rules.test.yaml):
 //! the baseline rule fires on the 3rd consecutive 5-minute evaluation above 1.8 x the P95 of the
 //! previous 2 hours and not for 1.5 x; the growth rule fires for 1/s sustained and not 0.2/s.
-//! Also `amtool check-config` on deploy/alertmanager-route.yaml.
+//! Also `amtool check-config` on deploy/alertmanager/alertmanager-route.yaml.
 
 use std::process::Command;
 
@@ -24,16 +25,26 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(text)
 }
 
-#[test]
-fn shipped_rules_pass_promtool_check_and_unit_tests() -> Result<()> {
-    let path = repo().join("deploy/prometheus-rules.yaml");
-    let cr: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)
+/// The one PrometheusRule of deploy/prometheus-operator/leakhound-monitoring.yaml.
+pub(crate) fn shipped_prometheus_rule() -> Result<Value> {
+    let path = repo().join("deploy/prometheus-operator/leakhound-monitoring.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&std::fs::read_to_string(&path)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut rules = docs.into_iter().filter(|d| d["kind"] == "PrometheusRule");
+    let cr = rules
+        .next()
+        .with_context(|| format!("{}: no PrometheusRule", path.display()))?;
     ensure!(
-        cr["kind"] == "PrometheusRule",
-        "{}: not a PrometheusRule",
+        rules.next().is_none(),
+        "{}: more than one PrometheusRule",
         path.display()
     );
+    Ok(cr)
+}
+
+#[test]
+fn shipped_rules_pass_promtool_check_and_unit_tests() -> Result<()> {
+    let cr = shipped_prometheus_rule()?;
     let dir = tempfile::tempdir()?;
     let rules = dir.path().join("leakhound-rules.yaml");
     write(&rules, serde_json::to_vec_pretty(&cr["spec"])?);
@@ -74,7 +85,7 @@ fn shipped_rules_pass_promtool_check_and_unit_tests() -> Result<()> {
 fn shipped_alertmanager_route_is_a_valid_configuration() -> Result<()> {
     let out = run(Command::new("amtool")
         .arg("check-config")
-        .arg(repo().join("deploy/alertmanager-route.yaml")))
+        .arg(repo().join("deploy/alertmanager/alertmanager-route.yaml")))
     .context("apt-get install prometheus-alertmanager (tests/run does)")?;
     ensure!(
         out.contains("SUCCESS") && out.contains("2 receivers"),

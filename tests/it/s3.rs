@@ -107,7 +107,7 @@ fn backfill_query_compact_on_s3() {
     );
     assert!(out.contains("2 already imported"), "{out}");
     assert_eq!(n(&env), 35);
-    // Compaction commits through the same manifest protocol on S3.
+    // Compaction commits through the same commit log on S3.
     let out = ok_env(&["compact", "--store", store], &env);
     assert!(out.contains("2 partitions compacted"), "{out}");
     assert_eq!(n(&env), 35);
@@ -124,5 +124,23 @@ fn backfill_query_compact_on_s3() {
         xml.contains("prod-store/goroutine_counts/date=2026-11-28/"),
         "{xml}"
     );
-    assert!(xml.contains("prod-store/_compactions/"), "{xml}");
+    assert!(xml.contains("prod-store/_commits/"), "{xml}");
+}
+
+/// Two backfills of the same 1,000 files at once into one S3 store, then two compactions at
+/// once: each row once. The commit record's sequence number is claimed with a conditional put
+/// (`If-None-Match: *`), which moto_server implements as S3 does.
+#[test]
+fn two_writers_at_once_on_s3_land_each_row_once() {
+    let moto = start_moto();
+    create_bucket(&moto.endpoint, "leakhound");
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    crate::store_trust::two_writers_at_once("s3://leakhound/concurrent", &env, dir.path());
 }

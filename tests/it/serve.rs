@@ -5,8 +5,8 @@
 //!   once (one row in the actions table after a clean SIGTERM shutdown); /healthz, /metrics.
 //! - End to end: the real leaking Go program plays a pod of a Deployment on the test control
 //!   plane (at the pod's loopback IP and annotated port); a real Prometheus scrapes it and
-//!   evaluates the shipped rules (deploy/prometheus-rules.yaml, windows shortened and `for: 0s`
-//!   in a test copy); a real Alertmanager, configured from deploy/alertmanager-route.yaml,
+//!   evaluates the shipped rules (deploy/prometheus-operator/, windows shortened and `for: 0s`
+//!   in a test copy); a real Alertmanager, configured from deploy/alertmanager/alertmanager-route.yaml,
 //!   posts to `leakhound serve --apply` with a bearer token from a file; the L3 growth alert
 //!   makes the receiver capture the pod's debug=2 dump into the store and evict the pod. The
 //!   Alertmanager re-delivers the firing alert (repeat_interval 2 s): de-duplicated, nothing is
@@ -134,7 +134,7 @@ pub(crate) fn payload(group_key: &str, alerts: Vec<Value>) -> Value {
     })
 }
 
-fn metric(text: &str, name_and_labels: &str) -> f64 {
+pub(crate) fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels))
         .and_then(|v| v.trim().parse().ok())
@@ -180,7 +180,12 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
         ],
     );
     // Unauthenticated, and wrong credentials: 401 with a challenge.
-    let r = http.post(&hook).body(good.to_string()).send().await?;
+    let r = http
+        .post(&hook)
+        .header("content-type", "application/json")
+        .body(good.to_string())
+        .send()
+        .await?;
     ensure!(r.status() == 401, "no credentials: {}", r.status());
     ensure!(
         r.headers()
@@ -191,6 +196,7 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
     );
     let r = http
         .post(&hook)
+        .header("content-type", "application/json")
         .bearer_auth("s3cre")
         .body(good.to_string())
         .send()
@@ -199,6 +205,7 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
     // Malformed: 400 with the reason (Alertmanager does not retry 4xx).
     let r = http
         .post(&hook)
+        .header("content-type", "application/json")
         .bearer_auth("s3cret")
         .body("{\"version\": \"4\", \"alerts\": [")
         .send()
@@ -210,6 +217,7 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
     v3["version"] = json!("3");
     let r = http
         .post(&hook)
+        .header("content-type", "application/json")
         .bearer_auth("s3cret")
         .body(v3.to_string())
         .send()
@@ -220,15 +228,33 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
     let big = "x".repeat(10_000);
     let r = http
         .post(&hook)
+        .header("content-type", "application/json")
         .bearer_auth("s3cret")
         .body(big)
         .send()
         .await?;
     ensure!(r.status() == 413, "big body: {}", r.status());
+    // Not JSON by its Content-Type: 415, before the body is read.
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut req = http
+            .post(&hook)
+            .bearer_auth("s3cret")
+            .body(good.to_string());
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await?;
+        ensure!(r.status() == 415, "content-type {ct:?}: {}", r.status());
+    }
 
     // Good: 200 at once; the same delivery again is a duplicate.
     let r = http
         .post(&hook)
+        .header("content-type", "application/json")
         .bearer_auth("s3cret")
         .body(good.to_string())
         .send()
@@ -238,6 +264,7 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
     ensure!(v == json!({ "accepted": 2, "duplicates": 0 }), "{v}");
     let r = http
         .post(&hook)
+        .header("content-type", "application/json")
         .bearer_auth("s3cret")
         .body(good.to_string())
         .send()
@@ -270,6 +297,9 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
             ) == 2.0
             && metric(&text, "leakhound_webhook_requests_total{code=\"401\"}") == 2.0
             && metric(&text, "leakhound_webhook_requests_total{code=\"400\"}") == 2.0
+            // Every refusal is counted, 413 and 415 included.
+            && metric(&text, "leakhound_webhook_requests_total{code=\"413\"}") == 1.0
+            && metric(&text, "leakhound_webhook_requests_total{code=\"415\"}") == 3.0
             && metric(
                 &text,
                 "leakhound_actions_total{action=\"record\",outcome=\"taken\"}"
@@ -316,9 +346,7 @@ fn ready(url: &str) -> bool {
 /// The shipped rules with their windows shortened for a test that lasts seconds: the same
 /// expressions' shape, `for: 0s`, evaluated every second.
 fn test_rules(dir: &Path) -> Result<PathBuf> {
-    let path = repo().join("deploy/prometheus-rules.yaml");
-    let cr: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let cr = crate::rules::shipped_prometheus_rule()?;
     let mut spec = cr["spec"].clone();
     for g in spec["groups"].as_array_mut().context("spec.groups")? {
         g["interval"] = json!("1s");
@@ -379,7 +407,7 @@ fn start_prometheus(target: &str, labels: &Value, rules: &Path, alertmanager: &s
 /// token file of the test and timings in seconds.
 fn start_alertmanager(port: u16, webhook: &str, token_file: &Path) -> Result<Daemon> {
     let dir = tempfile::tempdir()?;
-    let path = repo().join("deploy/alertmanager-route.yaml");
+    let path = repo().join("deploy/alertmanager/alertmanager-route.yaml");
     let mut cfg: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let route = cfg["route"]["routes"]
@@ -740,7 +768,12 @@ async fn serve_over_tls_with_basic_auth() -> Result<()> {
         )],
     )
     .to_string();
-    let r = https.post(&hook).body(body.clone()).send().await?;
+    let r = https
+        .post(&hook)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await?;
     ensure!(r.status() == 401, "no credentials: {}", r.status());
     ensure!(
         r.headers()
@@ -751,6 +784,7 @@ async fn serve_over_tls_with_basic_auth() -> Result<()> {
     );
     let r = https
         .post(&hook)
+        .header("content-type", "application/json")
         .basic_auth("alertmanager", Some("hunter3"))
         .body(body.clone())
         .send()
@@ -758,6 +792,7 @@ async fn serve_over_tls_with_basic_auth() -> Result<()> {
     ensure!(r.status() == 401, "wrong password: {}", r.status());
     let r = https
         .post(&hook)
+        .header("content-type", "application/json")
         .basic_auth("alertmanager", Some("hunter2"))
         .body(body.clone())
         .send()
@@ -866,6 +901,7 @@ async fn redelivery_scenario(client: &kube::Client, ns: &str, node_key: &str) ->
     let post = async |body: String| -> Result<Value> {
         let r = http
             .post(&hook)
+            .header("content-type", "application/json")
             .bearer_auth("t0ken")
             .body(body)
             .send()

@@ -21,7 +21,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::{ActContext, Actuator, Done};
 use crate::error::{Error, Result};
-use crate::model::{Outcome, Step, Target};
+use crate::model::{Outcome, Step, ValidTarget};
 
 #[derive(Debug, Default)]
 pub struct CaptureActuator {
@@ -33,7 +33,7 @@ impl CaptureActuator {
     async fn locate(
         &self,
         cx: &ActContext<'_>,
-        target: &Target,
+        target: &ValidTarget,
         pod: &str,
     ) -> Result<std::result::Result<ScrapeTarget, String>> {
         let ns = &target.namespace;
@@ -91,7 +91,7 @@ impl Actuator for CaptureActuator {
         Step::Capture
     }
 
-    async fn act(&self, cx: &ActContext<'_>, target: &Target) -> Result<Done> {
+    async fn act(&self, cx: &ActContext<'_>, target: &ValidTarget) -> Result<Done> {
         let Some(pod) = target.pod.as_deref() else {
             return Ok(Done::new("capture", Outcome::Skipped, "no pod to capture"));
         };

@@ -3,18 +3,19 @@
 //! never forced with a delete. The client must not retry 429 itself (kube-rs does by default;
 //! [`crate::kube_client`] turns that off), or a refusal would surface only minutes later.
 //!
-//! Before asking, a Deployment must keep at least `min_ready_replicas` ready pods after the
-//! eviction; otherwise the step is deferred without a call. (For other owners the PDB is the
-//! only guard.)
+//! Before asking, the pod's workload (Deployment, StatefulSet, ReplicaSet or DaemonSet) must
+//! keep at least `min_ready_replicas` ready pods after the eviction; otherwise the step is
+//! deferred without a call. A pod of another kind of owner (whose readiness cannot be judged)
+//! or of none (nothing would replace it) is not evicted: `skipped`, with the reason.
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, EvictParams};
 use serde_json::json;
 
 use super::{ActContext, Actuator, Done, api_message, api_status};
 use crate::error::{Error, Result};
-use crate::model::{Outcome, Step, Target};
+use crate::model::{Outcome, Step, ValidTarget};
+use crate::resolve;
 
 #[derive(Debug, Default)]
 pub struct EvictActuator;
@@ -25,35 +26,49 @@ impl Actuator for EvictActuator {
         Step::Evict
     }
 
-    async fn act(&self, cx: &ActContext<'_>, target: &Target) -> Result<Done> {
+    async fn act(&self, cx: &ActContext<'_>, target: &ValidTarget) -> Result<Done> {
         let client = cx.client("eviction")?;
         let Some(pod) = target.pod.as_deref() else {
             return Ok(Done::new("evict", Outcome::Skipped, "no pod to evict"));
         };
         let ns = &target.namespace;
-        if let (Some("Deployment"), Some(name)) =
+        let (Some(kind), Some(name)) =
             (target.workload_kind.as_deref(), target.workload.as_deref())
-        {
-            let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-            let d = deployments
-                .get(name)
-                .await
-                .map_err(|e| Error::kube(format!("get Deployment {ns}/{name}"), e))?;
-            let ready = d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0);
-            let min = cx.policy.min_ready_replicas;
-            if ready - 1 < min {
+        else {
+            return Ok(Done::new(
+                "evict",
+                Outcome::Skipped,
+                format!("pod {pod} has no controller: an evicted pod would not be replaced"),
+            ));
+        };
+        let status = match resolve::workload_status(client, ns, kind, name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
                 return Ok(Done::new(
                     "evict",
-                    Outcome::Deferred,
-                    format!(
-                        "Deployment {name} has {ready} ready replicas; evicting {pod} would leave fewer than min_ready_replicas {min}"
-                    ),
+                    Outcome::Skipped,
+                    format!("{kind} {ns}/{name} does not exist"),
                 ));
             }
+            Err(Error::Target { reason, .. }) => {
+                return Ok(Done::new(
+                    "evict",
+                    Outcome::Skipped,
+                    format!("{reason}: min_ready_replicas cannot be kept, so {pod} is not evicted"),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let min = cx.policy.min_ready_replicas;
+        if status.ready - 1 < min {
+            return Ok(Done::new(
+                "evict",
+                Outcome::Deferred,
+                format!(
+                    "{kind} {name} has {} ready replicas; evicting {pod} would leave fewer than min_ready_replicas {min}",
+                    status.ready
+                ),
+            ));
         }
         let params = EvictParams {
             delete_options: None,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{ActContext, Actuator, Done, api_status, workload_name};
 use crate::error::{Error, Result};
-use crate::model::{Outcome, Step, Target};
+use crate::model::{Outcome, Step, ValidTarget};
 
 #[derive(Debug, Default)]
 pub struct HpaActuator;
@@ -62,7 +62,7 @@ impl Actuator for HpaActuator {
         Step::Hpa
     }
 
-    async fn act(&self, cx: &ActContext<'_>, target: &Target) -> Result<Done> {
+    async fn act(&self, cx: &ActContext<'_>, target: &ValidTarget) -> Result<Done> {
         let client = cx.client("an HPA")?;
         let (kind, name) = workload_name(target)?;
         let ns = &target.namespace;

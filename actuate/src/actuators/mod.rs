@@ -17,7 +17,7 @@ use leakhound_ingest::store::Store;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{Outcome, Step, Target, Trigger};
+use crate::model::{Outcome, Step, Target, Trigger, ValidTarget};
 use crate::policy::Policy;
 
 pub use capture::CaptureActuator;
@@ -109,7 +109,7 @@ impl Done {
 #[async_trait::async_trait]
 pub trait Actuator: Send + Sync {
     fn step(&self) -> Step;
-    async fn act(&self, cx: &ActContext<'_>, target: &Target) -> Result<Done>;
+    async fn act(&self, cx: &ActContext<'_>, target: &ValidTarget) -> Result<Done>;
 }
 
 /// The actuator for each step (record is handled by the engine itself).

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::hpa::find_hpa;
 use super::{ActContext, Actuator, Done, workload_name};
 use crate::error::{Error, Result};
-use crate::model::{Outcome, Step, Target};
+use crate::model::{Outcome, Step, ValidTarget};
 
 #[derive(Debug, Default)]
 pub struct MinReplicasActuator;
@@ -23,7 +23,7 @@ impl Actuator for MinReplicasActuator {
         Step::MinReplicas
     }
 
-    async fn act(&self, cx: &ActContext<'_>, target: &Target) -> Result<Done> {
+    async fn act(&self, cx: &ActContext<'_>, target: &ValidTarget) -> Result<Done> {
         let client = cx.client("raising replicas")?;
         let (kind, name) = workload_name(target)?;
         let ns = &target.namespace;

@@ -17,6 +17,10 @@
 //! records — same groups, in the same order, with the same stacks, wait ranges, labels and
 //! goroutine ids — which `tests::aggregate` and the `snapshot_fast` fuzz target check.
 //!
+//! Every `created by` site is counted too (one add per goroutine, into a slot of the raw-stack
+//! cache entry, whose key includes the creator), so the snapshot lists all sites of a stack
+//! ([`Snapshot::creators`]) as the full path does. `(leaked)` is part of the group key.
+//!
 //! A sink folds records into a [`Partial`] (groups in order of first appearance); partials of
 //! consecutive pieces of the input merge into an [`Aggregate`] in input order, which is what
 //! lets [`super::parallel`] parse pieces on several threads.
@@ -34,12 +38,12 @@ use std::sync::Arc;
 
 use leakhound_schemas::model::{
     DumpFormat, Frame, ProfileKind, SampleGroup, Snapshot, Stack, StackId, max_opt, min_opt,
-    stack_id, wait_bucket,
+    sort_creators, wait_bucket,
 };
 
 use super::ParseOptions;
 use super::debug2::{Header, LabelForm, Machine, Sink};
-use super::error::{ParseError, Result};
+use super::error::{ParseError, Position, Result};
 use super::lines::LineSource;
 use super::normalise::canonical_frames;
 use super::quote::{QuoteError, parse_bare_label_set, parse_label_set};
@@ -112,7 +116,7 @@ type FastMap<K, V> = HashMap<K, V, FastState>;
 type RawLabels = FastMap<Box<[u8]>, (u32, usize)>;
 
 /// One group of a [`Partial`] or an [`Aggregate`]: goroutines sharing stack id, state, wait
-/// bucket and labels — a [`SampleGroup`] in the making.
+/// bucket, labels and `(leaked)` — a [`SampleGroup`] in the making.
 pub(crate) struct Group {
     stack_id: StackId,
     /// The stack of the group's first goroutine.
@@ -250,6 +254,8 @@ impl Group {
 pub(crate) struct Partial {
     pub(crate) groups: Vec<Group>,
     pub(crate) records: u64,
+    /// `created by` sites: (stack id, site, goroutines), possibly several entries per site.
+    pub(crate) creators: Vec<(StackId, Frame, u64)>,
 }
 
 /// The current record, as far as the snapshot cares.
@@ -285,8 +291,11 @@ pub(crate) struct AggSink {
     /// Raw stack key (frames, elided, created by) → index into `stack_vals`.
     stack_raw: FastMap<Box<[u8]>, u32>,
     stack_vals: Vec<(StackId, Arc<Stack>)>,
-    /// (stack id, state id, wait bucket, label set id) → index into `part.groups`.
-    index: FastMap<(u64, u32, &'static str, u32), u32>,
+    /// Goroutines per entry of `stack_vals` since the last [`AggSink::flush_creators`]: where
+    /// the `created by` sites are counted (one add per goroutine).
+    stack_counts: Vec<u64>,
+    /// (stack id, state id, wait bucket, label set id, leaked) → index into `part.groups`.
+    index: FastMap<(u64, u32, &'static str, u32, bool), u32>,
     part: Partial,
     /// [`ParseOptions::max_ids_per_group`].
     max_ids: usize,
@@ -308,6 +317,7 @@ impl Default for AggSink {
             label_sets: vec![empty],
             stack_raw: FastMap::with_hasher(hasher),
             stack_vals: Vec::new(),
+            stack_counts: Vec::new(),
             index: FastMap::with_hasher(hasher),
             part: Partial::default(),
             max_ids: usize::MAX,
@@ -318,8 +328,24 @@ impl Default for AggSink {
 impl AggSink {
     /// The groups folded since the last call (the caches are kept).
     pub(crate) fn take(&mut self) -> Partial {
+        self.flush_creators();
         self.index.clear();
         std::mem::take(&mut self.part)
+    }
+
+    /// Move the `created by` counts of `stack_counts` into the partial.
+    fn flush_creators(&mut self) {
+        for (i, n) in self.stack_counts.iter_mut().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            if let Some((sid, stack)) = self.stack_vals.get(i)
+                && let Some(c) = &stack.created_by
+            {
+                self.part.creators.push((*sid, c.clone(), *n));
+            }
+            *n = 0;
+        }
     }
 
     fn intern_state(&mut self, raw: &[u8]) -> u32 {
@@ -363,8 +389,10 @@ impl AggSink {
             return i;
         }
         if self.stack_raw.len() >= CACHE_LIMIT {
+            self.flush_creators();
             self.stack_raw.clear();
             self.stack_vals.clear();
+            self.stack_counts.clear();
         }
         let frames = canonical_frames(decode_frames(&self.cur.key[..frames_len]));
         let stack = Stack {
@@ -373,8 +401,8 @@ impl AggSink {
             elided: self.cur.elided,
         };
         let i = self.stack_vals.len() as u32;
-        self.stack_vals
-            .push((stack_id(&stack.frames), Arc::new(stack)));
+        self.stack_vals.push((stack.id(), Arc::new(stack)));
+        self.stack_counts.push(0);
         self.stack_raw.insert(self.cur.key[..].into(), i);
         i
     }
@@ -494,10 +522,11 @@ impl Sink for AggSink {
         }
         let si = self.stack_of(frames_len) as usize;
         self.cur.key.truncate(frames_len);
+        self.stack_counts[si] += 1;
         let (sid, ref stack) = self.stack_vals[si];
         let c = &self.cur;
         let bucket = wait_bucket(c.wait_minutes);
-        let key = (sid.0, c.state, bucket, c.labels);
+        let key = (sid.0, c.state, bucket, c.labels, c.leaked);
         self.part.records += 1;
         match self.index.get(&key) {
             Some(&g) => {
@@ -506,7 +535,6 @@ impl Sink for AggSink {
                 g.ids.push(c.id, self.max_ids);
                 g.wait_min = min_opt(g.wait_min, c.wait_minutes);
                 g.wait_max = max_opt(g.wait_max, c.wait_minutes);
-                g.leaked |= c.leaked;
                 if g.created_by_missing() && stack.created_by.is_some() {
                     g.created_by_from = Some(Arc::clone(stack));
                 }
@@ -537,6 +565,8 @@ pub(crate) struct Aggregate {
     /// Stack id → indices into `groups` (few per id: one per state, bucket and label set).
     by_stack: FastMap<u64, Vec<u32>>,
     groups: Vec<Group>,
+    /// `created by` sites per stack id, in order of first appearance.
+    creators: FastMap<StackId, Vec<(Frame, u64)>>,
     records: u64,
     /// [`ParseOptions::max_ids_per_group`].
     max_ids: usize,
@@ -547,6 +577,7 @@ impl Aggregate {
         Aggregate {
             by_stack: FastMap::with_hasher(FastState::new()),
             groups: Vec::new(),
+            creators: FastMap::with_hasher(FastState::new()),
             records: 0,
             max_ids: opts.max_ids_per_group,
         }
@@ -560,11 +591,21 @@ impl Aggregate {
     /// Fold in the partial of the input that follows everything merged so far.
     pub(crate) fn merge(&mut self, part: Partial) {
         self.records += part.records;
+        for (sid, frame, n) in part.creators {
+            let sites = self.creators.entry(sid).or_default();
+            match sites.iter_mut().find(|(f, _)| *f == frame) {
+                Some((_, m)) => *m = m.saturating_add(n),
+                None => sites.push((frame, n)),
+            }
+        }
         for g in part.groups {
             let same = self.by_stack.entry(g.stack_id.0).or_default();
             let found = same.iter().copied().find(|&i| {
                 let h = &self.groups[i as usize];
-                h.wait_bucket == g.wait_bucket && h.state == g.state && h.labels == g.labels
+                h.wait_bucket == g.wait_bucket
+                    && h.state == g.state
+                    && h.labels == g.labels
+                    && h.leaked == g.leaked
             });
             let Some(i) = found else {
                 same.push(self.groups.len() as u32);
@@ -575,7 +616,6 @@ impl Aggregate {
             h.count = h.count.saturating_add(g.count);
             h.wait_min = min_opt(h.wait_min, g.wait_min);
             h.wait_max = max_opt(h.wait_max, g.wait_max);
-            h.leaked |= g.leaked;
             if h.created_by_missing() {
                 h.created_by_from = g.created_by_source().cloned();
             }
@@ -594,10 +634,19 @@ impl Aggregate {
             .map(|g| g.into_sample_group(max_ids))
             .collect();
         groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.stack_id.cmp(&b.stack_id)));
+        let creators = self
+            .creators
+            .into_iter()
+            .map(|(sid, mut sites)| {
+                sort_creators(&mut sites);
+                (sid, sites)
+            })
+            .collect();
         Snapshot {
             kind: ProfileKind::Goroutine,
             format: Some(DumpFormat::Debug2),
             groups,
+            creators,
             ..Default::default()
         }
     }
@@ -609,19 +658,24 @@ pub(crate) struct PieceOut {
     pub(crate) part: Partial,
     pub(crate) error: Option<ParseError>,
     pub(crate) first_line: Option<String>,
+    /// The first line that starts a dump before any record of the stretch.
+    pub(crate) first_dump_start: Option<Position>,
 }
 
 /// Parse `lines` (a stretch of input starting right after a blank line or at the start) into
-/// `sink`'s groups, up to its end or its first error. Returns the output, the offset reached,
-/// and the sink (to reuse its caches).
+/// `sink`'s groups, up to its end or its first error. `seen_before`: goroutines of the dump
+/// came before this stretch. Returns the output, the offset reached, and the sink (to reuse
+/// its caches).
 pub(crate) fn parse_stretch<L: LineSource>(
     lines: L,
     opts: &ParseOptions,
     sink: AggSink,
+    seen_before: bool,
 ) -> (PieceOut, u64, AggSink) {
     let mut sink = sink;
     sink.max_ids = opts.max_ids_per_group;
     let mut m = Machine::new(lines, opts, sink);
+    m.set_seen_before(seen_before);
     let mut error = None;
     while let Some(r) = m.next() {
         if let Err(e) = r {
@@ -631,25 +685,45 @@ pub(crate) fn parse_stretch<L: LineSource>(
     }
     let part = m.sink_mut().take();
     let first_line = m.first_line().map(str::to_owned);
+    let first_dump_start = m.first_dump_start();
     let bytes = m.bytes_read();
     (
         PieceOut {
             part,
             error,
             first_line,
+            first_dump_start,
         },
         bytes,
         m.into_sink(),
     )
 }
 
-/// The snapshot, or [`ParseError::NoGoroutines`] if the input held none.
-pub(crate) fn finish(agg: Aggregate, bytes: u64, first_line: Option<String>) -> Result<Snapshot> {
+/// The snapshot, or [`ParseError::NoGoroutines`] if the input held none. `error`: what
+/// stopped the parse, if anything: a cut after goroutines gives a partial snapshot
+/// ([`super::cut_of`]); any other error is the result.
+pub(crate) fn finish(
+    agg: Aggregate,
+    bytes: u64,
+    first_line: Option<String>,
+    error: Option<ParseError>,
+    opts: &ParseOptions,
+) -> Result<Snapshot> {
+    let partial = match error {
+        None => None,
+        Some(e) => match super::cut_of(&e) {
+            Some(cut) if agg.records() > 0 => Some(cut),
+            _ => return Err(e),
+        },
+    };
     if agg.records() == 0 {
         return Err(ParseError::NoGoroutines {
             bytes,
             first_line: first_line.unwrap_or_default(),
         });
     }
-    Ok(agg.into_snapshot())
+    let mut snap = agg.into_snapshot();
+    snap.partial = partial;
+    super::check_one_dump(&snap, opts)?;
+    Ok(snap)
 }

@@ -19,6 +19,11 @@
 //!   position) rather than noise to skip.
 //! - The header's total is checked against the sum of the records at the end: a dump cut at a
 //!   line boundary is caught that way and reported as truncated (after the records read).
+//! - A missing final newline after a complete frame line is accepted; a last line that may be
+//!   cut (a record header, a PC alone) is a cut.
+//! - A second `... profile: total N` header is a second dump: [`ParseError::SeveralDumps`].
+//! - `#\t0x0` alone is how `printStackRecord` prints an *empty* stack (no PC at all): no frame,
+//!   as profile.proto has none for it.
 
 use std::io::Read;
 
@@ -31,6 +36,11 @@ use super::normalise::canonical_frames;
 use super::quote::parse_label_set;
 
 const FORMAT: &str = "debug=1";
+
+/// The [`ParseError::Truncated`] text of records that add up to *more* than the header's total
+/// (not a cut).
+pub(crate) const MORE_THAN_TOTAL: &str =
+    "the records add up to more goroutines than the header's total";
 
 /// Streaming parser of a debug=1 goroutine (or goroutineleak) profile. Each record stands for
 /// `count` goroutines.
@@ -50,7 +60,13 @@ impl<R: Read> Debug1Parser<R> {
     /// Read the `... profile: total N` header line and return a parser positioned on the first
     /// record.
     pub fn new(reader: R, opts: &ParseOptions) -> Result<Self> {
-        let mut lines = LineReader::new(reader, opts.max_line_bytes);
+        Self::with_base(reader, opts, Position::default())
+    }
+
+    /// [`Debug1Parser::new`] over input whose first byte is at `base` (after a byte-order
+    /// mark): positions are those of the whole.
+    pub(crate) fn with_base(reader: R, opts: &ParseOptions, base: Position) -> Result<Self> {
+        let mut lines = LineReader::with_base(reader, opts.max_line_bytes, base.offset, base.line);
         let (kind, declared_total) = loop {
             let Some(line) = lines.next_line()? else {
                 return Err(ParseError::Empty);
@@ -101,7 +117,7 @@ impl<R: Read> Debug1Parser<R> {
                         what: if self.sum < self.declared_total {
                             "the records add up to fewer goroutines than the header's total"
                         } else {
-                            "the records add up to more goroutines than the header's total"
+                            MORE_THAN_TOTAL
                         },
                     });
                 }
@@ -113,7 +129,11 @@ impl<R: Read> Debug1Parser<R> {
                     limit: self.max_line,
                 });
             }
-            if !line.terminated && !line.bytes.is_empty() {
+            // A complete frame line is whole without its newline; anything else may be cut.
+            let whole = line.terminated
+                || line.bytes.is_empty()
+                || (self.cur.is_some() && complete_frame_line(line.bytes));
+            if !whole {
                 return Err(ParseError::Truncated {
                     pos: line.pos,
                     what: "last line is cut (no newline)",
@@ -145,9 +165,18 @@ impl<R: Read> Debug1Parser<R> {
                         what: "frames",
                     });
                 }
-                let frame = parse_frame(&line)?;
-                rec.stack.frames.push(frame);
+                if let Some(frame) = parse_frame(&line)? {
+                    rec.stack.frames.push(frame);
+                }
                 continue;
+            }
+            if b.starts_with(b"goroutine profile: total ")
+                || b.starts_with(b"goroutineleak profile: total ")
+            {
+                return Err(ParseError::SeveralDumps {
+                    pos: Some(line.pos),
+                    why: "a second `profile: total` header".into(),
+                });
             }
             // `N @ 0x.. 0x..`: a new record.
             if self.cur.is_some() {
@@ -246,8 +275,21 @@ fn parse_profile_header(line: &Line<'_>, max: u64) -> Result<(ProfileKind, u64)>
     Ok((kind, parse_count(rest, line.pos, "declared total", max)?))
 }
 
-/// `#\tPC\tFUNC+0xOFF\tFILE:LINE` (runs of tabs between fields), or `#\tPC` alone.
-fn parse_frame(line: &Line<'_>) -> Result<Frame> {
+/// A frame line with all its fields (`#\tPC\tFUNC+0xOFF\tFILE:LINE`, the line number whole).
+fn complete_frame_line(b: &[u8]) -> bool {
+    b.starts_with(b"#\t")
+        && b[2..]
+            .split(|&c| c == b'\t')
+            .filter(|f| !f.is_empty())
+            .count()
+            == 3
+        && memchr::memrchr(b':', b)
+            .is_some_and(|i| b[i + 1..].iter().all(u8::is_ascii_digit) && i + 1 < b.len())
+}
+
+/// `#\tPC\tFUNC+0xOFF\tFILE:LINE` (runs of tabs between fields), or `#\tPC` alone. `None` for
+/// `#\t0x0`: an empty stack.
+fn parse_frame(line: &Line<'_>) -> Result<Option<Frame>> {
     let b = line.bytes;
     let mut fields = b[1..].split(|&c| c == b'\t').filter(|f| !f.is_empty());
     let pc = fields.next();
@@ -255,12 +297,16 @@ fn parse_frame(line: &Line<'_>) -> Result<Frame> {
         return Err(malformed(line, "expected `#\\t0xPC` frame"));
     }
     let Some(func) = fields.next() else {
+        if pc == Some(b"0x0") {
+            // `printStackRecord` over a stack without a single PC.
+            return Ok(None);
+        }
         // A PC the runtime could not symbolise.
-        return Ok(Frame {
+        return Ok(Some(Frame {
             function: "?".into(),
             file: "?".into(),
             line: 0,
-        });
+        }));
     };
     let Some(file_line) = fields.next() else {
         return Err(malformed(line, "frame without `FILE:LINE`"));
@@ -280,10 +326,10 @@ fn parse_frame(line: &Line<'_>) -> Result<Frame> {
         return Err(malformed(line, "bad line number"));
     }
     let line_no = parse_count(num, line.pos, "line number", u32::MAX.into())?;
-    Ok(Frame {
+    Ok(Some(Frame {
         function: String::from_utf8_lossy(func).into_owned(),
         file: String::from_utf8_lossy(&file_line[..colon]).into_owned(),
         // Bounded by `parse_count` above.
         line: u32::try_from(line_no).unwrap_or(u32::MAX),
-    })
+    }))
 }

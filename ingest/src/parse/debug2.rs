@@ -26,14 +26,28 @@
 //! (Go-quoted keys and values, sorted).
 //!
 //! Decisions:
-//! - Lines that are not part of a record (panic messages, `SIGQUIT: quit`, `PC=...`, register
-//!   dumps, `-----`, `exit status 2`, log lines) are skipped, inside records too.
+//! - Lines that are not part of a record (panic messages, `PC=...`, register dumps,
+//!   `exit status 2`, log lines) are skipped, inside records too — but a `FILE:LINE` line right
+//!   after a skipped line means that line was a malformed function line: an error naming it
+//!   (never a frame silently dropped), and so is a function line without its `FILE:LINE`, and
+//!   a line over [`MAX_RECORD_LINE`] inside a record.
 //! - `goroutine 0` records (an M's g0 stack under `GOTRACEBACK=crash|system`) are OS-thread
-//!   stacks, not goroutines: their lines are consumed and the record is not yielded.
+//!   stacks, not goroutines: their lines are consumed and the record is not yielded. So are the
+//!   records after a `-----` line: `GOTRACEBACK=crash` then prints each thread's section (its
+//!   signal line, its M's goroutine again, its registers).
+//! - One input, one dump: a line that starts a dump (`SIGQUIT: quit`, `panic: `,
+//!   `fatal error: `, a debug=1 header; not right after `-----`) after goroutines is
+//!   [`ParseError::SeveralDumps`] at that line.
+//! - Pasted dumps: a header indented as a whole gives its indent to the record's lines, and a
+//!   file line may be indented with spaces instead of a tab; a line of spaces ends a record.
 //! - Truncation: records are yielded up to the cut, then one `Err(Truncated)` naming the
 //!   offset of the cut record's last line; iteration then ends. A dump is cut if its last line
-//!   inside a record has no `\n`, or if it ends on a function line whose file line is missing.
+//!   inside a record has no `\n` and is not whole (a file line with its suffix, the elided
+//!   marker: a missing final newline is not a cut), if it ends on a function line whose file
+//!   line is missing, or if its last line is the start of a header (`gorou`).
 //!   (`runtime/pprof` cuts its debug=2 buffer at 64 MiB mid-line; that is caught.)
+//! - A goroutine without `, N minutes` waited under a minute: 0 (unknown if `(leaked)`, which
+//!   loses the annotation).
 //! - After any error the iterator ends (it is fused).
 //! - Speed: outside a record, an ordinary record (header, frames, `created by`, elided marker,
 //!   blank line) already in the line source's buffer is taken whole by a fast lane
@@ -223,6 +237,28 @@ struct State<S> {
     done: bool,
     records: u64,
     first_line: Option<String>,
+    /// The leading whitespace of the current record's header (a dump pasted indented): removed
+    /// from the record's lines.
+    indent: Vec<u8>,
+    /// After a `-----` line: the per-thread sections of a `GOTRACEBACK=crash` dump, whose
+    /// records repeat goroutines the dump listed already (each M's current goroutine, or its
+    /// g0): consumed, not yielded.
+    threads: bool,
+    /// The last non-blank line outside a record was `-----`.
+    after_separator: bool,
+    /// Records of this dump came before this machine's input (a stretch parsed on its own).
+    seen_before: bool,
+    /// The first line that starts a dump (`SIGQUIT: quit`, `panic: `, ...) met before any
+    /// record, not after `-----`: where a second dump starts if records came before this
+    /// stretch ([`Machine::first_dump_start`]).
+    first_dump_start: Option<Position>,
+    /// The last line of the current record that was skipped as noise, and its start: named
+    /// when a `FILE:LINE` line follows it (then it was a malformed function line).
+    noise_pos: Option<Position>,
+    noise: Vec<u8>,
+    /// The input ended inside the header of the record after the current one: the current one
+    /// was yielded whole, the cut is reported next.
+    cut_header: Option<Position>,
 }
 
 impl<S: Sink> State<S> {
@@ -235,8 +271,14 @@ impl<S: Sink> State<S> {
         self.bytes = header_len + 1;
         self.frames = 0;
         self.active = true;
+        self.noise_pos = None;
     }
 }
+
+/// Longest line accepted inside a goroutine record. Function lines print at most ten argument
+/// words and file lines a path; a longer line is not traceback text (a 10 MB line of garbage
+/// after a header is an error, not a goroutine).
+pub(crate) const MAX_RECORD_LINE: usize = 64 << 10;
 
 #[derive(Clone, Copy)]
 struct Pending {
@@ -283,6 +325,11 @@ impl<R: Read> Debug2Parser<R> {
         self.inner.bytes_read()
     }
 
+    /// Goroutines of the same dump came before this input (a tail parsed on its own).
+    pub(crate) fn set_seen_before(&mut self, seen: bool) {
+        self.inner.set_seen_before(seen);
+    }
+
     /// The first non-blank line of the input (at most 200 bytes), for error messages about
     /// text that holds no dump.
     pub fn first_line(&self) -> Option<&str> {
@@ -321,6 +368,14 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
                 done: false,
                 records: 0,
                 first_line: None,
+                indent: Vec::new(),
+                threads: false,
+                after_separator: false,
+                seen_before: false,
+                first_dump_start: None,
+                noise_pos: None,
+                noise: Vec::new(),
+                cut_header: None,
             },
         }
     }
@@ -333,6 +388,19 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
     /// The first non-blank line of the input (at most 200 bytes).
     pub(crate) fn first_line(&self) -> Option<&str> {
         self.st.first_line.as_deref()
+    }
+
+    /// Records of the same dump came before this input (which continues it): a line that starts
+    /// a dump is then a second dump.
+    pub(crate) fn set_seen_before(&mut self, seen: bool) {
+        self.st.seen_before = seen;
+    }
+
+    /// Where the first line that starts a dump (`SIGQUIT: quit`, `panic: `, `fatal error: `,
+    /// a debug=1 header) stood before any record of this input: if records came before this
+    /// input, a second dump starts there.
+    pub(crate) fn first_dump_start(&self) -> Option<Position> {
+        self.st.first_dump_start
     }
 
     /// The sink (for one that accumulates).
@@ -425,7 +493,7 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
         loop {
             let rest = &data[at..];
             let nl = memchr::memchr(b'\n', rest)?;
-            if nl > st.max_line {
+            if nl > st.max_line || nl > MAX_RECORD_LINE {
                 return None;
             }
             let b = strip_cr(&rest[..nl]);
@@ -434,16 +502,29 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
             let Some(&first) = b.first() else {
                 break;
             };
+            // Space-indented lines (pasted dumps, whitespace-only lines) and file lines without
+            // a function line: the line-by-line path decides.
+            // (O(1): a tab line whose second byte is blank is left to the slow path too.)
+            if first == b' '
+                || (first == b'\t' && b.get(1).is_none_or(|&c| c == b' ' || c == b'\t'))
+            {
+                return None;
+            }
             bytes = bytes.saturating_add(b.len() + 1);
             if bytes > st.max_record_bytes {
                 return None;
             }
             match first {
                 b'\t' => {
+                    // One tab, then not a blank (checked above): what the slow path trims to.
+                    let rest = &b[1..];
                     let Some((name, created_by)) = pending.take() else {
+                        if parse_file_line(rest).is_some() {
+                            return None;
+                        }
                         continue;
                     };
-                    let (file, line_no) = parse_file_line(&b[1..])?;
+                    let (file, line_no) = parse_file_line(rest)?;
                     let line_no = u32::try_from(line_no).ok()?;
                     let function = symbol(name);
                     if created_by {
@@ -472,18 +553,25 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
                 _ => {
                     if let Some(name) = parse_func_line(b) {
                         pending = Some((name, false));
+                    } else if starts_a_dump(b) {
+                        return None;
                     }
                 }
             }
         }
-        // The blank line: the record ends, as `State::emit` ends it.
+        // The blank line: the record ends, as `State::emit` ends it (which fails on a function
+        // line still waiting for its file line).
+        if pending.is_some() {
+            return None;
+        }
         if st.first_line.is_none() {
             st.first_line = Some(super::error::excerpt(header));
         }
         st.id = id;
         st.pending = None;
         st.in_ancestors = false;
-        let out = st.sink.end(id != 0);
+        st.after_separator = false;
+        let out = st.sink.end(id != 0 && !st.threads);
         self.lines.consume(at, lines);
         Some(out)
     }
@@ -491,6 +579,9 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
 
 impl<S: Sink> State<S> {
     fn at_eof(&mut self) -> Option<Result<S::Out>> {
+        if let Some(pos) = self.cut_header.take() {
+            return Some(Err(truncated(pos, "goroutine header is cut (no newline)")));
+        }
         if !self.active {
             return None;
         }
@@ -501,7 +592,7 @@ impl<S: Sink> State<S> {
                 what: "function line without its file line at the end of the input",
             }));
         }
-        let rec = self.sink.end(self.id != 0)?;
+        let rec = self.sink.end(self.id != 0 && !self.threads)?;
         self.records += 1;
         Some(Ok(rec))
     }
@@ -512,25 +603,41 @@ impl<S: Sink> State<S> {
             self.first_line = Some(super::error::excerpt(b));
         }
         if !self.active {
-            // Outside a record: only a header matters.
-            if line.overlong || !b.starts_with(b"goroutine ") {
+            // Outside a record: a header matters, and the lines that start a dump.
+            if line.overlong || b.is_empty() {
                 return Step::Continue;
             }
-            if !line.terminated && b.get(10).is_some_and(u8::is_ascii_digit) {
+            // A dump pasted with an indent (an issue, a test log) has it on the header too.
+            let t = trim_ws_start(b);
+            if !t.starts_with(b"goroutine ") {
+                if !line.terminated && !t.is_empty() && b"goroutine ".starts_with(t) {
+                    return Step::Fail(truncated(line.pos, "goroutine header is cut (no newline)"));
+                }
+                return self.outside(t, line.pos);
+            }
+            if !line.terminated && t.get(10).is_some_and(u8::is_ascii_digit) {
                 return Step::Fail(truncated(line.pos, "goroutine header is cut (no newline)"));
             }
-            return match parse_header(b, line.pos, &mut self.sink) {
+            return match parse_header(t, line.pos, &mut self.sink) {
                 Ok(Some(h)) => {
                     if !line.terminated {
                         return Step::Fail(truncated(line.pos, "goroutine header"));
                     }
+                    self.after_separator = false;
                     self.start(h, line.pos, b.len());
+                    self.indent.clear();
+                    self.indent.extend_from_slice(&b[..b.len() - t.len()]);
                     Step::Continue
                 }
-                Ok(None) => Step::Continue,
+                Ok(None) => self.outside(t, line.pos),
                 Err(e) => Step::Fail(e),
             };
         }
+        // Lines of an indented record lose the header's indent.
+        let b = match b.strip_prefix(&self.indent[..]) {
+            Some(rest) if !self.indent.is_empty() => rest,
+            _ => b,
+        };
 
         if line.overlong {
             return Step::Fail(ParseError::LineTooLong {
@@ -538,13 +645,29 @@ impl<S: Sink> State<S> {
                 limit: self.max_line,
             });
         }
-        if b.is_empty() {
-            // Blank line: end of the record (an unterminated empty line cannot exist).
+        if b.iter().all(|&c| c == b' ' || c == b'\t') {
+            // Blank line (or only whitespace, as pasted text has): end of the record (an
+            // unterminated empty line cannot exist).
             return self.emit(None, line.pos, 0);
         }
-        if !line.terminated && looks_like_dump_line(b) {
+        if b.len() > MAX_RECORD_LINE {
+            return Step::Fail(ParseError::malformed(
+                FORMAT,
+                line.pos,
+                "a line this long inside a goroutine record is not traceback text",
+                b,
+            ));
+        }
+        if !line.terminated && self.pending.is_none() && header_start(b) {
+            // The input ends inside the next record's header (no blank line before it): this
+            // record is whole; the cut is the next one's.
+            self.cut_header = Some(line.pos);
+            return self.emit(None, line.pos, 0);
+        }
+        if !line.terminated && !self.complete_last_line(b) && looks_like_dump_line(b) {
             // The input stops mid-line inside a record. (A trailing `exit status 2` without a
-            // newline is not a cut; a half-written frame is.)
+            // newline is not a cut, nor is a complete last frame without its newline; a
+            // half-written frame or header is.)
             return Step::Fail(truncated(
                 line.pos,
                 "last line of a goroutine record is cut (no newline)",
@@ -559,12 +682,32 @@ impl<S: Sink> State<S> {
             });
         }
         match b[0] {
-            b'\t' => {
+            // A file line: a tab, or spaces where a dump was pasted.
+            b'\t' | b' ' => {
+                let rest = trim_ws_start(b);
                 let Some(p) = self.pending.take() else {
-                    // `\tgoroutine running on other thread; stack unavailable`, or noise.
-                    return Step::Continue;
+                    if self.in_ancestors || parse_file_line(rest).is_none() {
+                        // `\tgoroutine running on other thread; stack unavailable`, or noise.
+                        return Step::Continue;
+                    }
+                    // A `FILE:LINE` without its function line: the line before it was one,
+                    // malformed; or it is missing.
+                    return Step::Fail(match self.noise_pos {
+                        Some(pos) if pos.line + 1 == line.pos.line => ParseError::malformed(
+                            FORMAT,
+                            pos,
+                            "malformed function line (expected `NAME(ARGS)`) before a `FILE:LINE` line",
+                            &self.noise,
+                        ),
+                        _ => ParseError::malformed(
+                            FORMAT,
+                            line.pos,
+                            "`FILE:LINE` line without a function line before it",
+                            b,
+                        ),
+                    });
                 };
-                let Some((file, line_no)) = parse_file_line(&b[1..]) else {
+                let Some((file, line_no)) = parse_file_line(rest) else {
                     return Step::Fail(ParseError::malformed(
                         FORMAT,
                         line.pos,
@@ -639,13 +782,64 @@ impl<S: Sink> State<S> {
                 if self.in_ancestors {
                     return Step::Continue;
                 }
+                if starts_a_dump(b)
+                    && (self.records > 0 || self.seen_before || (self.id != 0 && !self.threads))
+                {
+                    // A crash log's next dump right after this one's last line (its register
+                    // dump, say), without a blank line between.
+                    return Step::Fail(ParseError::SeveralDumps {
+                        pos: Some(line.pos),
+                        why: "a second dump starts here, after goroutines of a first one".into(),
+                    });
+                }
                 if let Some(name) = parse_func_line(b) {
                     self.set_pending(name, false, line.pos);
+                } else {
+                    // Anything else (register dumps under GOTRACEBACK=crash, `non-Go function
+                    // at pc=`, interleaved log lines) is skipped; remembered in case a
+                    // `FILE:LINE` follows (then it was a malformed function line).
+                    self.noise_pos = Some(line.pos);
+                    self.noise.clear();
+                    self.noise.extend_from_slice(&b[..b.len().min(256)]);
                 }
-                // Anything else (register dumps under GOTRACEBACK=crash, `non-Go function at
-                // pc=`, interleaved log lines) is skipped.
                 Step::Continue
             }
+        }
+    }
+
+    /// A line outside a record that is not a header (`t`, leading whitespace removed): a
+    /// `-----` separator, a line that starts a dump, or text that means nothing here.
+    fn outside(&mut self, t: &[u8], pos: Position) -> Step<S::Out> {
+        if t == b"-----" {
+            // GOTRACEBACK=crash: the other threads' sections follow, each `-----`, a signal
+            // line, its registers and its M's goroutine again.
+            self.threads = true;
+            self.after_separator = true;
+            return Step::Continue;
+        }
+        if !self.after_separator && starts_a_dump(t) {
+            if self.records > 0 || self.seen_before {
+                return Step::Fail(ParseError::SeveralDumps {
+                    pos: Some(pos),
+                    why: "a second dump starts here, after goroutines of a first one".into(),
+                });
+            }
+            if self.first_dump_start.is_none() {
+                self.first_dump_start = Some(pos);
+            }
+            self.threads = false;
+        }
+        self.after_separator = false;
+        Step::Continue
+    }
+
+    /// Whether `b`, the last line of the input without its newline, is whole: a file line
+    /// (its function line waits for it) or the elided marker.
+    fn complete_last_line(&self, b: &[u8]) -> bool {
+        match b.first() {
+            Some(b'\t' | b' ') => self.pending.is_some() && whole_file_line(trim_ws_start(b)),
+            Some(b'.') => b.starts_with(b"...") && b.ends_with(b" elided..."),
+            _ => false,
         }
     }
 
@@ -663,7 +857,16 @@ impl<S: Sink> State<S> {
         pos: Position,
         header_len: usize,
     ) -> Step<S::Out> {
-        let out = self.sink.end(self.id != 0);
+        if let Some(p) = self.pending.take() {
+            // The record ends where a function line's `FILE:LINE` should be.
+            return Step::Fail(ParseError::malformed(
+                FORMAT,
+                p.pos,
+                "function line without its `FILE:LINE` line",
+                &self.pending_fn,
+            ));
+        }
+        let out = self.sink.end(self.id != 0 && !self.threads);
         match next {
             Some(h) => self.start(h, pos, header_len),
             None => self.active = false,
@@ -702,14 +905,70 @@ fn rfind_in_goroutine(rest: &[u8]) -> Option<usize> {
         .then(|| sp - b" in goroutine".len())
 }
 
-/// Lines of the traceback itself, as opposed to text interleaved with it.
+/// Lines of the traceback itself, as opposed to text interleaved with it (and a cut that
+/// leaves only the start of `goroutine `).
 fn looks_like_dump_line(b: &[u8]) -> bool {
-    b.first() == Some(&b'\t')
+    matches!(b.first(), Some(b'\t' | b' '))
         || memchr::memchr(b'(', b).is_some()
-        || b.starts_with(b"goroutine ")
+        || b.starts_with(b"goroutine")
+        || b"goroutine ".starts_with(b)
         || b.starts_with(b"created by ")
         || b.starts_with(b"...")
         || b.starts_with(b"[originating")
+}
+
+/// A file line that cannot be the start of a longer one cut short: `FILE:LINE` alone, or with
+/// its ` +0xOFF` (or `... pc=0xPC`) suffix whole up to a hex digit. (A cut inside the digits
+/// cannot be told from a whole line.)
+fn whole_file_line(b: &[u8]) -> bool {
+    let Some(colon) = memchr::memrchr(b':', b) else {
+        return false;
+    };
+    let rest = &b[colon + 1..];
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let suffix = &rest[digits..];
+    if suffix.is_empty() {
+        return true;
+    }
+    let hex = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit);
+    match memchr::memmem::rfind(suffix, b"0x") {
+        Some(i) => {
+            hex(&suffix[i + 2..])
+                && (suffix[..i].ends_with(b" +") || suffix[..i].ends_with(b" pc="))
+        }
+        None => false,
+    }
+}
+
+/// The start of a header line, as far as it goes: `gorou`, `goroutine 12 [chan rec`.
+fn header_start(b: &[u8]) -> bool {
+    b.starts_with(b"goroutine ") || b"goroutine ".starts_with(b)
+}
+
+/// `b` without its leading spaces and tabs.
+pub(crate) fn trim_ws_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    &b[n..]
+}
+
+/// A line that starts a dump: the signal line of a crash (`SIGQUIT: quit`, `SIGABRT: abort`),
+/// a panic or fatal error, a debug=1 profile header. Met after goroutines of a dump (and not
+/// right after a `-----` separator), it starts a second one.
+pub(crate) fn starts_a_dump(t: &[u8]) -> bool {
+    if let Some(rest) = t.strip_prefix(b"SIG") {
+        let n = rest
+            .iter()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            .count();
+        return n > 0 && rest[n..].starts_with(b": ");
+    }
+    t.starts_with(b"panic: ")
+        || t.starts_with(b"fatal error: ")
+        || t.starts_with(b"goroutine profile: total ")
+        || t.starts_with(b"goroutineleak profile: total ")
 }
 
 fn truncated(pos: Position, what: &'static str) -> ParseError {
@@ -884,6 +1143,12 @@ fn parse_header<'a, S: Sink>(
         }
     }
     h.status = status;
+    // No `, N minutes`: the goroutine has waited under a minute (or since before the last GC
+    // stamped it) — 0, a true lower bound. Not for `(leaked)` goroutines: the runtime drops the
+    // annotation from them whatever their wait, so theirs is unknown.
+    if !h.leaked {
+        h.wait_minutes = Some(0);
+    }
     for part in parts {
         let part = part.strip_prefix(b" ").unwrap_or(part);
         if let Some(n) = part.strip_suffix(b" minutes") {

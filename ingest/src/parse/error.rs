@@ -131,6 +131,15 @@ pub enum ParseError {
     #[error("goroutine count overflows at {pos}")]
     CountOverflow { pos: Position },
 
+    /// One input holding more than one dump (a log with two SIGQUIT dumps, two debug=1
+    /// profiles one after the other, two `runtime.Stack` outputs): their goroutines must not
+    /// be counted as one snapshot.
+    #[error(
+        "this input holds more than one goroutine dump{}: {why}; split it into one file per dump",
+        pos.map(|p| format!(" (the second starts at {p})")).unwrap_or_default()
+    )]
+    SeveralDumps { pos: Option<Position>, why: String },
+
     /// The profile.proto could not be decoded.
     #[error("invalid profile.proto ({len} bytes): {reason}")]
     Proto { len: u64, reason: String },
@@ -164,6 +173,7 @@ impl ParseError {
             | ParseError::Malformed { pos, .. }
             | ParseError::AbsurdNumber { pos, .. }
             | ParseError::CountOverflow { pos } => Some(*pos),
+            ParseError::SeveralDumps { pos, .. } => *pos,
             ParseError::Io { offset, .. } => Some(Position {
                 offset: *offset,
                 line: 0,

@@ -21,9 +21,23 @@
 //! - [`normalise`]: the canonical frame list that makes one capture give the same stack ids at
 //!   debug=0, 1 and 2.
 //!
-//! Truncated dumps: the iterators yield every record before the cut, then one error naming
-//! the offset and line of the cut record, then end; [`parse_snapshot`] turns that into an error
-//! for the whole dump (a partial snapshot would under-count and fake a drop in goroutines).
+//! Truncated dumps (crash logs are often cut): the iterators yield every record before the cut,
+//! then one error naming the offset and line of the cut record, then end; [`parse_snapshot`]
+//! returns the complete records as a snapshot flagged [`Snapshot::partial`] (with the cut's
+//! line, offset and what was cut), or the error if no record came before it. A missing final
+//! newline after a complete last line is not a cut; a last line that stops short (inside a
+//! frame, inside the next header) is.
+//!
+//! One input, one dump: a second dump in the same input (a log with two SIGQUIT dumps, two
+//! debug=1 profiles, two `runtime.Stack` outputs one after the other) is
+//! [`ParseError::SeveralDumps`], naming where the second starts — never one snapshot with
+//! doubled counts and repeated goroutine ids. The per-thread sections of a `GOTRACEBACK=crash`
+//! dump (after `-----`) repeat goroutines of the dump and are not counted again.
+//!
+//! Shapes of real-world text that are read: a UTF-8 byte-order mark, CRLF line ends, dumps
+//! pasted into an issue (indented as a whole, frames indented with spaces instead of a tab),
+//! a missing final newline. A frame line that does not parse is an error naming its line and
+//! offset, never a frame silently dropped; so is a line over 64 KiB inside a record.
 //!
 //! Not supported: tracebacks whose lines carry a prefix (log collectors that prepend a
 //! timestamp to every line); strip it first.
@@ -51,7 +65,7 @@ mod tests;
 
 use std::io::{Cursor, Read};
 
-use leakhound_schemas::model::{DumpFormat, GoroutineRecord, ProfileKind, Snapshot};
+use leakhound_schemas::model::{Cut, DumpFormat, GoroutineRecord, ProfileKind, Snapshot};
 
 pub use debug1::Debug1Parser;
 pub use debug2::Debug2Parser;
@@ -219,13 +233,56 @@ pub enum Opened<'a> {
 /// Detect the format of `reader` from its content, gunzipping transparently (within
 /// [`ParseOptions::max_decompressed_bytes`]), and return a streaming record iterator.
 pub fn open<'a>(reader: impl Read + 'a, opts: &ParseOptions) -> Result<Opened<'a>> {
-    let (detected, reader, compressed) = detect_input(reader, opts)?;
-    open_detected(detected, reader, compressed, opts)
+    let input = detect_input(reader, opts)?;
+    open_detected(input, opts)
+}
+
+/// A detected input: its format, a reader of its (decompressed, capped) content from the
+/// first byte after a byte-order mark, whether it was gzip'd, and where that reader starts.
+struct Input<'a> {
+    detected: Detected,
+    reader: Box<dyn Read + 'a>,
+    compressed: bool,
+    /// After a UTF-8 byte-order mark: offset 3 (positions stay those of the file).
+    base: Position,
+}
+
+/// The UTF-8 byte-order mark some editors and Windows tools put first.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+fn detect_input<'a>(reader: impl Read + 'a, opts: &ParseOptions) -> Result<Input<'a>> {
+    let (detected, reader, compressed) = detect_raw(reader, opts)?;
+    if detected == Detected::Proto || detected == Detected::PrometheusQueryRange {
+        return Ok(Input {
+            detected,
+            reader,
+            compressed,
+            base: Position::default(),
+        });
+    }
+    // Text: skip a byte-order mark, which would hide the first header (its line would not start
+    // with `goroutine `).
+    let mut reader = reader;
+    let head = read_prefix(&mut reader, BOM.len())?;
+    let (skip, head) = if head == BOM {
+        (BOM.len() as u64, Vec::new())
+    } else {
+        (0, head)
+    };
+    Ok(Input {
+        detected,
+        reader: Box::new(Cursor::new(head).chain(reader)),
+        compressed,
+        base: Position {
+            offset: skip,
+            line: 0,
+        },
+    })
 }
 
 /// The format of `reader` and a reader of its (decompressed, capped) content from the first
 /// byte, and whether it was gzip'd.
-fn detect_input<'a>(
+fn detect_raw<'a>(
     reader: impl Read + 'a,
     opts: &ParseOptions,
 ) -> Result<(Detected, Box<dyn Read + 'a>, bool)> {
@@ -258,12 +315,13 @@ fn detect_input<'a>(
     Ok((detected, reader, compressed))
 }
 
-fn open_detected<'a>(
-    detected: Detected,
-    reader: Box<dyn Read + 'a>,
-    compressed: bool,
-    opts: &ParseOptions,
-) -> Result<Opened<'a>> {
+fn open_detected<'a>(input: Input<'a>, opts: &ParseOptions) -> Result<Opened<'a>> {
+    let Input {
+        detected,
+        reader,
+        compressed,
+        base,
+    } = input;
     let records = match detected {
         // `detect_input` refuses gzip inside gzip; a first layer is already gone.
         Detected::Gzip => {
@@ -273,8 +331,8 @@ fn open_detected<'a>(
         }
         Detected::PrometheusQueryRange => return Ok(Opened::PrometheusQueryRange(reader)),
         Detected::Proto => DumpRecords::Proto(ProtoParser::new(reader, opts)?),
-        Detected::Debug1(_) => DumpRecords::Debug1(Debug1Parser::new(reader, opts)?),
-        Detected::Debug2 => DumpRecords::Debug2(ParallelDebug2::new(reader, opts)?),
+        Detected::Debug1(_) => DumpRecords::Debug1(Debug1Parser::with_base(reader, opts, base)?),
+        Detected::Debug2 => DumpRecords::Debug2(ParallelDebug2::with_base(reader, opts, base)?),
     };
     Ok(Opened::Dump {
         records,
@@ -291,8 +349,8 @@ pub fn parse_snapshot(reader: impl Read, source_name: &str) -> Result<Snapshot> 
 
 /// [`parse_snapshot`] with explicit limits.
 ///
-/// Any error fails the whole dump, including one found after some records were read (a
-/// truncated dump): a partial snapshot would under-count goroutines and fake a drop.
+/// A dump cut after some records gives a snapshot of them flagged [`Snapshot::partial`]; any
+/// other error fails the whole dump.
 ///
 /// debug=2 text takes the aggregating fast path ([`aggregate`]: no record built per
 /// goroutine, on [`ParseOptions::threads`] threads); the result is exactly that of
@@ -302,15 +360,12 @@ pub fn parse_snapshot_with(
     source_name: &str,
     opts: &ParseOptions,
 ) -> Result<Snapshot> {
-    let (detected, reader, compressed) = detect_input(reader, opts)?;
-    if detected != Detected::Debug2 {
-        return snapshot_of(
-            open_detected(detected, reader, compressed, opts)?,
-            source_name,
-            opts,
-        );
+    let input = detect_input(reader, opts)?;
+    if input.detected != Detected::Debug2 {
+        return snapshot_of(open_detected(input, opts)?, source_name, opts);
     }
-    let snap = parallel::snapshot_debug2(reader, opts)?;
+    let compressed = input.compressed;
+    let snap = parallel::snapshot_debug2(input.reader, opts, input.base)?;
     tracing::debug!(
         source = source_name,
         format = DumpFormat::Debug2.as_str(),
@@ -351,8 +406,20 @@ fn snapshot_of(opened: Opened<'_>, source_name: &str, opts: &ParseOptions) -> Re
     }
     let mut n: u64 = 0;
     for rec in records.by_ref() {
-        b.push(rec?);
-        n += 1;
+        match rec {
+            Ok(rec) => {
+                b.push(rec);
+                n += 1;
+            }
+            Err(e) => match cut_of(&e) {
+                // Records came before the cut: they are the snapshot, flagged partial.
+                Some(cut) if n > 0 => {
+                    b.set_partial(cut);
+                    break;
+                }
+                _ => return Err(e),
+            },
+        }
     }
     if let DumpRecords::Debug2(p) = &records
         && n == 0
@@ -371,10 +438,49 @@ fn snapshot_of(opened: Opened<'_>, source_name: &str, opts: &ParseOptions) -> Re
         "Parsed goroutine dump."
     );
     let mut snap = b.finish();
+    if records.format() == DumpFormat::Debug2 {
+        check_one_dump(&snap, opts)?;
+    }
     for g in &mut snap.groups {
         aggregate::cap_ids(&mut g.goroutine_ids, opts.max_ids_per_group);
     }
     Ok(snap)
+}
+
+/// The cut an error describes, if it is one: the input stops inside a record (or, debug=1,
+/// the records add up to fewer goroutines than the header says).
+pub(crate) fn cut_of(e: &ParseError) -> Option<Cut> {
+    match e {
+        ParseError::Truncated { pos, what } if *what != debug1::MORE_THAN_TOTAL => Some(Cut {
+            offset: pos.offset,
+            line: pos.line,
+            what: (*what).to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// A goroutine id appears at most once in one dump: a repeated id means the input holds two
+/// dumps (two `runtime.Stack` outputs one after the other have no line between them that says
+/// so). Checked where every id is kept ([`ParseOptions::max_ids_per_group`] unbounded, as
+/// ingest and backfill parse); a summary that keeps 100 ids per stack cannot see it.
+pub(crate) fn check_one_dump(snap: &Snapshot, opts: &ParseOptions) -> Result<()> {
+    if opts.max_ids_per_group != usize::MAX {
+        return Ok(());
+    }
+    let mut ids: Vec<u64> = snap
+        .groups
+        .iter()
+        .flat_map(|g| g.goroutine_ids.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    match ids.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(ParseError::SeveralDumps {
+            pos: None,
+            why: format!("goroutine {} appears twice", w[0]),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Read up to `n` bytes (fewer only at EOF).

@@ -7,6 +7,13 @@
 //! number of its first byte. The calling thread reads and cuts (the reader need not be `Send`),
 //! worker threads parse, and records come back in input order.
 //!
+//! Two things are not local to a piece, and the pieces do not see them: the per-thread sections
+//! of a `GOTRACEBACK=crash` dump (after a `-----` line, records repeat goroutines listed above),
+//! and a line that starts a second dump (`SIGQUIT: quit` after goroutines). A piece holding a
+//! `-----` line is not dispatched: it and the rest of the input are parsed sequentially. A piece
+//! reports the first dump-start line it meets before any record ([`PieceOut::first_dump_start`]);
+//! the caller turns it into [`ParseError::SeveralDumps`] if goroutines came before.
+//!
 //! Memory stays bounded: at most `in_flight` pieces of about [`PIECE`] bytes (and their parsed
 //! records) exist at once. Input without a blank line for [`MAX_CARRY`] bytes cannot be cut, so
 //! the rest of it is parsed sequentially on the calling thread (bounded as before). Small inputs
@@ -83,12 +90,16 @@ type Parsed<T> = (u64, T, Vec<u8>);
 impl<'a, P: PieceParser> Pieces<'a, P> {
     /// Start on `reader`. Reads the first piece; if that is the whole input, or only one thread
     /// is allowed, no thread is started and everything is [`Pieces::rest`].
-    pub(crate) fn new(reader: Box<dyn Read + 'a>, opts: &ParseOptions) -> Result<Self> {
+    pub(crate) fn new(
+        reader: Box<dyn Read + 'a>,
+        opts: &ParseOptions,
+        base: Position,
+    ) -> Result<Self> {
         let threads = thread_count(opts);
         let mut me = Pieces {
             reader: Some(reader),
             carry: Vec::new(),
-            base: Position::default(),
+            base,
             jobs: None,
             results: None,
             workers: Vec::new(),
@@ -172,7 +183,8 @@ impl<'a, P: PieceParser> Pieces<'a, P> {
                 self.jobs = None;
                 return Ok(());
             };
-            if cut == 0 {
+            if cut == 0 || has_separator(&self.carry[..cut]) {
+                // Nothing to cut, or GOTRACEBACK=crash thread sections: sequential from here.
                 self.jobs = None;
                 return Ok(());
             }
@@ -297,6 +309,7 @@ struct RecordPieces;
 struct Done {
     records: Vec<Result<GoroutineRecord>>,
     first_line: Option<String>,
+    first_dump_start: Option<Position>,
 }
 
 impl PieceParser for RecordPieces {
@@ -316,6 +329,7 @@ impl PieceParser for RecordPieces {
         Done {
             records,
             first_line: p.first_line().map(str::to_owned),
+            first_dump_start: p.first_dump_start(),
         }
     }
 
@@ -323,6 +337,7 @@ impl PieceParser for RecordPieces {
         Done {
             records: vec![Err(worker_failed(base))],
             first_line: None,
+            first_dump_start: None,
         }
     }
 }
@@ -344,8 +359,18 @@ impl<'a> ParallelDebug2<'a> {
     /// Start parsing `reader`. Reads the first piece; if that is the whole input, or only one
     /// thread is allowed, everything is parsed on the calling thread.
     pub fn new(reader: Box<dyn Read + 'a>, opts: &ParseOptions) -> Result<Self> {
+        Self::with_base(reader, opts, Position::default())
+    }
+
+    /// [`ParallelDebug2::new`] over input whose first byte is at `base` (after a byte-order
+    /// mark): positions are those of the whole.
+    pub(crate) fn with_base(
+        reader: Box<dyn Read + 'a>,
+        opts: &ParseOptions,
+        base: Position,
+    ) -> Result<Self> {
         Ok(ParallelDebug2 {
-            pieces: Pieces::new(reader, opts)?,
+            pieces: Pieces::new(reader, opts, base)?,
             opts: opts.clone(),
             current: Vec::new().into_iter(),
             tail: None,
@@ -394,6 +419,12 @@ impl Iterator for ParallelDebug2<'_> {
             if self.tail.is_none() {
                 match self.pieces.next_piece() {
                     Some(Ok(d)) => {
+                        if let Some(pos) = d.first_dump_start
+                            && self.records > 0
+                        {
+                            self.done = true;
+                            return Some(Err(second_dump(pos)));
+                        }
                         if self.first_line.is_none() {
                             self.first_line = d.first_line;
                         }
@@ -406,7 +437,9 @@ impl Iterator for ParallelDebug2<'_> {
                     }
                     None => match self.pieces.rest() {
                         Some((rest, base)) => {
-                            self.tail = Some(Debug2Parser::with_base(rest, &self.opts, base));
+                            let mut tail = Debug2Parser::with_base(rest, &self.opts, base);
+                            tail.set_seen_before(self.records > 0);
+                            self.tail = Some(tail);
                         }
                         None => {
                             self.done = true;
@@ -444,7 +477,7 @@ impl PieceParser for AggPieces {
     fn parse(&mut self, data: &[u8], base: Position, opts: &ParseOptions) -> PieceOut {
         let sink = self.sink.take().unwrap_or_default();
         let lines = SliceLines::new(data, opts.max_line_bytes, base.offset, base.line);
-        let (out, _, sink) = parse_stretch(lines, opts, sink);
+        let (out, _, sink) = parse_stretch(lines, opts, sink, false);
         self.sink = Some(sink);
         out
     }
@@ -454,6 +487,7 @@ impl PieceParser for AggPieces {
             part: Partial::default(),
             error: Some(worker_failed(base)),
             first_line: None,
+            first_dump_start: None,
         }
     }
 }
@@ -461,14 +495,28 @@ impl PieceParser for AggPieces {
 /// A debug=2 dump into a snapshot through the aggregating fast path, on
 /// [`ParseOptions::threads`] threads: the same snapshot, or the same error, as
 /// [`ParallelDebug2`]'s records folded by `SnapshotBuilder`.
-pub(crate) fn snapshot_debug2(reader: Box<dyn Read + '_>, opts: &ParseOptions) -> Result<Snapshot> {
-    let mut pieces = Pieces::<AggPieces>::new(reader, opts)?;
+pub(crate) fn snapshot_debug2(
+    reader: Box<dyn Read + '_>,
+    opts: &ParseOptions,
+    base: Position,
+) -> Result<Snapshot> {
+    let mut pieces = Pieces::<AggPieces>::new(reader, opts, base)?;
     let mut agg = Aggregate::new(opts);
     let mut first_line = None;
+    let mut cut = None;
     while let Some(out) = pieces.next_piece() {
         let out = out?;
+        if let Some(pos) = out.first_dump_start
+            && agg.records() > 0
+        {
+            return Err(second_dump(pos));
+        }
         if let Some(e) = out.error {
-            return Err(e);
+            // A cut ends the input: the pieces are cut at blank lines, so only the last
+            // can end mid-record.
+            cut = Some(e);
+            agg.merge(out.part);
+            break;
         }
         if first_line.is_none() {
             first_line = out.first_line;
@@ -476,19 +524,36 @@ pub(crate) fn snapshot_debug2(reader: Box<dyn Read + '_>, opts: &ParseOptions) -
         agg.merge(out.part);
     }
     let mut bytes = pieces.base().offset;
-    if let Some((rest, base)) = pieces.rest() {
+    if cut.is_none()
+        && let Some((rest, base)) = pieces.rest()
+    {
         let lines = LineReader::with_base(rest, opts.max_line_bytes, base.offset, base.line);
-        let (out, read, _) = parse_stretch(lines, opts, AggSink::default());
-        if let Some(e) = out.error {
-            return Err(e);
+        let (out, read, _) = parse_stretch(lines, opts, AggSink::default(), agg.records() > 0);
+        if let Some(pos) = out.first_dump_start
+            && agg.records() > 0
+        {
+            return Err(second_dump(pos));
         }
         if first_line.is_none() {
             first_line = out.first_line;
         }
+        cut = out.error;
         agg.merge(out.part);
         bytes = read;
     }
-    finish(agg, bytes, first_line)
+    finish(agg, bytes, first_line, cut, opts)
+}
+
+fn second_dump(pos: Position) -> ParseError {
+    ParseError::SeveralDumps {
+        pos: Some(pos),
+        why: "a second dump starts here, after goroutines of a first one".into(),
+    }
+}
+
+/// Whether `piece` holds a `-----` line (GOTRACEBACK=crash thread sections follow it).
+fn has_separator(piece: &[u8]) -> bool {
+    piece.starts_with(b"-----") || memchr::memmem::find(piece, b"\n-----").is_some()
 }
 
 /// The index just past the last blank line (`\n\n` or `\n\r\n`) in `b`, if any. From the end,

@@ -1,6 +1,8 @@
 //! HTTP fetches with the limits Prometheus' scraper has: a response-size cap (after gzip
 //! decoding, so a bomb stops at the cap), credentials read from files at use (rotated secrets
-//! work; nothing is logged), one client per TLS configuration.
+//! work; nothing is logged), one client per TLS configuration. [`Clients::open`] hands the
+//! body back chunk by chunk, so that a scrape streams it into a parser instead of holding it;
+//! headers are bounded by hyper (about 400 KiB, at most 100 of them).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -92,6 +94,24 @@ impl Clients {
         timeout: Duration,
         accept: &str,
     ) -> Result<Bytes, FetchError> {
+        let mut body = self.open(target, path, limit, timeout, accept).await?;
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = body.chunk().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// GET `path` of `target` and hand back the body to read chunk by chunk (at most `limit`
+    /// bytes of it, after gzip decoding; `timeout` covers the whole exchange).
+    pub async fn open(
+        &self,
+        target: &ScrapeTarget,
+        path: &str,
+        limit: usize,
+        timeout: Duration,
+        accept: &str,
+    ) -> Result<Body, FetchError> {
         let url = target.url(path);
         let client = self.client(&target.tls)?;
         let mut req = client
@@ -112,18 +132,7 @@ impl Clients {
                 req = req.basic_auth(user, Some(pw));
             }
         }
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                FetchError::Timeout { url: url.clone() }
-            } else {
-                FetchError::Transport {
-                    url: url.clone(),
-                    // Without the URL (it is in the variant) and without credentials.
-                    message: e.without_url().to_string(),
-                }
-            }
-        };
-        let mut resp = req.send().await.map_err(transport)?;
+        let resp = req.send().await.map_err(|e| transport(&url, e))?;
         if !resp.status().is_success() {
             return Err(FetchError::Status {
                 url,
@@ -133,14 +142,72 @@ impl Clients {
         if resp.content_length().is_some_and(|n| n as usize > limit) {
             return Err(FetchError::TooLarge { url, limit });
         }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > limit {
-                return Err(FetchError::TooLarge { url, limit });
-            }
-            body.extend_from_slice(&chunk);
+        Ok(Body {
+            url,
+            resp,
+            limit,
+            read: 0,
+        })
+    }
+}
+
+/// A response body being read: chunks as they arrive, refused past the size cap.
+#[derive(Debug)]
+pub struct Body {
+    url: String,
+    resp: reqwest::Response,
+    limit: usize,
+    read: usize,
+}
+
+impl Body {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The next chunk (after gzip decoding), `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        let Some(c) = self
+            .resp
+            .chunk()
+            .await
+            .map_err(|e| transport(&self.url, e))?
+        else {
+            return Ok(None);
+        };
+        self.read += c.len();
+        if self.read > self.limit {
+            return Err(FetchError::TooLarge {
+                url: self.url.clone(),
+                limit: self.limit,
+            });
         }
-        Ok(body.freeze())
+        Ok(Some(c))
+    }
+}
+
+fn transport(url: &str, e: reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        return FetchError::Timeout {
+            url: url.to_string(),
+        };
+    }
+    // Without the URL (it is in the variant) and without credentials, but with the causes:
+    // "error sending request" alone does not say that the headers were too large.
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !message.contains(&s) {
+            message.push_str(": ");
+            message.push_str(&s);
+        }
+        cause = c.source();
+    }
+    FetchError::Transport {
+        url: url.to_string(),
+        message,
     }
 }
 

@@ -6,40 +6,64 @@
 //!           ├─ GET …/goroutine?debug=2             when due: growth since the last full dump,
 //!           │                                      or every Nth pass (it stops the world)
 //!           └─ GET …/goroutineleak?debug=1         where served (a 404 is remembered)
-//!        concurrently, bounded, each under its own timeout, all under a pass deadline
-//!  ─▶ Batch (counts, samples, stacks, scrape_status) ─commit─▶ store; state ─▶ _state/ingest.json
+//!        concurrently, bounded, each under its own timeout, all under a pass deadline;
+//!        every body streamed into its parser within one memory budget (budget, stream)
+//!  ─▶ as targets complete: Chunk (counts, samples, stacks, scrape_status of N targets)
+//!        ─commit─▶ store, then state ─▶ _state/ingest.json; next chunk …
 //! ```
+//!
+//! - [`budget`]: the bytes the bodies in flight may hold together (a semaphore of bytes).
+//! - [`stream`]: bodies read chunk by chunk into the metrics reader or the dump parser.
+//! - [`metrics`]: a strict, streaming reader of the Prometheus exposition.
+//! - [`http`]: clients, size caps, credentials; [`targets`], [`discovery`]: what to scrape.
+//!
+//! Memory: what a pass holds is the budget (bodies and their parsers' state), one chunk's
+//! rows, and the state; none of it grows with what a target sends beyond its caps. A chunk
+//! closes after `commit_every` targets or when its bodies held a quarter of the budget.
 //!
 //! State that must outlive a one-pass process — pass counters, when each target last gave a
 //! full dump, whether it serves the leak profile, first-seen times of its goroutines — lives in
-//! one JSON object in the store, written atomically at the end of each pass.
+//! one JSON object in the store, written atomically after each chunk's commit. A crash (OOM,
+//! kill -9) loses the rows and state of the chunk in flight only; the next pass has a new
+//! time, so nothing of the crashed pass is written twice.
 
+pub mod budget;
 pub mod discovery;
 pub mod http;
 pub mod metrics;
+pub mod stream;
 pub mod targets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use leakhound_schemas::{ProfileKind, Snapshot};
+use leakhound_schemas::ProfileKind;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::parse;
 use crate::residence::{IdTracker, TrackedIds};
 use crate::rows::{CountRow, StatusRow};
 use crate::store::Store;
 use crate::writer::{Batch, CommitStats, Writer};
+use budget::MemoryBudget;
 use http::{Clients, FetchError};
+use stream::Fetched;
 use targets::ScrapeTarget;
 
 pub const STATE_PATH: &str = "_state/ingest.json";
+
+/// Default memory budget of a pass's bodies: 3/8 of the CronJob's 256 MiB limit
+/// (the ingest CronJob of `deploy/leakhound.yaml`), the rest for the runtime, the chunk's rows, the state, the
+/// Parquet writer and what the allocator keeps (with half of it, 128 MiB, 50 hostile targets of
+/// 1,000 took a pass to 249 MiB).
+pub const DEFAULT_MEMORY_BUDGET: usize = 96 << 20;
+
+/// Default targets per committed chunk.
+pub const DEFAULT_COMMIT_EVERY: usize = 250;
 
 #[derive(Debug, Clone)]
 pub struct PassOptions {
@@ -49,8 +73,16 @@ pub struct PassOptions {
     pub timeout: Duration,
     /// For the whole pass; targets not done by then are reported as such.
     pub deadline: Duration,
-    /// Largest response body accepted (after gzip decoding).
+    /// Largest response body accepted (after gzip decoding). A goroutine profile is also
+    /// held to what the memory budget can parse ([`stream::goroutine_body_limit`],
+    /// [`stream::PARSE_CHARGE`]).
     pub max_body: usize,
+    /// Bytes the bodies in flight may hold together ([`budget`]): what bounds the pass's
+    /// memory whatever its targets send.
+    pub memory_budget: usize,
+    /// Targets per chunk: the rows of this many completed targets are committed together,
+    /// then the state is saved; a crash loses at most the chunk in flight.
+    pub commit_every: usize,
     /// Take a debug=2 dump at least every N passes.
     pub debug2_every: u64,
     /// ... or when goroutines grew by this ratio since the last full dump ...
@@ -68,6 +100,8 @@ impl Default for PassOptions {
             timeout: Duration::from_secs(10),
             deadline: Duration::from_secs(50),
             max_body: 64 << 20,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            commit_every: DEFAULT_COMMIT_EVERY,
             debug2_every: 10,
             debug2_growth_ratio: 1.2,
             debug2_growth_min: 20,
@@ -97,6 +131,20 @@ pub struct TargetState {
 }
 
 impl TargetState {
+    /// The state without its goroutine ids: what deciding the requests of a pass needs.
+    fn schedule(&self) -> TargetState {
+        TargetState {
+            passes: self.passes,
+            last_debug2_pass: self.last_debug2_pass,
+            last_debug2_goroutines: self.last_debug2_goroutines,
+            leak_profile: self.leak_profile,
+            leak_checked_pass: self.leak_checked_pass,
+            ids: TrackedIds::default(),
+            process_start_s: self.process_start_s,
+            container_restarts: self.container_restarts,
+        }
+    }
+
     /// Note the process seen now; true when it is not the one seen before.
     fn restarted(&mut self, process_start_s: Option<f64>, container_restarts: Option<i64>) -> bool {
         let changed = matches!((self.process_start_s, process_start_s), (Some(a), Some(b)) if a != b)
@@ -149,13 +197,16 @@ impl IngestState {
     }
 }
 
-/// What one target gave in one pass (fetched and parsed concurrently, folded in afterwards).
+/// What one target gave in one pass (fetched and parsed concurrently, folded in as it
+/// completes). Dropping it gives its bodies' memory back to the budget.
 #[derive(Debug, Default)]
 struct Scraped {
     metrics: Option<metrics::GoMetrics>,
-    debug1: Option<(Snapshot, String)>,
-    debug2: Option<(Snapshot, String)>,
-    leak: Option<(Snapshot, String)>,
+    /// Why `/metrics` gave nothing (its fetch or its parse).
+    metrics_error: Option<String>,
+    debug1: Option<Fetched>,
+    debug2: Option<Fetched>,
+    leak: Option<Fetched>,
     leak_supported: Option<bool>,
     errors: Vec<String>,
     bytes: i64,
@@ -169,72 +220,57 @@ pub struct PassSummary {
     pub debug2_taken: usize,
     pub leak_profiles: usize,
     pub failed: Vec<(String, String)>,
+    /// Every chunk's commit, added up.
     pub commit: CommitStats,
+    /// Chunks committed (each a writer commit followed by a save of the state).
+    pub chunks: usize,
+    /// Most bytes the bodies in flight held of the memory budget at once.
+    pub budget_peak: usize,
     pub duration: Duration,
 }
 
-fn hash(b: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(b))
-}
-
-async fn parse_blocking(
-    body: Bytes,
-    name: String,
-    max: u64,
-) -> std::result::Result<Snapshot, String> {
-    tokio::task::spawn_blocking(move || {
-        let opts = parse::ParseOptions {
-            max_decompressed_bytes: max,
-            ..Default::default()
-        };
-        parse::parse_snapshot_with(&body[..], &name, &opts).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("parser task failed: {e}"))?
+impl PassSummary {
+    /// Targets that gave neither metrics nor a goroutine profile.
+    pub fn down(&self) -> usize {
+        self.targets - self.up
+    }
 }
 
 async fn scrape_one(
     clients: &Clients,
+    budget: &MemoryBudget,
     t: &ScrapeTarget,
     st: &TargetState,
     opts: &PassOptions,
     pass: u64,
 ) -> Scraped {
     let mut out = Scraped::default();
-    let budget = opts.timeout;
+    let budget_time = opts.timeout;
     let started = Instant::now();
     let left = || {
-        budget
+        budget_time
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1))
     };
-    let text =
-        "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
 
-    match clients
-        .get(t, &t.metrics_path, opts.max_body, left(), text)
-        .await
-    {
-        Ok(b) => {
-            out.bytes += b.len() as i64;
-            match metrics::parse_go_metrics(&b) {
-                Ok(m) => out.metrics = Some(m),
-                Err(e) => out.errors.push(format!("{}: {e}", t.metrics_path)),
-            }
+    match stream::fetch_metrics(clients, t, opts.max_body, budget, left()).await {
+        Ok((m, bytes)) => {
+            out.bytes += bytes;
+            out.metrics = Some(m);
         }
-        Err(e) => out.errors.push(e.to_string()),
+        Err(e) => {
+            let e = e.to_string();
+            out.errors.push(e.clone());
+            out.metrics_error = Some(e);
+        }
     }
 
     let p = &t.pprof_path;
     let d1 = format!("{p}/goroutine?debug=1");
-    match clients.get(t, &d1, opts.max_body, left(), "*/*").await {
-        Ok(b) => {
-            out.bytes += b.len() as i64;
-            let h = hash(&b);
-            match parse_blocking(b, t.url(&d1), opts.max_body as u64).await {
-                Ok(s) => out.debug1 = Some((s, h)),
-                Err(e) => out.errors.push(format!("{d1}: {e}")),
-            }
+    match stream::fetch_snapshot(clients, t, &d1, opts.max_body, budget, left()).await {
+        Ok(f) => {
+            out.bytes += f.bytes;
+            out.debug1 = Some(f);
         }
         Err(e) => out.errors.push(e.to_string()),
     }
@@ -243,7 +279,7 @@ async fn scrape_one(
         .metrics
         .as_ref()
         .and_then(|m| m.goroutines)
-        .or_else(|| out.debug1.as_ref().map(|(s, _)| s.total() as i64));
+        .or_else(|| out.debug1.as_ref().map(|f| f.snapshot.total() as i64));
     let due = match (
         st.last_debug2_pass,
         st.last_debug2_goroutines,
@@ -259,14 +295,10 @@ async fn scrape_one(
     };
     if due && (out.debug1.is_some() || out.metrics.is_some()) {
         let d2 = format!("{p}/goroutine?debug=2");
-        match clients.get(t, &d2, opts.max_body, left(), "*/*").await {
-            Ok(b) => {
-                out.bytes += b.len() as i64;
-                let h = hash(&b);
-                match parse_blocking(b, t.url(&d2), opts.max_body as u64).await {
-                    Ok(s) => out.debug2 = Some((s, h)),
-                    Err(e) => out.errors.push(format!("{d2}: {e}")),
-                }
+        match stream::fetch_snapshot(clients, t, &d2, opts.max_body, budget, left()).await {
+            Ok(f) => {
+                out.bytes += f.bytes;
+                out.debug2 = Some(f);
             }
             Err(e) => out.errors.push(e.to_string()),
         }
@@ -278,21 +310,15 @@ async fn scrape_one(
     };
     if ask_leak && (out.debug1.is_some() || out.metrics.is_some()) {
         let lp = format!("{p}/goroutineleak?debug=1");
-        match clients.get(t, &lp, opts.max_body, left(), "*/*").await {
-            Ok(b) => {
-                out.bytes += b.len() as i64;
-                let h = hash(&b);
-                match parse_blocking(b, t.url(&lp), opts.max_body as u64).await {
-                    Ok(s) if s.kind == ProfileKind::GoroutineLeak => {
-                        out.leak_supported = Some(true);
-                        out.leak = Some((s, h));
-                    }
-                    // An old net/http/pprof serves an index or the goroutine profile for an
-                    // unknown name: not a leak profile.
-                    Ok(_) => out.leak_supported = Some(false),
-                    Err(e) => out.errors.push(format!("{lp}: {e}")),
-                }
+        match stream::fetch_snapshot(clients, t, &lp, opts.max_body, budget, left()).await {
+            Ok(f) if f.snapshot.kind == ProfileKind::GoroutineLeak => {
+                out.bytes += f.bytes;
+                out.leak_supported = Some(true);
+                out.leak = Some(f);
             }
+            // An old net/http/pprof serves an index or the goroutine profile for an
+            // unknown name: not a leak profile.
+            Ok(_) => out.leak_supported = Some(false),
             Err(e) if e.is_not_found() => out.leak_supported = Some(false),
             Err(e) => out.errors.push(e.to_string()),
         }
@@ -300,7 +326,165 @@ async fn scrape_one(
     out
 }
 
-/// One pass over `targets`: fetch, parse, land one batch, update `state`.
+/// Rows of the targets done since the last commit.
+struct Chunk {
+    batch: Batch,
+    targets: usize,
+    /// Bytes the chunk's bodies held of the budget when folded (what its rows take, roughly).
+    bytes: usize,
+}
+
+impl Chunk {
+    fn new(now_us: i64, index: usize) -> Chunk {
+        let mut batch = Batch::default();
+        // Chunks of one pass share no content hash of their own when every target is down.
+        batch.salt(&format!("pass-{now_us}-chunk-{index}"));
+        Chunk {
+            batch,
+            targets: 0,
+            bytes: 0,
+        }
+    }
+}
+
+/// Fold one target's scrape into the chunk's rows and the target's state.
+fn fold(
+    chunk: &mut Chunk,
+    summary: &mut PassSummary,
+    t: &ScrapeTarget,
+    st: &mut TargetState,
+    scraped: Scraped,
+    ms: f64,
+    now_us: i64,
+) {
+    let key = t.key();
+    st.passes += 1;
+    let pass = st.passes;
+    chunk.targets += 1;
+    chunk.bytes += [&scraped.debug1, &scraped.debug2, &scraped.leak]
+        .iter()
+        .filter_map(|f| f.as_ref().map(|f| f.charge.bytes()))
+        .sum::<usize>();
+    let batch = &mut chunk.batch;
+    let up = scraped.metrics.is_some() || scraped.debug1.is_some();
+    let identity = &t.identity;
+    let restarted = st.restarted(
+        scraped
+            .metrics
+            .as_ref()
+            .and_then(|m| m.process_start_time_s),
+        t.container_restarts,
+    );
+    // One tracker per target: targets share nothing, and the pass then holds one target's
+    // ids twice at most, not every target's.
+    let mut tracker = IdTracker::default();
+    if let Some(ids) = std::mem::take(&mut st.ids).into_option()
+        && !restarted
+    {
+        tracker.import(identity, ids);
+    }
+    // Counts: metrics first, the profile's total where metrics are missing.
+    if up {
+        let m = scraped.metrics.clone().unwrap_or_default();
+        let goroutines = m
+            .goroutines
+            .or_else(|| scraped.debug1.as_ref().map(|f| f.snapshot.total() as i64))
+            .unwrap_or(0);
+        let hash = scraped
+            .debug1
+            .as_ref()
+            .map(|f| f.content_hash.clone())
+            .unwrap_or_default();
+        batch.add_counts(
+            vec![CountRow {
+                target: identity.clone(),
+                ts_us: now_us,
+                goroutines,
+                threads: m.threads,
+                heap_bytes: m.heap_alloc_bytes,
+                gc_count: m.gc_count,
+                process_start_time_us: m.process_start_time_s.map(|s| (s * 1e6) as i64),
+                pod_start_time_us: t.pod_start_time_us,
+                container_restarts: t.container_restarts,
+                scrape_duration_ms: Some(ms),
+                source: "scrape".into(),
+                format: if scraped.metrics.is_some() {
+                    "metrics"
+                } else {
+                    "debug1"
+                }
+                .into(),
+                content_hash: Some(hash),
+                ..Default::default()
+            }],
+            &format!("{key}@{now_us}"),
+        );
+    }
+    // Samples. A goroutine-profile snapshot adds its own count row; the scrape already
+    // wrote one, so only samples are kept from these (see `add_samples`).
+    if let Some(f) = &scraped.debug1 {
+        batch.add_samples(&mut tracker, identity, now_us, &f.content_hash, &f.snapshot);
+    }
+    if let Some(f) = &scraped.debug2 {
+        batch.add_samples(&mut tracker, identity, now_us, &f.content_hash, &f.snapshot);
+        st.last_debug2_pass = Some(pass);
+        st.last_debug2_goroutines = Some(f.snapshot.total() as i64);
+        summary.debug2_taken += 1;
+    }
+    if let Some(f) = &scraped.leak {
+        batch.add_samples(&mut tracker, identity, now_us, &f.content_hash, &f.snapshot);
+        summary.leak_profiles += 1;
+    }
+    if let Some(sup) = scraped.leak_supported {
+        st.leak_profile = Some(sup);
+        st.leak_checked_pass = pass;
+    }
+    if let Some(ids) = tracker.export(identity) {
+        st.ids = ids;
+    }
+    let error = (!scraped.errors.is_empty()).then(|| scraped.errors.join("; "));
+    if let Some(e) = &error {
+        summary.failed.push((key.clone(), e.clone()));
+        tracing::warn!(target_key = %key, error = %e, "Failed to scrape part or all of a target.");
+    }
+    if up {
+        summary.up += 1;
+    }
+    batch.status.push(StatusRow {
+        target: identity.clone(),
+        ts_us: now_us,
+        up,
+        error,
+        duration_ms: ms,
+        metrics_ok: scraped.metrics.is_some() && scraped.metrics_error.is_none(),
+        debug1_ok: scraped.debug1.is_some(),
+        debug2_taken: scraped.debug2.is_some(),
+        leak_profile: match st.leak_profile {
+            Some(true) => "supported",
+            Some(false) => "unsupported",
+            None => "unknown",
+        },
+        bytes: scraped.bytes,
+    });
+}
+
+/// Land a chunk's rows, then the state that goes with them.
+async fn commit_chunk(
+    writer: &mut Writer,
+    state: &IngestState,
+    chunk: Chunk,
+    summary: &mut PassSummary,
+) -> Result<()> {
+    let stats = writer.commit(chunk.batch).await?;
+    summary.commit.files += stats.files;
+    summary.commit.rows += stats.rows;
+    summary.chunks += 1;
+    state.save(writer.store()).await
+}
+
+/// One pass over `targets`: fetch and parse within the memory budget, land the rows in chunks
+/// of targets as they complete (each chunk a commit, then a save of the state), so that a
+/// crash loses at most the chunk in flight.
 pub async fn run_pass(
     writer: &mut Writer,
     clients: &Clients,
@@ -314,160 +498,106 @@ pub async fn run_pass(
         targets: targets.len(),
         ..Default::default()
     };
-    let snapshot_state: Arc<BTreeMap<String, TargetState>> = Arc::new(state.targets.clone());
+    // What the scrapes need to decide what is due; the goroutine ids stay in `state`, for
+    // the fold.
+    let snapshot_state: Arc<BTreeMap<String, TargetState>> = Arc::new(
+        state
+            .targets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.schedule()))
+            .collect(),
+    );
     let deadline = tokio::time::Instant::now() + opts.deadline;
+    let budget = MemoryBudget::new(opts.memory_budget, opts.concurrency);
+    let commit_every = opts.commit_every.max(1);
+    // A chunk also closes when its bodies held this much: its rows are about as large.
+    let commit_bytes = budget.total() / 4;
 
-    let mut results: Vec<Option<(Scraped, f64)>> = Vec::new();
-    results.resize_with(targets.len(), || None);
-    {
+    // The scrapes and the fold run side by side on this task: while a chunk commits, the
+    // bodies in flight keep being read. What is scraped and not yet folded waits in a channel
+    // (its bodies' memory still charged to the budget).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Scraped, f64)>(opts.concurrency.max(1));
+    let budget_ref = &budget;
+    let scrapes = async move {
         let mut stream = futures::stream::iter(targets.iter().enumerate())
             .map(|(i, t)| {
                 let st = snapshot_state.get(&t.key()).cloned().unwrap_or_default();
                 let pass = st.passes + 1;
                 async move {
                     let t0 = Instant::now();
-                    let r =
-                        tokio::time::timeout(opts.timeout, scrape_one(clients, t, &st, opts, pass))
-                            .await
-                            .unwrap_or_else(|_| Scraped {
-                                errors: vec![
-                                    FetchError::Timeout {
-                                        url: t.base.to_string(),
-                                    }
-                                    .to_string(),
-                                ],
-                                ..Default::default()
-                            });
+                    let r = tokio::time::timeout(
+                        opts.timeout,
+                        scrape_one(clients, budget_ref, t, &st, opts, pass),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Scraped {
+                        errors: vec![
+                            FetchError::Timeout {
+                                url: t.base.to_string(),
+                            }
+                            .to_string(),
+                        ],
+                        ..Default::default()
+                    });
                     (i, r, t0.elapsed().as_secs_f64() * 1000.0)
                 }
             })
             .buffer_unordered(opts.concurrency.max(1));
         loop {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some((i, r, ms))) => results[i] = Some((r, ms)),
-                Ok(None) => break,
-                Err(_) => break, // the pass deadline: whoever is not done is reported below
+            let item = tokio::select! {
+                next = tokio::time::timeout_at(deadline, stream.next()) => match next {
+                    Ok(Some(item)) => item,
+                    // The end, or the pass deadline: whoever is not done is reported below.
+                    Ok(None) | Err(_) => break,
+                },
+                // The fold stopped (a failed commit): stop scraping.
+                _ = tx.closed() => break,
+            };
+            if tx.send(item).await.is_err() {
+                break;
             }
         }
+    };
+    let folds = async {
+        let mut done = vec![false; targets.len()];
+        let mut chunk = Chunk::new(now_us, 0);
+        while let Some((i, r, ms)) = rx.recv().await {
+            done[i] = true;
+            let t = &targets[i];
+            let st = state.targets.entry(t.key()).or_default();
+            fold(&mut chunk, &mut summary, t, st, r, ms, now_us);
+            if chunk.targets >= commit_every || chunk.bytes >= commit_bytes {
+                let full = std::mem::replace(&mut chunk, Chunk::new(now_us, summary.chunks + 1));
+                if let Err(e) = commit_chunk(writer, state, full, &mut summary).await {
+                    rx.close();
+                    return Err(e);
+                }
+            }
+        }
+        Ok((done, chunk))
+    };
+    let ((), folded) = tokio::join!(scrapes, folds);
+    let (done, mut chunk) = folded?;
+    for (i, t) in targets.iter().enumerate() {
+        if done[i] {
+            continue;
+        }
+        let st = state.targets.entry(t.key()).or_default();
+        let scraped = Scraped {
+            errors: vec![format!("pass deadline of {:?} reached", opts.deadline)],
+            ..Default::default()
+        };
+        let ms = opts.deadline.as_secs_f64() * 1000.0;
+        fold(&mut chunk, &mut summary, t, st, scraped, ms, now_us);
+        if chunk.targets >= commit_every {
+            let full = std::mem::replace(&mut chunk, Chunk::new(now_us, summary.chunks + 1));
+            commit_chunk(writer, state, full, &mut summary).await?;
+        }
     }
-
-    let mut batch = Batch::default();
-    batch.salt(&format!("pass-{now_us}"));
-    let mut tracker = IdTracker::default();
-    for (t, r) in targets.iter().zip(results) {
-        let key = t.key();
-        let st = state.targets.entry(key.clone()).or_default();
-        st.passes += 1;
-        let pass = st.passes;
-        let (scraped, ms) = r.unwrap_or_else(|| {
-            (
-                Scraped {
-                    errors: vec![format!("pass deadline of {:?} reached", opts.deadline)],
-                    ..Default::default()
-                },
-                opts.deadline.as_secs_f64() * 1000.0,
-            )
-        });
-        let up = scraped.metrics.is_some() || scraped.debug1.is_some();
-        let identity = &t.identity;
-        let restarted = st.restarted(
-            scraped
-                .metrics
-                .as_ref()
-                .and_then(|m| m.process_start_time_s),
-            t.container_restarts,
-        );
-        if let Some(ids) = std::mem::take(&mut st.ids).into_option()
-            && !restarted
-        {
-            tracker.import(identity, ids);
-        }
-        // Counts: metrics first, the profile's total where metrics are missing.
-        if up {
-            let m = scraped.metrics.clone().unwrap_or_default();
-            let goroutines = m
-                .goroutines
-                .or_else(|| scraped.debug1.as_ref().map(|(s, _)| s.total() as i64))
-                .unwrap_or(0);
-            let hash = scraped
-                .debug1
-                .as_ref()
-                .map(|(_, h)| h.clone())
-                .unwrap_or_default();
-            batch.add_counts(
-                vec![CountRow {
-                    target: identity.clone(),
-                    ts_us: now_us,
-                    goroutines,
-                    threads: m.threads,
-                    heap_bytes: m.heap_alloc_bytes,
-                    gc_count: m.gc_count,
-                    process_start_time_us: m.process_start_time_s.map(|s| (s * 1e6) as i64),
-                    pod_start_time_us: t.pod_start_time_us,
-                    container_restarts: t.container_restarts,
-                    scrape_duration_ms: Some(ms),
-                    source: "scrape".into(),
-                    format: if scraped.metrics.is_some() {
-                        "metrics"
-                    } else {
-                        "debug1"
-                    }
-                    .into(),
-                    content_hash: Some(hash),
-                    ..Default::default()
-                }],
-                &format!("{key}@{now_us}"),
-            );
-        }
-        // Samples. A goroutine-profile snapshot adds its own count row; the scrape already
-        // wrote one, so only samples are kept from these (see `add_samples`).
-        if let Some((s, h)) = &scraped.debug1 {
-            batch.add_samples(&mut tracker, identity, now_us, h, s);
-        }
-        if let Some((s, h)) = &scraped.debug2 {
-            batch.add_samples(&mut tracker, identity, now_us, h, s);
-            st.last_debug2_pass = Some(pass);
-            st.last_debug2_goroutines = Some(s.total() as i64);
-            summary.debug2_taken += 1;
-        }
-        if let Some((s, h)) = &scraped.leak {
-            batch.add_samples(&mut tracker, identity, now_us, h, s);
-            summary.leak_profiles += 1;
-        }
-        if let Some(sup) = scraped.leak_supported {
-            st.leak_profile = Some(sup);
-            st.leak_checked_pass = pass;
-        }
-        if let Some(ids) = tracker.export(identity) {
-            st.ids = ids;
-        }
-        let error = (!scraped.errors.is_empty()).then(|| scraped.errors.join("; "));
-        if let Some(e) = &error {
-            summary.failed.push((key.clone(), e.clone()));
-            tracing::warn!(target_key = %key, error = %e, "Failed to scrape part or all of a target.");
-        }
-        if up {
-            summary.up += 1;
-        }
-        batch.status.push(StatusRow {
-            target: identity.clone(),
-            ts_us: now_us,
-            up,
-            error,
-            duration_ms: ms,
-            metrics_ok: scraped.metrics.is_some(),
-            debug1_ok: scraped.debug1.is_some(),
-            debug2_taken: scraped.debug2.is_some(),
-            leak_profile: match st.leak_profile {
-                Some(true) => "supported",
-                Some(false) => "unsupported",
-                None => "unknown",
-            },
-            bytes: scraped.bytes,
-        });
+    if chunk.targets > 0 || summary.chunks == 0 {
+        commit_chunk(writer, state, chunk, &mut summary).await?;
     }
-    summary.commit = writer.commit(batch).await?;
-    state.save(writer.store()).await?;
+    summary.budget_peak = budget.peak();
     summary.duration = started.elapsed();
     Ok(summary)
 }

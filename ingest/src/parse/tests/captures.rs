@@ -229,11 +229,18 @@ fn captures_agree_with_expected_json() {
             let raw = std::fs::read(&path).unwrap();
             let format = want["format"].as_str().unwrap_or_default();
             if format == "debug=2" {
-                // The tool counts every header; goroutine 0 (an M's g0) is not a goroutine.
+                // The tool counts every header; goroutine 0 (an M's g0) is not a goroutine, nor
+                // are the headers of GOTRACEBACK=crash's per-thread sections (after `-----`),
+                // which repeat goroutines listed above.
+                let sections = memchr::memmem::find(&raw, b"\n-----\n").unwrap_or(raw.len());
                 let g0 = raw
                     .split(|&c| c == b'\n')
                     .filter(|l| l.starts_with(b"goroutine 0 "))
-                    .count() as u64;
+                    .count() as u64
+                    + raw[sections..]
+                        .split(|&c| c == b'\n')
+                        .filter(|l| l.starts_with(b"goroutine ") && !l.starts_with(b"goroutine 0 "))
+                        .count() as u64;
                 assert_eq!(
                     Some(total(&recs) + g0),
                     want["goroutines"].as_u64(),

@@ -10,6 +10,7 @@ mod lane;
 mod parallel;
 mod props;
 mod proto;
+mod realworld;
 mod snapshot;
 
 use leakhound_schemas::model::GoroutineRecord;

@@ -156,11 +156,16 @@ fn huge_single_line_is_bounded() {
 }
 
 #[test]
-fn truncated_dump_fails_whole() {
+fn truncated_dump_keeps_its_complete_records_flagged_partial() {
     let cut = &D2.as_bytes()[..D2.len() - 5];
-    let e = parse_snapshot(cut, "t").unwrap_err();
+    let s = parse_snapshot(cut, "t").unwrap();
+    assert_eq!(s.total(), 2);
+    let c = s.partial.expect("partial");
+    assert_eq!(c.line, 17);
+    assert!(c.to_string().contains("line 17"), "{c}");
+    // Cut before any record is whole: nothing to keep, an error.
+    let e = parse_snapshot(&D2.as_bytes()[..30], "t").unwrap_err();
     assert!(matches!(e, ParseError::Truncated { .. }), "{e}");
-    assert!(e.to_string().contains("line 17"), "{e}");
 }
 
 use std::io::Read as _;

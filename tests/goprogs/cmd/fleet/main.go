@@ -4,6 +4,11 @@
 // goroutine profile (with goroutines parked in a few distinct stacks), rendered once at start
 // so that the benchmark measures the scraper, not N live stop-the-world profiles.
 //
+// With -hostile MODE=N,... some of the targets misbehave instead (spread over the fleet, pods
+// named hostile-MODE-NNNN; see hostile.go): endless bodies, a byte a second, gzip bombs, huge
+// headers, a malformed /metrics. With -port 0 every address gets a port of its own from the
+// kernel (tests running side by side do not collide).
+//
 // With -fetch it is the reference client instead: it GETs the same URLs the scraper does
 // (metrics + debug=1 per target) with the same concurrency and prints the wall time.
 package main
@@ -47,6 +52,7 @@ func main() {
 	targetsOut := flag.String("targets", "", "write a leakhound targets file here")
 	fetch := flag.String("fetch", "", "reference client: fetch the targets of this file")
 	conc := flag.Int("concurrency", 64, "reference client concurrency")
+	hostileSpec := flag.String("hostile", "", "hostile targets: MODE=N,... (endless, endlessdump, drip, gzipbomb, headers, badmetrics)")
 	flag.Parse()
 	if *fetch != "" {
 		runFetch(*fetch, *conc)
@@ -87,6 +93,11 @@ func main() {
 		w.Write(debug1.Bytes())
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	modes, err := hostileModes(*hostileSpec, *n)
+	if err != nil {
+		log.Fatal(err)
+	}
+	servers := map[string]*http.Server{}
 	var targets []target
 	for i := 0; i < *n; i++ {
 		addr := fmt.Sprintf("127.1.%d.%d:%d", i/250, i%250+1, *port)
@@ -94,8 +105,17 @@ func main() {
 		if err != nil {
 			log.Fatalf("listen %s: %v", addr, err)
 		}
-		go srv.Serve(l)
-		targets = append(targets, target{URL: "http://" + addr, Namespace: "fleet", Pod: fmt.Sprintf("pod-%04d", i)})
+		pod := fmt.Sprintf("pod-%04d", i)
+		s := srv
+		if m := modes[i]; m != "" {
+			pod = fmt.Sprintf("hostile-%s-%04d", m, i)
+			if servers[m] == nil {
+				servers[m] = &http.Server{Handler: hostileHandler(m, metrics.Bytes(), debug1.Bytes(), debug2.Bytes()), ReadHeaderTimeout: 5 * time.Second}
+			}
+			s = servers[m]
+		}
+		go s.Serve(l)
+		targets = append(targets, target{URL: "http://" + l.Addr().String(), Namespace: "fleet", Pod: pod})
 	}
 	if *targetsOut != "" {
 		b, _ := json.Marshal(targets)
