@@ -188,30 +188,18 @@ impl AuditLog {
             let p = Partition::for_ts(Table::Actions, r.decided_at.timestamp_micros());
             by_date.entry(p).or_default().push(r);
         }
+        let mut parts = Vec::new();
         let mut n = 0;
-        for (partition, rows) in by_date {
-            let batch = records_to_batch(&rows)?;
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for r in &rows {
-                h.update(r.action_key.as_bytes());
-                h.update(r.outcome.as_str().as_bytes());
-                h.update(&r.decided_at.timestamp_micros().to_le_bytes());
-            }
-            let first = rows
-                .first()
-                .map(|r| r.decided_at.timestamp_micros())
-                .unwrap_or(0);
-            let name = format!("actions-{first}-{:016x}.parquet", h.digest());
-            if let Err(e) = self
-                .store
-                .write_file(Table::Actions, &partition, &name, &batch)
-                .await
-            {
-                // Keep the rows for the next flush: nothing decided is lost.
-                self.pending.extend(rows);
-                return Err(e.into());
-            }
+        for (partition, rows) in &by_date {
+            parts.push((Table::Actions, partition.clone(), records_to_batch(rows)?));
             n += rows.len();
+        }
+        // One commit for the flush: every row visible, or (after a crash) none; the same rows
+        // flushed again (a retry after an error) are committed once.
+        if let Err(e) = self.store.commit_files("actuate", &parts).await {
+            // Keep the rows for the next flush: nothing decided is lost.
+            self.pending.extend(by_date.into_values().flatten());
+            return Err(e.into());
         }
         Ok(n)
     }

@@ -1213,8 +1213,9 @@ pub async fn attach_clusters(
     Ok(records)
 }
 
-/// Write events and clusters to the store, one file per date partition and table, named by a
-/// hash of the content (re-running the same analysis writes the same objects).
+/// Write events and clusters to the store, one file per date partition and table, made visible
+/// together by one commit (`Store::commit_files`): a crashed run leaves none of them, and an
+/// identical re-run (the same analysis again) adds nothing. Returns the files committed.
 pub async fn write_results(
     store: &Store,
     events: &[LeakEvent],
@@ -1222,7 +1223,7 @@ pub async fn write_results(
 ) -> Result<usize> {
     use leakhound_ingest::store::Partition;
     use leakhound_schemas::Table;
-    let mut files = 0;
+    let mut parts = Vec::new();
     let mut ev_by_day: BTreeMap<Partition, Vec<LeakEvent>> = BTreeMap::new();
     for e in events {
         ev_by_day
@@ -1234,23 +1235,9 @@ pub async fn write_results(
             .push(e.clone());
     }
     for (p, evs) in ev_by_day {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for e in &evs {
-            h.update(e.event_id.as_bytes());
-            h.update(e.detected_at.to_rfc3339().as_bytes());
-            h.update(e.level.as_str().as_bytes());
-        }
         let b = leakhound_schemas::events::events_to_batch(&evs)
             .map_err(|e| Error::Internal(format!("leak_events batch: {e}")))?;
-        store
-            .write_file(
-                Table::LeakEvents,
-                &p,
-                &format!("part-{:016x}.parquet", h.digest()),
-                &b,
-            )
-            .await?;
-        files += 1;
+        parts.push((Table::LeakEvents, p, b));
     }
     let mut cl_by_day: BTreeMap<Partition, Vec<crate::rootcause::ClusterRecord>> = BTreeMap::new();
     for c in clusters {
@@ -1263,24 +1250,16 @@ pub async fn write_results(
             .push(c.clone());
     }
     for (p, rows) in cl_by_day {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for r in &rows {
-            h.update(r.event_id.as_bytes());
-            h.update(&r.detected_at_s.to_le_bytes());
-            h.update(r.cluster.id.as_bytes());
-        }
         let b = crate::rootcause::clusters_to_batch(&rows)
             .map_err(|e| Error::Internal(format!("leak_clusters batch: {e}")))?;
-        store
-            .write_file(
-                Table::LeakClusters,
-                &p,
-                &format!("part-{:016x}.parquet", h.digest()),
-                &b,
-            )
-            .await?;
-        files += 1;
+        parts.push((Table::LeakClusters, p, b));
     }
+    // One commit for the run's events and clusters: all visible, or (after a crash) none.
+    let files = if parts.is_empty() {
+        0
+    } else {
+        store.commit_files("analyze", &parts).await?.len()
+    };
     Ok(files)
 }
 

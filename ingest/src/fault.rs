@@ -8,7 +8,9 @@
 //! of a batch written, its commit record not), `after-commit` (commit record written),
 //! `compact-after-output` (merged file written, not committed), `compact-after-commit`,
 //! `compact-mid-gc` (after a garbage-collection delete), `compact-after-checkpoint`
-//! (checkpoint written, the records it covers not yet deleted).
+//! (checkpoint written, the records it covers not yet deleted), `results-data-file` (after each
+//! result file of an analyze or actuate run, before their commit record) and
+//! `results-after-commit`.
 //!
 //! Without the variable set this costs one environment lookup per process.
 

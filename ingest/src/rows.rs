@@ -10,8 +10,8 @@ use arrow::array::{
     StringBuilder, StructBuilder, TimestampMicrosecondBuilder, UInt32Builder,
 };
 use leakhound_schemas::Table;
-use leakhound_schemas::model::{SampleGroup, Snapshot, Stack, StackId};
-use leakhound_schemas::tables::frame_struct_fields;
+use leakhound_schemas::model::{Frame, SampleGroup, Snapshot, Stack, StackId};
+use leakhound_schemas::tables::{creator_struct_fields, frame_struct_fields};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -49,6 +49,8 @@ pub struct CountRow {
     pub source: String,
     pub format: String,
     pub content_hash: Option<String>,
+    /// The capture was cut (see the `partial` column); `None` where the source cannot tell.
+    pub partial: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,9 @@ pub struct SampleRow {
     pub format: &'static str,
     pub group: SampleGroup,
     pub ages: GroupAges,
+    /// The stack's `created by` sites in this snapshot, on its first row only (see the
+    /// `created_by` column); empty elsewhere and where the format has none.
+    pub creators: Vec<(Frame, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +189,7 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
     let mut source = StringBuilder::new();
     let mut format = StringBuilder::new();
     let mut hash = StringBuilder::new();
+    let mut partial = BooleanBuilder::new();
     for r in rows {
         t.push(&r.target, r.ts_us);
         goroutines.append_value(r.goroutines);
@@ -201,9 +207,10 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         source.append_value(&r.source);
         format.append_value(&r.format);
         hash.append_option(r.content_hash.as_deref());
+        partial.append_option(r.partial);
     }
     let mut cols = t.finish();
-    cols.extend::<[ArrayRef; 15]>([
+    cols.extend::<[ArrayRef; 16]>([
         Arc::new(goroutines.finish()),
         Arc::new(running.finish()),
         Arc::new(runnable.finish()),
@@ -219,6 +226,7 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         Arc::new(source.finish()),
         Arc::new(format.finish()),
         Arc::new(hash.finish()),
+        Arc::new(partial.finish()),
     ]);
     RecordBatch::try_new(Table::GoroutineCounts.schema(), cols)
         .map_err(arrow_err(Table::GoroutineCounts))
@@ -241,6 +249,12 @@ pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
     let mut over5 = Int64Builder::new();
     let mut p99 = Float64Builder::new();
     let mut leaked = BooleanBuilder::new();
+    let mut created_by = ListBuilder::new(StructBuilder::from_fields(creator_struct_fields(), 0))
+        .with_field(Arc::new(arrow::datatypes::Field::new(
+            "item",
+            arrow::datatypes::DataType::Struct(creator_struct_fields()),
+            true,
+        )));
     for r in rows {
         t.push(&r.target, r.ts_us);
         let g = &r.group;
@@ -267,9 +281,21 @@ pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
         over5.append_option(r.ages.alive_over_5m);
         p99.append_option(r.ages.age_p99_s);
         leaked.append_value(g.leaked);
+        if r.creators.is_empty() {
+            created_by.append_null();
+        } else {
+            let sb = created_by.values();
+            for (f, n) in &r.creators {
+                append_frame(sb, &f.function, &f.file, f.line);
+                if let Some(b) = sb.field_builder::<Int64Builder>(3) {
+                    b.append_value(i64::try_from(*n).unwrap_or(i64::MAX));
+                }
+            }
+            created_by.append(true);
+        }
     }
     let mut cols = t.finish();
-    cols.extend::<[ArrayRef; 15]>([
+    cols.extend::<[ArrayRef; 16]>([
         Arc::new(profile.finish()),
         Arc::new(format.finish()),
         Arc::new(stack_id.finish()),
@@ -285,6 +311,7 @@ pub fn samples_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
         Arc::new(over5.finish()),
         Arc::new(p99.finish()),
         Arc::new(leaked.finish()),
+        Arc::new(created_by.finish()),
     ]);
     let schema = Table::GoroutineSamples.schema();
     RecordBatch::try_new(schema, cols).map_err(arrow_err(Table::GoroutineSamples))
@@ -457,7 +484,6 @@ pub fn status_batch(rows: &[StatusRow]) -> Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leakhound_schemas::model::Frame;
 
     #[test]
     fn every_table_builds_with_its_schema() {
@@ -498,11 +524,36 @@ mod tests {
             ts_us: 0,
             profile: "goroutine",
             format: "debug2",
-            group,
+            group: group.clone(),
             ages: GroupAges::default(),
+            creators: vec![
+                (
+                    Frame {
+                        function: "main.serve".into(),
+                        file: "/m.go".into(),
+                        line: 9,
+                    },
+                    2,
+                ),
+                (
+                    Frame {
+                        function: "main.main".into(),
+                        file: "/m.go".into(),
+                        line: 20,
+                    },
+                    1,
+                ),
+            ],
         }])
         .unwrap();
         assert_eq!(b.num_rows(), 1);
+        let cb = b
+            .column_by_name("created_by")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::ListArray>()
+            .unwrap();
+        assert_eq!(cb.value(0).len(), 2);
         let b = stacks_batch(&[StackRow {
             stack_id: stack.id(),
             first_seen_us: 0,

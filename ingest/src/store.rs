@@ -204,14 +204,7 @@ impl Store {
         file_name: &str,
         batch: &RecordBatch,
     ) -> Result<Path> {
-        let path = self
-            .table_path(table)
-            .join(partition.rel_path().split('/').next().unwrap_or_default());
-        let path = match &partition.hour {
-            Some(h) => path.join(format!("hour={h}")),
-            None => path,
-        }
-        .join(file_name);
+        let path = self.partition_path(table, partition).join(file_name);
         let bytes = encode_parquet(table, batch).map_err(|e| Error::Parquet {
             path: path.to_string(),
             source: e,
@@ -224,6 +217,88 @@ impl Store {
                 source: e,
             })?;
         Ok(path)
+    }
+
+    /// Make a command's results (analyze's events and clusters, actuate's audit rows) visible
+    /// together, with the commit protocol the ingest writer uses (`commit`): every part is
+    /// put as a `tx-` file, invisible, then one commit record of `kind` names them all. A crash
+    /// before the record leaves nothing visible (the files are swept by `compact`), so a
+    /// re-run never finds half of a run's results.
+    ///
+    /// Each file is named after its content (`tx-r<hash>`), so results already committed are
+    /// not committed again: an identical re-run, or two identical runs at once (the loser
+    /// finds its files committed when it reads the winner's record), adds nothing. Results
+    /// never conflict with other writers: on a taken sequence number the record takes the next.
+    /// Returns the files committed by this call.
+    pub async fn commit_files(
+        &self,
+        kind: &str,
+        parts: &[(Table, Partition, RecordBatch)],
+    ) -> Result<Vec<Path>> {
+        let raw = self.raw();
+        let mut vis = Visibility::load(&raw, &self.root).await?;
+        let mut files = Vec::new();
+        for (table, partition, batch) in parts {
+            let bytes = encode_parquet(*table, batch).map_err(|e| Error::Parquet {
+                path: self.table_url(*table),
+                source: e,
+            })?;
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(table.name().as_bytes());
+            h.update(partition.rel_path().as_bytes());
+            h.update(&bytes);
+            let name = format!(
+                "{}r{:032x}.parquet",
+                crate::commit::TX_PREFIX,
+                h.digest128()
+            );
+            let path = self.partition_path(*table, partition).join(name);
+            if vis.committed(&path) || files.contains(&path) {
+                continue;
+            }
+            self.raw
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| Error::ObjectStore {
+                    path: path.to_string(),
+                    source: e,
+                })?;
+            crate::fault::point("results-data-file");
+            files.push(path);
+        }
+        loop {
+            files.retain(|f| !vis.committed(f));
+            if files.is_empty() {
+                return Ok(files);
+            }
+            let rec = crate::commit::CommitRecord {
+                seq: vis.head + 1,
+                kind: kind.to_string(),
+                writer: crate::commit::writer_name(kind),
+                committed_at: chrono::Utc::now().to_rfc3339(),
+                files: files
+                    .iter()
+                    .map(|f| crate::commit::rel(&self.root, f))
+                    .collect(),
+                ..Default::default()
+            };
+            if crate::commit::try_commit(&raw, &self.root, &rec).await? {
+                crate::fault::point("results-after-commit");
+                return Ok(files);
+            }
+            // Another writer took the number: see what it committed (maybe these very files).
+            vis = Visibility::load(&raw, &self.root).await?;
+        }
+    }
+
+    fn partition_path(&self, table: Table, partition: &Partition) -> Path {
+        let path = self
+            .table_path(table)
+            .join(partition.rel_path().split('/').next().unwrap_or_default());
+        match &partition.hour {
+            Some(h) => path.join(format!("hour={h}")),
+            None => path,
+        }
     }
 
     /// Every Parquet file of a table as readers see it.

@@ -11,8 +11,8 @@
 //!
 //! The rules: a `tx-*` or `compact-*` file is visible only once a commit record (or, for
 //! `compact-*`, an old manifest) names it; a file some record or manifest replaces is hidden; any other
-//! file (older stores' `part-*`, analyze's and actuate's single-file writes, each one atomic
-//! put) is visible. A crash before a commit leaves invisible orphans (swept by `compact` after
+//! file (older stores' `part-*`, and analyze's and actuate's single-file writes from before
+//! they committed through the log, each one atomic put) is visible. A crash before a commit leaves invisible orphans (swept by `compact` after
 //! the grace period); replaced files stay until the grace period ends so that readers that
 //! listed them can finish. A reader loads the records once and sees a consistent store for its
 //! whole query. The filter sits in an `ObjectStore` wrapper so that DataFusion's listing (and

@@ -156,6 +156,7 @@ impl Batch {
                 source: source.to_string(),
                 format: format.as_str().to_string(),
                 content_hash: Some(content_hash.to_string()),
+                partial: Some(snap.partial.is_some()),
                 ..Default::default()
             });
             rows += 1;
@@ -180,7 +181,13 @@ impl Batch {
         } else {
             Vec::new()
         };
+        // Each stack's `created by` sites go on its first row of the snapshot only.
+        let mut sited: HashSet<StackId> = HashSet::new();
         for (i, g) in snap.groups.iter().enumerate() {
+            let creators = match snap.creators.get(&g.stack_id) {
+                Some(sites) if sited.insert(g.stack_id) => sites.clone(),
+                _ => Vec::new(),
+            };
             let entry = self.stacks.entry(g.stack_id).or_insert_with(|| StackRow {
                 stack_id: g.stack_id,
                 first_seen_us: ts_us,
@@ -197,6 +204,7 @@ impl Batch {
                 format: format.as_str(),
                 group: g.clone(),
                 ages: ages.get(i).cloned().unwrap_or_default(),
+                creators,
             });
             rows += 1;
         }

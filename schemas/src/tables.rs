@@ -117,6 +117,16 @@ fn target_fields() -> Vec<Field> {
     ]
 }
 
+/// One `created by` site with its goroutines (`goroutine_samples.created_by`).
+pub fn creator_struct_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("function", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("line", DataType::UInt32, false),
+        Field::new("goroutines", DataType::Int64, false),
+    ])
+}
+
 pub fn frame_struct_fields() -> Fields {
     Fields::from(vec![
         Field::new("function", DataType::Utf8, false),
@@ -147,6 +157,11 @@ static GOROUTINE_COUNTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         // debug2 | debug1 | proto | metrics | prometheus
         Field::new("format", DataType::Utf8, false),
         Field::new("content_hash", DataType::Utf8, true),
+        // True when the capture was cut (a crash log cut mid-dump): the row holds every complete
+        // record before the cut, so `goroutines` is a lower bound. False for a whole capture;
+        // null where the source cannot tell (`/metrics`, Prometheus) and in files written
+        // before the column existed.
+        Field::new("partial", DataType::Boolean, true),
     ]);
     Arc::new(Schema::new(f))
 });
@@ -206,6 +221,20 @@ static GOROUTINE_SAMPLES: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("age_p99_s", DataType::Float64, true),
         // The runtime itself reported these as leaked (goroutineleak profile, `(leaked)`).
         Field::new("leaked", DataType::Boolean, false),
+        // Every `created by` site of the stack's goroutines in this snapshot, most goroutines
+        // first (debug=2; one stack is often started from several places): on the first of the
+        // stack's rows in the snapshot only, null on its other rows (another state, labels or
+        // wait), so that summing `goroutines` per site never counts a goroutine twice. The
+        // stacks table keeps one site per stack, the first seen.
+        Field::new(
+            "created_by",
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(creator_struct_fields()),
+                true,
+            ))),
+            true,
+        ),
     ]);
     Arc::new(Schema::new(f))
 });

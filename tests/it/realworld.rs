@@ -470,6 +470,14 @@ fn backfill_of_a_cut_dump_lands_its_complete_records_flags_them_and_exits_1() {
         ),
         1
     );
+    // The snapshot's own row says it is partial (its count is a lower bound).
+    assert_eq!(
+        sql_i64(
+            s,
+            "SELECT COUNT(*) FROM goroutine_counts WHERE partial AND pod = 'orders-1'"
+        ),
+        1
+    );
     // Again: nothing more lands (the partial import is an import), and it still says so.
     let out = backfill(&store, &root.path().join("in"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 already imported"));
@@ -479,6 +487,80 @@ fn backfill_of_a_cut_dump_lands_its_complete_records_flags_them_and_exits_1() {
             "SELECT CAST(SUM(goroutines) AS BIGINT) FROM goroutine_samples"
         ),
         complete
+    );
+}
+
+#[test]
+fn backfill_keeps_every_creator_of_a_stack_with_its_goroutines() {
+    // One leaking stack started from two places (3 goroutines from main.b, 1 from main.a), in
+    // two states: the sites and their counts land once per snapshot, whatever the states.
+    let dump = "goroutine 5 [chan send]:
+main.leak(...)
+\t/x/main.go:20
+created by main.a in goroutine 1
+\t/x/main.go:30 +0x45
+
+goroutine 6 [chan send]:
+main.leak(...)
+\t/x/main.go:20
+created by main.b in goroutine 1
+\t/x/main.go:40 +0x45
+
+goroutine 7 [chan send, 5 minutes]:
+main.leak(...)
+\t/x/main.go:20
+created by main.b in goroutine 1
+\t/x/main.go:40 +0x45
+
+goroutine 8 [chan send]:
+main.leak(...)
+\t/x/main.go:20
+created by main.b in goroutine 1
+\t/x/main.go:40 +0x45
+";
+    let root = tempfile::tempdir().unwrap();
+    for t in ["04:00:00", "04:01:00"] {
+        write(
+            &root
+                .path()
+                .join(format!("in/shop/orders-1/2026-11-28T{t}Z.debug2.txt")),
+            dump.as_bytes(),
+        );
+    }
+    let store = root.path().join("store");
+    let out = backfill(&store, &root.path().join("in"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let s = store.to_str().unwrap();
+    let per_site = |function: &str| {
+        sql_i64(
+            s,
+            &format!(
+                "SELECT CAST(SUM(c['goroutines']) AS BIGINT) FROM \
+                 (SELECT unnest(created_by) AS c FROM goroutine_samples) \
+                 WHERE c['function'] = '{function}'"
+            ),
+        )
+    };
+    // Two snapshots: 3 + 3 from main.b, 1 + 1 from main.a.
+    assert_eq!(per_site("main.b"), 6);
+    assert_eq!(per_site("main.a"), 2);
+    // Two sample rows per snapshot (two wait buckets), the sites on one of them.
+    assert_eq!(sql_i64(s, "SELECT COUNT(*) FROM goroutine_samples"), 4);
+    assert_eq!(
+        sql_i64(
+            s,
+            "SELECT COUNT(*) FROM goroutine_samples WHERE created_by IS NOT NULL"
+        ),
+        2
+    );
+    assert_eq!(
+        sql_i64(s, "SELECT COUNT(*) FROM goroutine_counts WHERE NOT partial"),
+        2
     );
 }
 

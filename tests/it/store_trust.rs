@@ -422,3 +422,57 @@ async fn a_checkpoint_keeps_readers_short_and_writers_behind_it_exact() {
     ]);
     assert_eq!(table_counts(&store_s, &[]), want);
 }
+
+/// `analyze` killed between its result files and their commit leaves no event and no cluster
+/// visible; the re-run lands them once, and an identical re-run adds nothing.
+#[test]
+fn a_crashed_analyze_leaves_no_half_results_and_lands_them_once_when_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = leakhound_analyze::scenarios::generate("fast_leak", 11).unwrap();
+    let path = dir.path().join("store");
+    let store = path.to_str().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(leakhound_analyze::backtest::load(
+        &leakhound_ingest::Store::open(store).unwrap(),
+        &s,
+        leakhound_analyze::backtest::Evidence::CountsAndDumps,
+    ))
+    .unwrap();
+    let (from, to) = (s.start_s.to_string(), s.end_s.to_string());
+    let args = [
+        "analyze",
+        "--store",
+        store,
+        "--replay",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--detectors",
+        "baseline_rule,growth_rule",
+        "--format",
+        "jsonl",
+    ];
+    let results = || {
+        (
+            sql_i64(store, "SELECT COUNT(*) FROM leak_events"),
+            sql_i64(store, "SELECT COUNT(*) FROM leak_clusters"),
+        )
+    };
+    // Killed after the first result file (events) and after all of them: nothing visible.
+    crash(&args, "results-data-file");
+    assert_eq!(results(), (0, 0));
+    crash(&args, "results-data-file:2");
+    assert_eq!(results(), (0, 0));
+    // Killed right after its commit: the results are there.
+    crash(&args, "results-after-commit");
+    let (events, clusters) = results();
+    assert!(
+        events > 0 && clusters > 0,
+        "the fast leak gives events and clusters"
+    );
+    // The same analysis again: the same files, committed already; nothing added.
+    let printed = ok(&args).lines().count() as i64;
+    assert_eq!(events, printed, "every event printed is stored, once");
+    assert_eq!(results(), (events, clusters));
+}

@@ -40,6 +40,10 @@
 //!   [`ParseError::SeveralDumps`] at that line.
 //! - Pasted dumps: a header indented as a whole gives its indent to the record's lines, and a
 //!   file line may be indented with spaces instead of a tab; a line of spaces ends a record.
+//! - Logged dumps: a header behind a logger's prefix ([`LogPrefix`]: syslog/journald
+//!   `Mmm dd hh:mm:ss host prog[pid]: `, or an RFC 3339 time as `kubectl logs --timestamps`
+//!   writes it) gives the record's lines that prefix to lose; rsyslog's `#011` is a tab. A
+//!   line without the prefix (another process's) is noise.
 //! - Truncation: records are yielded up to the cut, then one `Err(Truncated)` naming the
 //!   offset of the cut record's last line; iteration then ends. A dump is cut if its last line
 //!   inside a record has no `\n` and is not whole (a file line with its suffix, the elided
@@ -240,6 +244,9 @@ struct State<S> {
     /// The leading whitespace of the current record's header (a dump pasted indented): removed
     /// from the record's lines.
     indent: Vec<u8>,
+    /// The log prefix of the current record's header (a dump read back from syslog, journald
+    /// or `kubectl logs --timestamps`): removed from the record's lines.
+    prefix: LogPrefix,
     /// After a `-----` line: the per-thread sections of a `GOTRACEBACK=crash` dump, whose
     /// records repeat goroutines the dump listed already (each M's current goroutine, or its
     /// g0): consumed, not yielded.
@@ -369,6 +376,7 @@ impl<L: LineSource, S: Sink> Machine<L, S> {
                 records: 0,
                 first_line: None,
                 indent: Vec::new(),
+                prefix: LogPrefix::None,
                 threads: false,
                 after_separator: false,
                 seen_before: false,
@@ -597,6 +605,59 @@ impl<S: Sink> State<S> {
         Some(Ok(rec))
     }
 
+    /// A file line (`rest`: the line after its tab or spaces; `b`: the whole line, for errors):
+    /// the pending function line's location, or noise.
+    fn file_line(&mut self, rest: &[u8], b: &[u8], line: &Line<'_>) -> Step<S::Out> {
+        let Some(p) = self.pending.take() else {
+            if self.in_ancestors || parse_file_line(rest).is_none() {
+                // `\tgoroutine running on other thread; stack unavailable`, or noise.
+                return Step::Continue;
+            }
+            // A `FILE:LINE` without its function line: the line before it was one,
+            // malformed; or it is missing.
+            return Step::Fail(match self.noise_pos {
+                Some(pos) if pos.line + 1 == line.pos.line => ParseError::malformed(
+                    FORMAT,
+                    pos,
+                    "malformed function line (expected `NAME(ARGS)`) before a `FILE:LINE` line",
+                    &self.noise,
+                ),
+                _ => ParseError::malformed(
+                    FORMAT,
+                    line.pos,
+                    "`FILE:LINE` line without a function line before it",
+                    b,
+                ),
+            });
+        };
+        let Some((file, line_no)) = parse_file_line(rest) else {
+            return Step::Fail(ParseError::malformed(
+                FORMAT,
+                line.pos,
+                "expected `\\tFILE:LINE` after a function line",
+                b,
+            ));
+        };
+        let Ok(line_no) = u32::try_from(line_no) else {
+            return Step::Fail(absurd(line.pos, "line number", line_no, u32::MAX.into()));
+        };
+        let function = symbol(&self.pending_fn);
+        if p.created_by {
+            self.sink.created_by(function, file, line_no);
+        } else {
+            if self.frames >= self.max_frames {
+                return Step::Fail(ParseError::RecordTooLarge {
+                    pos: self.pos,
+                    limit: self.max_frames,
+                    what: "frames",
+                });
+            }
+            self.frames += 1;
+            self.sink.frame(function, file, line_no);
+        }
+        Step::Continue
+    }
+
     fn on_line(&mut self, line: &Line<'_>) -> Step<S::Out> {
         let b = line.bytes;
         if self.first_line.is_none() && !b.iter().all(u8::is_ascii_whitespace) {
@@ -610,6 +671,17 @@ impl<S: Sink> State<S> {
             // A dump pasted with an indent (an issue, a test log) has it on the header too.
             let t = trim_ws_start(b);
             if !t.starts_with(b"goroutine ") {
+                // A dump written through a logger: every line carries its prefix.
+                if let Some((prefix, at)) = LogPrefix::of_header(b)
+                    && line.terminated
+                    && let Ok(Some(h)) = parse_header(&b[at..], line.pos, &mut self.sink)
+                {
+                    self.after_separator = false;
+                    self.start(h, line.pos, b.len() - at);
+                    self.indent.clear();
+                    self.prefix = prefix;
+                    return Step::Continue;
+                }
                 if !line.terminated && !t.is_empty() && b"goroutine ".starts_with(t) {
                     return Step::Fail(truncated(line.pos, "goroutine header is cut (no newline)"));
                 }
@@ -627,12 +699,19 @@ impl<S: Sink> State<S> {
                     self.start(h, line.pos, b.len());
                     self.indent.clear();
                     self.indent.extend_from_slice(&b[..b.len() - t.len()]);
+                    self.prefix = LogPrefix::None;
                     Step::Continue
                 }
                 Ok(None) => self.outside(t, line.pos),
                 Err(e) => Step::Fail(e),
             };
         }
+        // Lines of a logged record lose the logger's prefix (a line without it is another
+        // process's: noise), and rsyslog's `#011` is the tab it escaped.
+        let (b, escaped_tab) = match self.prefix.strip(b) {
+            Some(rest) => (rest, rest.len() > 4 && rest.starts_with(b"#011")),
+            None => (b, false),
+        };
         // Lines of an indented record lose the header's indent.
         let b = match b.strip_prefix(&self.indent[..]) {
             Some(rest) if !self.indent.is_empty() => rest,
@@ -681,59 +760,12 @@ impl<S: Sink> State<S> {
                 what: "bytes",
             });
         }
+        if escaped_tab {
+            return self.file_line(trim_ws_start(&b[4..]), b, line);
+        }
         match b[0] {
             // A file line: a tab, or spaces where a dump was pasted.
-            b'\t' | b' ' => {
-                let rest = trim_ws_start(b);
-                let Some(p) = self.pending.take() else {
-                    if self.in_ancestors || parse_file_line(rest).is_none() {
-                        // `\tgoroutine running on other thread; stack unavailable`, or noise.
-                        return Step::Continue;
-                    }
-                    // A `FILE:LINE` without its function line: the line before it was one,
-                    // malformed; or it is missing.
-                    return Step::Fail(match self.noise_pos {
-                        Some(pos) if pos.line + 1 == line.pos.line => ParseError::malformed(
-                            FORMAT,
-                            pos,
-                            "malformed function line (expected `NAME(ARGS)`) before a `FILE:LINE` line",
-                            &self.noise,
-                        ),
-                        _ => ParseError::malformed(
-                            FORMAT,
-                            line.pos,
-                            "`FILE:LINE` line without a function line before it",
-                            b,
-                        ),
-                    });
-                };
-                let Some((file, line_no)) = parse_file_line(rest) else {
-                    return Step::Fail(ParseError::malformed(
-                        FORMAT,
-                        line.pos,
-                        "expected `\\tFILE:LINE` after a function line",
-                        b,
-                    ));
-                };
-                let Ok(line_no) = u32::try_from(line_no) else {
-                    return Step::Fail(absurd(line.pos, "line number", line_no, u32::MAX.into()));
-                };
-                let function = symbol(&self.pending_fn);
-                if p.created_by {
-                    self.sink.created_by(function, file, line_no);
-                } else {
-                    if self.frames >= self.max_frames {
-                        return Step::Fail(ParseError::RecordTooLarge {
-                            pos: self.pos,
-                            limit: self.max_frames,
-                            what: "frames",
-                        });
-                    }
-                    self.frames += 1;
-                    self.sink.frame(function, file, line_no);
-                }
-                Step::Continue
-            }
+            b'\t' | b' ' => self.file_line(trim_ws_start(b), b, line),
             b'g' if b.starts_with(b"goroutine ") => match parse_header(b, line.pos, &mut self.sink)
             {
                 // A header without the blank line before it: the previous record ends here.
@@ -949,6 +981,98 @@ fn header_start(b: &[u8]) -> bool {
 }
 
 /// `b` without its leading spaces and tabs.
+/// The prefix a logger writes before each line of a dump that went through it.
+///
+/// Recognised (the shapes dumps pasted into issues come in): a syslog line as journald and
+/// rsyslog write it, `Oct 21 17:57:00 host prog[14238]: ` (fixed-width time; the rest of the
+/// prefix, from the host on, is the same on every line of one process), and an RFC 3339 time
+/// and a space, as `kubectl logs --timestamps` and `docker logs -t` write it. Anything else is
+/// not taken for a prefix: a line is then read as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogPrefix {
+    None,
+    /// Bytes 15.. of the prefix (from the space after the time), and the prefix's length.
+    Syslog {
+        tail: Vec<u8>,
+        len: usize,
+    },
+    /// A time up to the first space.
+    Stamp,
+}
+
+impl LogPrefix {
+    /// The prefix of a goroutine header written through a logger, and where the header starts.
+    fn of_header(b: &[u8]) -> Option<(LogPrefix, usize)> {
+        let at = memchr::memmem::find(&b[..b.len().min(256)], b"goroutine ")?;
+        let p = &b[..at];
+        if Self::syslog_time(p) && p.len() > 17 && p.ends_with(b": ") {
+            return Some((
+                LogPrefix::Syslog {
+                    tail: p[15..].to_vec(),
+                    len: at,
+                },
+                at,
+            ));
+        }
+        if Self::stamp(p).is_some_and(|n| n + 1 == at) {
+            return Some((LogPrefix::Stamp, at));
+        }
+        None
+    }
+
+    /// `Mmm dd hh:mm:ss` (the day space-padded).
+    fn syslog_time(p: &[u8]) -> bool {
+        p.len() >= 15
+            && p[..3].iter().all(u8::is_ascii_alphabetic)
+            && p[3] == b' '
+            && (p[4] == b' ' || p[4].is_ascii_digit())
+            && p[5].is_ascii_digit()
+            && p[6] == b' '
+            && p[9] == b':'
+            && p[12] == b':'
+            && [7, 8, 10, 11, 13, 14]
+                .iter()
+                .all(|&i| p[i].is_ascii_digit())
+    }
+
+    /// `YYYY-MM-DDT...` up to the first space: that space's index.
+    fn stamp(p: &[u8]) -> Option<usize> {
+        let date = p.get(..11)?;
+        let ok = date[..4].iter().all(u8::is_ascii_digit)
+            && date[4] == b'-'
+            && date[7] == b'-'
+            && date[10] == b'T';
+        if !ok {
+            return None;
+        }
+        p.iter().position(|&c| c == b' ').or(Some(p.len()))
+    }
+
+    /// The line without this prefix; `None` when there is no prefix or the line lacks it.
+    fn strip<'a>(&self, b: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            LogPrefix::None => None,
+            LogPrefix::Syslog { tail, len } => {
+                if b.len() >= *len && Self::syslog_time(b) && b[15..*len] == tail[..] {
+                    Some(&b[*len..])
+                } else if b.len() + 1 == *len
+                    && Self::syslog_time(b)
+                    && b[15..] == tail[..tail.len() - 1]
+                {
+                    // An empty message, its trailing space trimmed.
+                    Some(&[])
+                } else {
+                    None
+                }
+            }
+            LogPrefix::Stamp => {
+                let n = Self::stamp(b)?;
+                Some(b.get(n + 1..).unwrap_or_default())
+            }
+        }
+    }
+}
+
 pub(crate) fn trim_ws_start(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
     &b[n..]

@@ -474,3 +474,91 @@ fn a_deep_stack_has_one_id_whatever_cut_it() {
         assert_eq!(deep(f), want, "{f}");
     }
 }
+
+// --- dumps that went through a logger -------------------------------------------------------
+
+/// The frames of each group, innermost first, as `function file:line`.
+fn frames_of(s: &Snapshot) -> Vec<(u64, Vec<String>)> {
+    let mut out: Vec<(u64, Vec<String>)> = s
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.count,
+                g.stack
+                    .frames
+                    .iter()
+                    .map(|f| format!("{} {}:{}", f.function, f.file, f.line))
+                    .collect(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_syslog_prefixed_dump_reads_as_the_plain_one() {
+    // The corpus file (syslog prefix on every line, tabs escaped as `#011`, no blank line
+    // between records) against the same dump written plainly.
+    let logged = realworld("issue-shapes/syslog-prefixed.txt");
+    let plain: String = String::from_utf8(logged.clone())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let rest = &l["Oct 21 17:57:00 edge-1 agent[14238]: ".len()..];
+            format!("{}\n", rest.replace("#011", "\t"))
+        })
+        .collect();
+    let a = parse(&logged).unwrap();
+    let b = parse(plain.as_bytes()).unwrap();
+    assert_eq!(a.total(), 2);
+    assert_eq!(frames_of(&a), frames_of(&b));
+    assert_eq!(a.creators, b.creators);
+    assert!(frames_of(&a).iter().any(|(_, f)| {
+        f.iter()
+            .any(|l| l == "main.watchLeases /root/src/agent/agent.go:889")
+    }));
+}
+
+#[test]
+fn kubectl_timestamps_of_any_width_are_not_part_of_the_dump() {
+    let text = "2026-12-03T10:00:00.123456789Z goroutine 7 [chan send, 3 minutes]:
+2026-12-03T10:00:00.1234567Z main.leak(...)
+2026-12-03T10:00:00.12Z \t/x/main.go:20
+2026-12-03T10:00:00Z created by main.main in goroutine 1
+2026-12-03T10:00:00.5Z \t/x/main.go:30 +0x45
+2026-12-03T10:00:00.5Z
+2026-12-03T10:00:01.000000001Z goroutine 8 [chan send, 3 minutes]:
+2026-12-03T10:00:01.000000001Z main.leak(...)
+2026-12-03T10:00:01.000000001Z \t/x/main.go:20
+2026-12-03T10:00:01.000000001Z created by main.main in goroutine 1
+2026-12-03T10:00:01.000000001Z \t/x/main.go:30 +0x45
+";
+    let s = parse(text.as_bytes()).unwrap();
+    assert_eq!(s.total(), 2);
+    assert_eq!(s.groups.len(), 1, "one stack: {:?}", frames_of(&s));
+    assert_eq!(
+        frames_of(&s),
+        vec![(2, vec!["main.leak /x/main.go:20".to_string()])]
+    );
+    assert_eq!(s.groups[0].wait_minutes_min, Some(3));
+}
+
+#[test]
+fn another_process_line_inside_a_logged_record_is_noise_not_a_frame() {
+    let text = "Oct  1 09:00:00 web-1 api[7]: goroutine 7 [select]:
+Oct  1 09:00:00 web-1 api[7]: main.loop(...)
+Oct  1 09:00:00 web-1 cron[99]: starting job
+Oct  1 09:00:00 web-1 api[7]: #011/x/main.go:20
+Oct  1 09:00:00 web-1 api[7]:
+";
+    let s = parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        frames_of(&s),
+        vec![(1, vec!["main.loop /x/main.go:20".to_string()])]
+    );
+    // A prefix-shaped line that is not a logger's (no `host prog[pid]: `) is not stripped.
+    let odd = "Oct  1 09:00:00 goroutine 7 [select]:\nmain.loop(...)\n\t/x/main.go:20\n";
+    assert!(parse(odd.as_bytes()).is_err());
+}
