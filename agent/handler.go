@@ -186,6 +186,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Flush passes through, so a passed-through metrics handler can stream.
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
@@ -274,7 +277,7 @@ func (h *Handler) serveProfile(w http.ResponseWriter, r *http.Request, name stri
 			case h.fullDump <- struct{}{}:
 				defer func() { <-h.fullDump }()
 			default:
-				d = Decision{Reason: "busy", Detail: "another debug=2 dump is being written"}
+				d = Decision{Reason: "busy", Detail: fmt.Sprintf("goroutines=%d; dumps_in_progress=1", sample.Goroutines)}
 			}
 		}
 		refuse := !d.Full && h.opts.Fuse.Refuse

@@ -248,20 +248,46 @@ func TestFuseGoroutineCount(t *testing.T) {
 	}
 }
 
+// blockingWriter holds the first Write until released: a debug=2 dump in the middle of being
+// written.
+type blockingWriter struct {
+	*httptest.ResponseRecorder
+	writing, release chan struct{}
+	once             sync.Once
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	b.once.Do(func() { close(b.writing); <-b.release })
+	return b.ResponseRecorder.Write(p)
+}
+
 func TestFuseOneFullDumpAtATime(t *testing.T) {
 	h := mustNew(t, Options{InsecureNoAuth: true})
-	h.fullDump <- struct{}{} // a dump in progress
+	first := &blockingWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(first, httptest.NewRequest("GET", "/debug/pprof/goroutine?debug=2", nil))
+	}()
+	<-first.writing // the first dump holds the slot while its body is written
 	w := get(t, h, "/debug/pprof/goroutine?debug=2", "", "")
-	if !strings.HasPrefix(w.Header().Get(HeaderFuse), "downgraded; reason=busy") || !isDebug1(w.Body.String()) {
-		t.Fatalf("busy: %q", w.Header().Get(HeaderFuse))
+	if !strings.HasPrefix(w.Header().Get(HeaderFuse), "downgraded; reason=busy; goroutines=") || !isDebug1(w.Body.String()) {
+		t.Fatalf("second dump while the first is written: %q", w.Header().Get(HeaderFuse))
 	}
-	<-h.fullDump
+	close(first.release)
+	<-done
+	if !strings.HasPrefix(first.Header().Get(HeaderFuse), "full") || !isDebug2(first.Body.String()) {
+		t.Fatalf("first: %q", first.Header().Get(HeaderFuse))
+	}
 	w = get(t, h, "/debug/pprof/goroutine?debug=2", "", "")
 	if !strings.HasPrefix(w.Header().Get(HeaderFuse), "full") || !isDebug2(w.Body.String()) {
-		t.Fatalf("free: %q", w.Header().Get(HeaderFuse))
+		t.Fatalf("after the first finished: %q", w.Header().Get(HeaderFuse))
 	}
 	if len(h.fullDump) != 0 {
 		t.Fatal("the slot was not released")
+	}
+	if h.counters.get("leakhound_agent_fuse_total", "downgraded", "busy") != 1 {
+		t.Fatal("busy not counted")
 	}
 }
 
