@@ -114,7 +114,7 @@ fn main() {
     let profile = if cfg!(debug_assertions) {
         "dev (debug assertions on)"
     } else {
-        "release"
+        "optimised (debug assertions off: release, or dev with the analyze crate at opt-level 3)"
     };
     println!(
         "stl_iforest bench: {n_series} series x {days} days x 1-min = {} points, profile {profile}, {} cores",
