@@ -1,6 +1,6 @@
 //! Backtesting detectors on the labelled scenario suite: each scenario is written to a store of
 //! its own, analyzed by replay (every 5 minutes, as if live), and its L2/L3 episodes are scored
-//! against the labels.
+//! against the labels. Behind the `testkit` feature (the detection bench, tests, the `it` tests).
 //!
 //! Scoring, per detector (and for `leakhound`, the union of the detectors that say they count
 //! into the product score, `Detector::in_product_score`: the growth rule and STL + IF, what the

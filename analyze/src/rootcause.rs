@@ -15,7 +15,8 @@
 //!   response body pins the transport's `readLoop` and `writeLoop` (one cluster, keyed by the
 //!   transport), and when the same process also serves that stream, the server side's
 //!   `(*conn).serve` goroutines and their `backgroundRead` join it.
-//! - **Patterns** come from the wait state (debug=2) and frames: `chan_send`, `chan_receive`,
+//! - **Patterns** ([`LeakPattern`], spelled as in events) come from the wait state (debug=2)
+//!   and frames: `chan_send`, `chan_receive`,
 //!   `select`, `select_forever` (`select (no cases)`), `http_body`, `context` (a frame in package
 //!   `context`, or a blocking function whose name says it waits on a context — a heuristic,
 //!   since a receive from `ctx.Done()` looks like any other receive), `mutex`, `rwmutex`,

@@ -13,7 +13,7 @@
 //! samples per tree drawn without replacement, depth limit `ceil(log2 ψ)`, at each node a
 //! feature drawn uniformly among those not constant in the node and a threshold uniform in
 //! `(min, max)`, `x <= threshold` goes left, a leaf of `m` training samples adds `c(m)` to the
-//! path, `c(n) = 2 (ln(n - 1) + γ) - 2 (n - 1) / n`. The random stream is our own (SplitMix64,
+//! path, `c(n) = 2 (ln(n - 1) + γ) - 2 (n - 1) / n`. The random stream is the crate's own ([`crate::rng::SplitMix64`],
 //! one stream per tree derived from the seed), so scores equal scikit-learn's in distribution, not
 //! bit for bit; `analyze/tests/anomaly_pyref.rs` checks rank correlation and AUC against it.
 

@@ -82,7 +82,7 @@
 //! | `onset.rs` | the onset estimate (hinge fit) |
 //! | [`stl`], `stl_loess.rs` | robust STL |
 //! | [`iforest`] | the Isolation Forest |
-//! | `batch.rs` (feature `testkit`) | [`score_batch`]/[`batch_parts`]: one forest over many series, for the pyref test and the bench |
+//! | `batch.rs` (feature `testkit`) | `score_batch`/`batch_parts`/`replay_anchors`: one forest over many series, for the pyref test and the bench |
 
 #[cfg(feature = "testkit")]
 mod batch;

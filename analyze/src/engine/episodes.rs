@@ -8,9 +8,9 @@
 //! sustained episodes of the scope ended in the last day (the OOM sawtooth). An episode's
 //! `event_id` hashes the scope, the detector and its onset; a live run whose first evaluation
 //! fires continues the stored episode of the same scope and detector if it was seen within the
-//! gap ([`prior_events`]), adopting its id, onset and level.
+//! gap (`prior_events`), adopting its id, onset and level.
 //!
-//! [`episodes`] is pure (no IO): the engine hands it the findings, the captures and the stored
+//! `episodes` is pure (no IO): the engine hands it the findings, the captures and the stored
 //! events, which is what the unit tests below do too.
 
 use std::collections::{BTreeMap, HashMap};

@@ -16,7 +16,7 @@
 //! | `mod.rs` | [`AnalyzeConfig`], [`Scope`], [`analyze`]: evaluation times, detectors, captures, episodes |
 //! | [`columns`] | typed columns of query results, scope rows, running a named query |
 //! | [`series`] | minute series per pod and workload; [`series::recurring_rise`] (the daily pattern) |
-//! | [`captures`] | debug=2 captures per pod; residence of what grew ([`captures::residence_at`]) |
+//! | [`captures`] | debug=2 captures per pod; residence of what grew (`captures::residence_at`) |
 //! | [`episodes`] | the episode state machine (pure), stored events for live continuity |
 //! | [`sink`] | clusters attached to events; the results written in one commit |
 //!
