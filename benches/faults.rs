@@ -14,6 +14,7 @@
 //! store that imported the same inputs once, undisturbed. Exit status 1 if anything was lost
 //! or doubled.
 
+use leakhound_analyze::rng::SplitMix64;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -34,21 +35,14 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// splitmix64: enough randomness to pick crash points, seeded and printed for replays; not
-/// worth a dependency.
-struct Rng(u64);
+/// Crash points drawn from the crate's one seeded stream (SplitMix64, `leakhound_analyze::rng`),
+/// seeded and printed for replays.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
+    /// Uniform-ish in 0..n (modulo, as the seeds printed by earlier runs were drawn).
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.next_u64() % n.max(1)
     }
 
     fn shuffle<T>(&mut self, v: &mut [T]) {
@@ -426,7 +420,7 @@ fn main() {
         });
     println!("fault bench: N = {n} per scenario, seed {seed} (LEAKHOUND_FAULT_BENCH_SEED)");
     let work = tempfile::tempdir().expect("tempdir");
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SplitMix64::new(seed));
     let mut all_ok = true;
     all_ok &= backfill_scenario(&mut rng, n, work.path());
     all_ok &= compact_scenario(&mut rng, n, work.path());

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use leakhound_analyze::detect::{self, DetectorKind};
 use leakhound_analyze::engine::{self, AnalyzeConfig, Emit};
 use leakhound_analyze::queries;
 use leakhound_ingest::Store;
@@ -32,14 +33,15 @@ pub struct AnalyzeArgs {
     /// Evaluation period.
     #[arg(long, env = "LEAKHOUND_ANALYZE_STEP", default_value = "5m")]
     pub step: String,
-    /// Detectors to run, comma-separated: baseline_rule, growth_rule, stl_iforest.
+    /// Detectors to run, comma-separated (default: every registered one).
     #[arg(
         long,
         env = "LEAKHOUND_DETECTORS",
         value_delimiter = ',',
-        default_value = "baseline_rule,growth_rule,stl_iforest"
+        value_parser = detector_parser(),
+        default_values_t = detect::all()
     )]
-    pub detectors: Vec<String>,
+    pub detectors: Vec<DetectorKind>,
     /// Namespaces to analyze (SQL LIKE pattern).
     #[arg(long, env = "LEAKHOUND_NAMESPACE", default_value = "%")]
     pub namespace: String,
@@ -87,6 +89,13 @@ pub struct ReportArgs {
     pub pprof: PathBuf,
 }
 
+/// `--detectors`: the registered detectors' names (an unknown one is a usage error).
+fn detector_parser() -> impl clap::builder::TypedValueParser<Value = DetectorKind> {
+    use clap::builder::TypedValueParser;
+    let names: Vec<&'static str> = detect::all().iter().map(|d| d.as_str()).collect();
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<DetectorKind>())
+}
+
 fn open_store(a: &StoreArgs) -> Result<Store> {
     Store::open(&a.store).with_context(|| format!("cannot open the store {:?}", a.store))
 }
@@ -101,14 +110,6 @@ pub async fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     let store = open_store(&a.store)?;
     let clock = chrono::Utc::now();
     let step = crate::cli::duration_arg("step", &a.step)?.as_secs().max(60) as i64;
-    for d in &a.detectors {
-        if !engine::DETECTORS.contains(&d.as_str()) {
-            bail!(
-                "--detectors: unknown detector {d:?}; known: {}",
-                engine::DETECTORS.join(", ")
-            );
-        }
-    }
     let min_level = Level::parse(&a.min_level)
         .with_context(|| format!("--min-level {:?}: want L1, L2 or L3", a.min_level))?;
     if !matches!(a.format.as_str(), "text" | "jsonl" | "none") {

@@ -45,7 +45,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = AnalyzeConfig::default();
     if std::env::var_os("LEAKHOUND_DETECTORS").is_some() {
-        cfg.detectors = env_list("LEAKHOUND_DETECTORS", "");
+        cfg.detectors = env_list("LEAKHOUND_DETECTORS", "")
+            .iter()
+            .map(|d| {
+                d.parse()
+                    .unwrap_or_else(|e| panic!("LEAKHOUND_DETECTORS: {e}"))
+            })
+            .collect();
     }
     let evidence = match std::env::var("LEAKHOUND_SCENARIO_EVIDENCE").as_deref() {
         Ok("counts") => vec![Evidence::Counts],

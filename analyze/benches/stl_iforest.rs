@@ -1,6 +1,19 @@
-//! STL + Isolation Forest over many series × days at one-minute resolution: wall time and peak
-//! RSS of ours (`anomaly::score_batch`), next to statsmodels' STL + scikit-learn's
-//! IsolationForest on the same data in the same run, and the ratio.
+//! STL + Isolation Forest over many series × days at one-minute resolution, ours next to
+//! statsmodels' STL + scikit-learn's IsolationForest doing the same work in the same run.
+//!
+//! **The product's path first** (the README's figure): `anomaly::evaluate_many_with_resets` on
+//! each series at every 5-minute step (what `leakhound analyze` runs per pod and workload,
+//! `detect::stl_iforest`), one series after another on one thread as the engine does, against
+//! Python fitting the same anchors (`anomaly::replay_anchors`: per 3-hour anchor, STL on the
+//! anchor's 5-minute series, a forest on its training rows, the gate's quantile, one row scored
+//! per evaluation — batched per anchor, which favours Python). Python is handed our inputs and
+//! runs none of the growth rules or features, so ours does more. Sizes:
+//! `LEAKHOUND_BENCH_PRODUCT_SERIES` (100) series, `LEAKHOUND_BENCH_PY_ANCHORS` (200): Python
+//! fits an evenly spread sample of that many anchors and its time is scaled to all of them.
+//!
+//! **Then the batch** (`anomaly::score_batch`, feature `testkit`: STL per series and one forest
+//! over every point, over all cores — a throughput figure, not what the product runs; skip it
+//! with `LEAKHOUND_BENCH_SKIP_BATCH`).
 //!
 //! `cargo bench -p leakhound-analyze --bench stl_iforest`. Sizes from the environment:
 //! - `LEAKHOUND_BENCH_SERIES` (10000), `LEAKHOUND_BENCH_DAYS` (7);
@@ -29,8 +42,10 @@ use std::time::Instant;
 use leakhound_analyze::anomaly::iforest::IsolationForest;
 use leakhound_analyze::anomaly::stl::{StlParams, StlSettings, decompose};
 use leakhound_analyze::anomaly::{
-    N_FEATURES, SeriesRef, StlIfConfig, Verdict, batch_parts, evaluate_many, score_batch,
+    AnchorParts, N_FEATURES, SeriesRef, StlIfConfig, Verdict, batch_parts, evaluate_many,
+    evaluate_many_with_resets, replay_anchors, score_batch,
 };
+use leakhound_analyze::rng::SplitMix64;
 
 const T0: i64 = 1_767_571_200;
 
@@ -55,34 +70,18 @@ fn rss_kb() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn u(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.u().max(1e-12);
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.u()).cos()
-    }
-}
-
 /// Deterministic series: daily pattern, noise, bursts; one in 20 leaks from a random onset.
 fn generate(seed: u64, minutes: usize) -> Vec<f64> {
-    let mut r = SplitMix(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
-    let base = 50.0 + 950.0 * r.u();
-    let amp = base * 0.4 * r.u();
-    let noise = base * (0.01 + 0.05 * r.u());
+    let mut r = SplitMix64::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
+    let base = 50.0 + 950.0 * r.next_f64();
+    let amp = base * 0.4 * r.next_f64();
+    let noise = base * (0.01 + 0.05 * r.next_f64());
     let leak = if seed.is_multiple_of(20) {
-        0.5 + 5.0 * r.u()
+        0.5 + 5.0 * r.next_f64()
     } else {
         0.0
     };
-    let onset = (r.u() * minutes as f64) as usize;
+    let onset = (r.next_f64() * minutes as f64) as usize;
     (0..minutes)
         .map(|m| {
             let phase = 2.0 * std::f64::consts::PI * m as f64 / 1440.0;
@@ -90,9 +89,9 @@ fn generate(seed: u64, minutes: usize) -> Vec<f64> {
             if m > onset {
                 v += leak * (m - onset) as f64;
             }
-            if r.u() < 0.002 {
+            if r.next_f64() < 0.002 {
                 // Bursts below +60% (a drop of half would read as a restart).
-                v += 0.6 * base * r.u();
+                v += 0.6 * base * r.next_f64();
             }
             v.round().max(0.0)
         })
@@ -115,7 +114,7 @@ fn main() {
     let profile = if cfg!(debug_assertions) {
         "dev (debug assertions on)"
     } else {
-        "release"
+        "optimised (debug assertions off: release, or dev with the analyze crate at opt-level 3)"
     };
     println!(
         "stl_iforest bench: {n_series} series x {days} days x 1-min = {} points, profile {profile}, {} cores",
@@ -141,6 +140,10 @@ fn main() {
     );
 
     let cfg = StlIfConfig::default();
+    product_path(&values, &ts, minutes, &cfg);
+    if std::env::var_os("LEAKHOUND_BENCH_SKIP_BATCH").is_some() {
+        return;
+    }
     let t = Instant::now();
     let scores = score_batch(&refs, &cfg);
     let ours_s = t.elapsed().as_secs_f64();
@@ -188,13 +191,9 @@ fn main() {
     if std::env::var("LEAKHOUND_BENCH_SKIP_PY").is_ok() {
         return;
     }
-    let py = std::env::var("LEAKHOUND_PYREF_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/var/tmp/leakhound-pyref/bin/python"));
-    if !py.exists() {
-        println!("python reference skipped: {} does not exist", py.display());
+    let Some(py) = python() else {
         return;
-    }
+    };
     // Stage by stage. Grid + STL + features (and the exact inputs of our two stages for Python):
     drop(scores);
     let period = (cfg.period_s / cfg.stl_step_s) as usize;
@@ -341,6 +340,172 @@ fn main() {
         py_stl / stl_s,
         py_if / forest_s
     );
+}
+
+/// The product's path: `evaluate_many_with_resets` on each series at every 5-minute step of the
+/// span (what `leakhound analyze --replay` runs per pod, `detect::stl_iforest`), one series
+/// after another on one thread as the engine does; then statsmodels + scikit-learn doing the
+/// same fits on the same inputs (`anomaly::replay_anchors`): per anchor (every 3 h) STL on the
+/// anchor's 5-minute series, an Isolation Forest fitted on its training rows, the gate's
+/// quantile scored on at most 256 of them, and one row scored per evaluation. Returns
+/// (ours s, python s) when Python ran.
+fn product_path(
+    values: &[Vec<f64>],
+    ts: &[i64],
+    minutes: usize,
+    cfg: &StlIfConfig,
+) -> Option<(f64, f64)> {
+    let n = env_usize("LEAKHOUND_BENCH_PRODUCT_SERIES", 100).min(values.len());
+    if n == 0 {
+        return None;
+    }
+    // Every 5 minutes from the second day on (a day of history first, as a replay from two
+    // hours into a scenario sees at least the STL context).
+    let at: Vec<i64> = (1..=(minutes as i64 / 5))
+        .map(|k| T0 + k * 300)
+        .filter(|t| *t >= T0 + 86_400)
+        .collect();
+    let t = Instant::now();
+    let mut fired = 0usize;
+    for v in &values[..n] {
+        let r = SeriesRef {
+            ts_s: ts,
+            values: v,
+        };
+        fired += evaluate_many_with_resets(r, &[], &at, cfg)
+            .iter()
+            .filter(|v| v.fired)
+            .count();
+    }
+    let ours = t.elapsed().as_secs_f64();
+    let evals = n * at.len();
+    println!(
+        "PRODUCT PATH ours: evaluate_many_with_resets on {n} series x {} evaluations (every 5 min \
+         over {} days), one thread: {ours:.2} s, {:.1} ms per series-replay, {:.1} us per \
+         evaluation; {fired} firings",
+        at.len(),
+        (minutes / 1440).saturating_sub(1),
+        1e3 * ours / n as f64,
+        1e6 * ours / evals as f64
+    );
+    if std::env::var("LEAKHOUND_BENCH_SKIP_PY").is_ok() {
+        return None;
+    }
+    let py = python()?;
+    // The same work's inputs (not timed).
+    let anchors: Vec<AnchorParts> = values[..n]
+        .iter()
+        .flat_map(|v| {
+            replay_anchors(
+                SeriesRef {
+                    ts_s: ts,
+                    values: v,
+                },
+                &[],
+                &at,
+                cfg,
+            )
+        })
+        .collect();
+    let py_anchors = env_usize("LEAKHOUND_BENCH_PY_ANCHORS", 200).min(anchors.len());
+    // Python runs an evenly spread sample of the anchors; its time is scaled to all of them
+    // (each anchor's work is independent and about the same size).
+    let stride = anchors.len().div_ceil(py_anchors.max(1)).max(1);
+    let sample: Vec<&AnchorParts> = anchors.iter().step_by(stride).collect();
+    let dir = tempfile::tempdir().ok()?;
+    let data = dir.path().join("anchors.bin");
+    let meta = dir.path().join("anchors.json");
+    let period = (cfg.period_s / cfg.stl_step_s) as usize;
+    let s = StlSettings::resolve(period, &cfg.stl);
+    let list: Vec<[usize; 4]> = sample
+        .iter()
+        .map(|a| {
+            [
+                a.stl_input.len(),
+                a.train_rows.len() / N_FEATURES,
+                usize::from(a.forest),
+                a.evals,
+            ]
+        })
+        .collect();
+    let m = serde_json::json!({
+        "anchors": list, "n_features": N_FEATURES,
+        "settings": {
+            "period": s.period, "seasonal": s.seasonal, "trend": s.trend, "low_pass": s.low_pass,
+            "seasonal_deg": s.seasonal_deg, "seasonal_jump": s.seasonal_jump,
+            "trend_jump": s.trend_jump, "low_pass_jump": s.low_pass_jump,
+            "inner_iter": s.inner_iter, "outer_iter": s.outer_iter, "robust": cfg.stl.robust,
+            "n_trees": cfg.forest.n_trees, "max_samples": cfg.forest.max_samples,
+        },
+    });
+    let written = write_f64(
+        &data,
+        sample
+            .iter()
+            .flat_map(|a| a.stl_input.iter().chain(&a.train_rows).copied()),
+    )
+    .and_then(|_| std::fs::write(&meta, m.to_string()));
+    if let Err(e) = written {
+        println!("python reference skipped: cannot write its inputs: {e}");
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pyref/reference.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg("replay")
+        .arg(&data)
+        .arg(&meta)
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            println!(
+                "python reference failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return None;
+        }
+        Err(e) => {
+            println!("python reference could not start: {e}");
+            return None;
+        }
+    };
+    let line = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let scale = anchors.len() as f64 / sample.len().max(1) as f64;
+    let py_all = f("total_s") * scale;
+    println!(
+        "PRODUCT PATH python (statsmodels STL + sklearn IsolationForest, same settings and sizes, \
+         one thread): {} of {} anchors in {:.1} s (STL {:.1} s on {} of them with two full days, \
+         forest fit {:.1} s, gate + evaluation scoring {:.1} s) -> {py_all:.1} s for all (linear); \
+         it is handed our STL inputs and features and runs none of the growth rules",
+        sample.len(),
+        anchors.len(),
+        f("total_s"),
+        f("stl_s"),
+        r["stl_fits"].as_u64().unwrap_or(0),
+        f("fit_s"),
+        f("score_s"),
+    );
+    println!(
+        "PRODUCT PATH ratio: python {py_all:.1} s / ours {ours:.2} s = {:.1}x (ours also runs the \
+         growth rules, the deseasonalizing and the features at every evaluation)",
+        py_all / ours
+    );
+    Some((ours, py_all))
+}
+
+fn python() -> Option<PathBuf> {
+    let py = std::env::var("LEAKHOUND_PYREF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/leakhound-pyref/bin/python"));
+    if py.exists() {
+        Some(py)
+    } else {
+        println!("python reference skipped: {} does not exist", py.display());
+        None
+    }
 }
 
 /// Decomposes every life, the series handed to the cores 16 at a time as `batch_parts` hands

@@ -15,6 +15,10 @@ numpy, scipy, statsmodels and scikit-learn (tests/run creates /var/tmp/leakhound
       STL on the first PY_SERIES series (f64 little-endian, N_SERIES x N_POINTS) with the settings,
       IsolationForest fit + score_samples on all feature rows; prints one JSON line with the
       timings and the peak RSS (getrusage).
+  reference.py replay ANCHORS.bin ANCHORS.json
+      The product path's fits (analyze/benches/stl_iforest.rs, `anomaly::replay_anchors`): per
+      anchor [stl_len, rows, forest, evals] of the JSON, its STL input then its training rows in
+      the .bin (f64 little-endian); prints one JSON line with the timings.
 """
 
 import json
@@ -110,6 +114,61 @@ def cmd_bench(stl_in, n_series, n_points, py_series, feat_in, n_features, settin
     )
 
 
+def cmd_replay(data_in, meta_in):
+    """The product path's fits: per anchor, STL on its 5-minute series (when it holds two full
+    days, as statsmodels needs), an IsolationForest fitted on its training rows, the gate's
+    quantile from at most 256 of them, and one row scored per evaluation (batched per anchor)."""
+    from sklearn.ensemble import IsolationForest
+
+    with open(meta_in) as f:
+        m = json.load(f)
+    s = m["settings"]
+    nf = m["n_features"]
+    data = np.fromfile(data_in, dtype="<f8")
+    at = 0
+    stl_s = fit_s = score_s = 0.0
+    stl_fits = 0
+    t_all = time.perf_counter()
+    for stl_len, rows, forest, evals in m["anchors"]:
+        y = data[at : at + stl_len]
+        at += stl_len
+        x = data[at : at + rows * nf].reshape(rows, nf)
+        at += rows * nf
+        t0 = time.perf_counter()
+        if stl_len >= 2 * s["period"]:
+            stl_fit(y, s)
+            stl_fits += 1
+        stl_s += time.perf_counter() - t0
+        if not forest:
+            continue
+        t0 = time.perf_counter()
+        f = IsolationForest(
+            n_estimators=s["n_trees"], max_samples=min(s["max_samples"], rows), random_state=0
+        ).fit(x)
+        fit_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stride = max(1, -(-rows // 256))
+        f.score_samples(x[::stride])
+        # One row per evaluation, all of an anchor's in one call (ours scores each on its own,
+        # as a live run must; batching them favours Python).
+        if evals:
+            f.score_samples(x[np.arange(evals) % rows])
+        score_s += time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "total_s": time.perf_counter() - t_all,
+                "stl_s": stl_s,
+                "stl_fits": stl_fits,
+                "fit_s": fit_s,
+                "score_s": score_s,
+                "anchors": len(m["anchors"]),
+                "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        )
+    )
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "stl":
@@ -118,6 +177,8 @@ def main():
         cmd_iforest(*args)
     elif cmd == "bench":
         cmd_bench(*args)
+    elif cmd == "replay":
+        cmd_replay(*args)
     else:
         sys.exit(f"unknown command {cmd}")
 

@@ -1,9 +1,10 @@
 //! Backtesting detectors on the labelled scenario suite: each scenario is written to a store of
 //! its own, analyzed by replay (every 5 minutes, as if live), and its L2/L3 episodes are scored
-//! against the labels.
+//! against the labels. Behind the `testkit` feature (the detection bench, tests, the `it` tests).
 //!
-//! Scoring, per detector (and for `leakhound`, the union of the growth rule and STL + IF, which
-//! is what the product alerts on):
+//! Scoring, per detector (and for `leakhound`, the union of the detectors that say they count
+//! into the product score, `Detector::in_product_score`: the growth rule and STL + IF, what the
+//! product alerts on):
 //! - an episode (one `event_id`) that reaches L2 or L3 is a **true detection** when the scenario
 //!   leaks, the episode is about a leaking pod (or the leaking workload as a whole), and it
 //!   reaches L2+ between the onset and 30 minutes after the leak's end; otherwise it is a **false
@@ -17,6 +18,7 @@ use leakhound_ingest::Store;
 use leakhound_ingest::writer::{Batch, Writer};
 use leakhound_schemas::events::{LeakEvent, Level};
 
+use crate::detect::{self, DetectorKind};
 use crate::engine::{AnalyzeConfig, Emit, analyze};
 use crate::error::Result;
 use crate::scenarios::{DumpPoint, Scenario};
@@ -230,12 +232,21 @@ impl Dumps {
     }
 }
 
+/// Whether events of the detector named `name` count into [`PRODUCT`]: a registered detector
+/// that says so; never an unknown name.
+fn in_product_score(name: &str) -> bool {
+    name.parse::<DetectorKind>()
+        .ok()
+        .and_then(detect::get)
+        .is_some_and(|d| d.in_product_score())
+}
+
 /// Score the events of one scenario.
 pub fn score(s: &Scenario, events: &[LeakEvent]) -> ScenarioResult {
     let mut by_detector: HashMap<String, Vec<&LeakEvent>> = HashMap::new();
     for e in events.iter().filter(|e| e.level >= Level::L2) {
         by_detector.entry(e.detector.clone()).or_default().push(e);
-        if e.detector != crate::engine::BASELINE_RULE {
+        if in_product_score(&e.detector) {
             by_detector.entry(PRODUCT.into()).or_default().push(e);
         }
     }
@@ -245,10 +256,7 @@ pub fn score(s: &Scenario, events: &[LeakEvent]) -> ScenarioResult {
         leak: s.leak.is_some(),
         per_detector: BTreeMap::new(),
     };
-    let mut names: Vec<String> = crate::engine::DETECTORS
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
+    let mut names: Vec<String> = detect::all().iter().map(|d| d.to_string()).collect();
     names.push(PRODUCT.into());
     for d in names {
         let evs = by_detector.get(&d).cloned().unwrap_or_default();

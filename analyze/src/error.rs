@@ -1,5 +1,7 @@
 //! The analyze crate's error type.
 
+use leakhound_schemas::kinds::DetectorKind;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +32,28 @@ pub enum Error {
     #[error("query file {file}: {message}")]
     QueryFile { file: String, message: String },
 
-    #[error("analyze: {0}")]
-    Internal(String),
+    #[error("analyze: query returned no column {0}")]
+    MissingColumn(String),
+
+    #[error("analyze: column {column}: {source}")]
+    Column {
+        column: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    #[error("analyze: column {column} is not {want}")]
+    ColumnType { column: String, want: &'static str },
+
+    #[error("analyze: {table} batch: {source}")]
+    Batch {
+        table: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    #[error("analyze: detector {0} is not registered (detect::REGISTRY)")]
+    UnregisteredDetector(DetectorKind),
 }
 
 impl Error {

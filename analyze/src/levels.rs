@@ -9,7 +9,7 @@
 //! | share of goroutines alive over 5 min | < 0.1 % | 0.1–1 % | > 1 % |
 //!
 //! The residence measures are taken over the goroutines the episode's growth consists of (the
-//! stacks that grew since the debug=2 capture before it; `engine::residence_at`), not over the
+//! stacks that grew since the debug=2 capture before it; `engine::captures::residence_at`), not over the
 //! whole pod: every healthy service keeps a few dozen goroutines for its whole life (servers,
 //! worker pools, tickers), which would put any pod's P99 and alive share at danger.
 //!

@@ -95,7 +95,7 @@ pub fn pprof_bytes(stacks: &[(StackInfo, i64)], time_nanos: i64) -> std::io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootcause::Frame;
+    use leakhound_schemas::model::Frame;
 
     #[test]
     fn the_profile_parses_back_with_the_same_stacks_and_counts() {

@@ -15,7 +15,8 @@
 //!   response body pins the transport's `readLoop` and `writeLoop` (one cluster, keyed by the
 //!   transport), and when the same process also serves that stream, the server side's
 //!   `(*conn).serve` goroutines and their `backgroundRead` join it.
-//! - **Patterns** come from the wait state (debug=2) and frames: `chan_send`, `chan_receive`,
+//! - **Patterns** ([`LeakPattern`], spelled as in events) come from the wait state (debug=2)
+//!   and frames: `chan_send`, `chan_receive`,
 //!   `select`, `select_forever` (`select (no cases)`), `http_body`, `context` (a frame in package
 //!   `context`, or a blocking function whose name says it waits on a context — a heuristic,
 //!   since a receive from `ctx.Done()` looks like any other receive), `mutex`, `rwmutex`,
@@ -30,8 +31,10 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::UInt32Type;
 use datafusion::prelude::SessionContext;
 use leakhound_schemas::events::ClusterSummary;
+use leakhound_schemas::kinds::LeakPattern;
+use leakhound_schemas::model::Frame;
 
-use crate::engine::{i64s, rfc, str_values, strs, ts_micros};
+use crate::engine::columns::{i64s, rfc, str_values, strs, ts_micros};
 use crate::error::{Error, Result};
 
 /// Stacks that goleak ignores by default, and other long-lived runtime workers.
@@ -52,13 +55,6 @@ const IGNORED_TOP: &[&str] = &[
     "runtime.unique_runtime_registerUniqueMapCleanup.func2",
 ];
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Frame {
-    pub function: String,
-    pub file: String,
-    pub line: u32,
-}
-
 #[derive(Debug, Clone)]
 pub struct StackInfo {
     pub frames: Vec<Frame>,
@@ -69,7 +65,7 @@ pub struct StackInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
     pub id: String,
-    pub pattern: String,
+    pub pattern: LeakPattern,
     pub confirmed: bool,
     pub representative_stack_id: i64,
     pub stack_ids: Vec<i64>,
@@ -86,7 +82,7 @@ impl Cluster {
     pub fn summary(&self) -> ClusterSummary {
         ClusterSummary {
             id: self.id.clone(),
-            pattern: self.pattern.clone(),
+            pattern: self.pattern.to_string(),
             top_frame: format!("{} {}:{}", self.top_function, self.top_file, self.top_line),
             goroutines_now: self.goroutines_now,
             goroutines_baseline: self.goroutines_baseline,
@@ -112,14 +108,14 @@ pub fn blocking_site(frames: &[Frame]) -> Option<&Frame> {
 }
 
 /// The leak pattern of a stack from its wait state and frames.
-pub fn pattern(state: &str, stack: &StackInfo) -> &'static str {
+pub fn pattern(state: &str, stack: &StackInfo) -> LeakPattern {
     let has = |p: &str| stack.frames.iter().any(|f| f.function.contains(p));
     let s = state.to_ascii_lowercase();
     if has("net/http.(*persistConn).readLoop") || has("net/http.(*persistConn).writeLoop") {
-        return "http_body";
+        return LeakPattern::HttpBody;
     }
     if s.contains("select (no cases)") {
-        return "select_forever";
+        return LeakPattern::SelectForever;
     }
     let site = blocking_site(&stack.frames)
         .map(|f| f.function.clone())
@@ -130,36 +126,44 @@ pub fn pattern(state: &str, stack: &StackInfo) -> &'static str {
         name.contains("ctx") || name.contains("context")
     };
     if s.contains("chan send") {
-        return "chan_send";
+        return LeakPattern::ChanSend;
     }
     if s.contains("chan receive") || s.contains("chan recv") {
-        return if ctx_like { "context" } else { "chan_receive" };
+        return if ctx_like {
+            LeakPattern::Context
+        } else {
+            LeakPattern::ChanReceive
+        };
     }
     if s.contains("select") {
-        return if ctx_like { "context" } else { "select" };
+        return if ctx_like {
+            LeakPattern::Context
+        } else {
+            LeakPattern::Select
+        };
     }
     if s.contains("rwmutex") || has("sync.(*RWMutex)") {
-        return "rwmutex";
+        return LeakPattern::Rwmutex;
     }
     if s.contains("mutex") || has("sync.(*Mutex).Lock") {
-        return "mutex";
+        return LeakPattern::Mutex;
     }
     if s.contains("waitgroup") || has("sync.(*WaitGroup).Wait") {
-        return "waitgroup";
+        return LeakPattern::Waitgroup;
     }
     if s.contains("cond") || has("sync.(*Cond).Wait") {
-        return "cond";
+        return LeakPattern::Cond;
     }
     if s.contains("sleep") || has("time.Sleep") || has("time.(*Ticker)") || has("time.(*Timer)") {
-        return "sleep_timer";
+        return LeakPattern::SleepTimer;
     }
     if s.contains("io wait") || has("internal/poll.(*FD)") {
-        return "io_wait";
+        return LeakPattern::IoWait;
     }
     if ctx_like {
-        return "context";
+        return LeakPattern::Context;
     }
-    "other"
+    LeakPattern::Other
 }
 
 fn is_server_conn(stack: &StackInfo) -> bool {
@@ -181,7 +185,7 @@ fn is_transport_conn(stack: &StackInfo) -> bool {
 
 /// Per stack: goroutines at baseline and now, the wait state, the oldest wait, leak-profile hit.
 #[derive(Debug, Clone, Default)]
-pub struct Growth {
+pub struct StackGrowth {
     pub baseline: i64,
     pub now: i64,
     pub state: String,
@@ -201,7 +205,7 @@ pub async fn growth(
     pod: Option<&str>,
     baseline_s: i64,
     now_s: i64,
-) -> Result<BTreeMap<i64, Growth>> {
+) -> Result<BTreeMap<i64, StackGrowth>> {
     let scope = match (pod, workload) {
         (Some(p), _) => format!("pod = {}", lit(p)),
         (None, Some(w)) => format!("workload = {}", lit(w)),
@@ -281,7 +285,7 @@ pub async fn growth(
             .or_else(|| formats.values().next())
             .cloned()
     };
-    let mut out: BTreeMap<i64, Growth> = BTreeMap::new();
+    let mut out: BTreeMap<i64, StackGrowth> = BTreeMap::new();
     for by_ts in snaps.values() {
         let Some(now) = pick(by_ts, now_s, 900) else {
             continue;
@@ -338,7 +342,7 @@ pub async fn stack_info(ctx: &SessionContext, ids: &[i64]) -> Result<HashMap<i64
         let created = strs(b, "created_by_function")?;
         let frames = b
             .column_by_name("frames")
-            .ok_or_else(|| Error::Internal("no column frames".into()))?
+            .ok_or_else(|| Error::MissingColumn("frames".into()))?
             .as_list::<i32>();
         for i in 0..b.num_rows() {
             let Some(id) = ids[i] else { continue };
@@ -371,12 +375,12 @@ pub async fn stack_info(ctx: &SessionContext, ids: &[i64]) -> Result<HashMap<i64
 
 /// Group grown stacks into clusters, largest growth first.
 pub fn cluster(
-    growth: &BTreeMap<i64, Growth>,
+    growth: &BTreeMap<i64, StackGrowth>,
     info: &HashMap<i64, StackInfo>,
     min_growth: i64,
 ) -> Vec<Cluster> {
     struct Acc {
-        pattern: &'static str,
+        pattern: LeakPattern,
         site: Frame,
         stacks: Vec<(i64, i64)>,
         now: i64,
@@ -385,7 +389,7 @@ pub fn cluster(
         wait: Option<u32>,
     }
     let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut server_conn: Vec<(i64, &Growth)> = Vec::new();
+    let mut server_conn: Vec<(i64, &StackGrowth)> = Vec::new();
     for (id, g) in growth {
         let grew = g.now - g.baseline;
         if grew < min_growth {
@@ -438,7 +442,7 @@ pub fn cluster(
     // otherwise it is a cluster of its own (a handler that never returns).
     let body_key = groups
         .iter()
-        .find(|(_, a)| a.pattern == "http_body")
+        .find(|(_, a)| a.pattern == LeakPattern::HttpBody)
         .map(|(k, _)| k.clone());
     for (id, g) in server_conn {
         let grew = g.now - g.baseline;
@@ -488,7 +492,7 @@ pub fn cluster(
                 .unwrap_or(a.site.clone());
             Cluster {
                 id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes())),
-                pattern: a.pattern.to_string(),
+                pattern: a.pattern,
                 confirmed: a.confirmed,
                 representative_stack_id: rep,
                 stack_ids: a.stacks.iter().map(|s| s.0).collect(),
@@ -620,7 +624,7 @@ mod tests {
         info.insert(4, st(&["main.leakChanSend"]));
         info.insert(5, st(&["main.worker"]));
         info.insert(6, st(&["os/signal.signal_recv", "os/signal.loop"]));
-        let g = |b, n, s: &str| Growth {
+        let g = |b, n, s: &str| StackGrowth {
             baseline: b,
             now: n,
             state: s.into(),
@@ -685,7 +689,7 @@ pub fn clusters_to_batch(
         s(&|r| r.workload.clone()),
         s(&|r| r.pod.clone()),
         s(&|r| Some(r.cluster.id.clone())).clone(),
-        s(&|r| Some(r.cluster.pattern.clone())),
+        s(&|r| Some(r.cluster.pattern.to_string())),
         Arc::new(BooleanArray::from_iter(
             rows.iter().map(|r| Some(r.cluster.confirmed)),
         )),

@@ -1,5 +1,6 @@
 //! The labelled scenario suite: synthetic `go_goroutines` histories with known leak onsets, for
-//! backtesting every detector (`benches/detection.rs`) and for tests.
+//! backtesting every detector (`benches/detection.rs`, [`crate::backtest`]) and for tests. Behind
+//! the `testkit` feature: not in the shipped binary.
 //!
 //! Each scenario is generated from a seed, so the same suite can be re-drawn with other seeds
 //! (other bases, amplitudes, rates, noise) to check that the detectors are not tuned to one

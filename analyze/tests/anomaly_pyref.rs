@@ -56,21 +56,7 @@ fn floats(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn u(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.u().max(1e-12);
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.u()).cos()
-    }
-}
+use leakhound_analyze::rng::SplitMix64 as Rng;
 
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
@@ -127,10 +113,10 @@ fn auc(scores: &[f64], labels: &[bool]) -> f64 {
 fn stl_series(seed: u64, days: usize) -> Vec<f64> {
     let mut r = Rng(seed);
     let n = days * 288;
-    let base = 200.0 + 400.0 * r.u();
-    let amp = base * (0.1 + 0.5 * r.u());
+    let base = 200.0 + 400.0 * r.next_f64();
+    let amp = base * (0.1 + 0.5 * r.next_f64());
     let leak = if seed.is_multiple_of(2) {
-        0.5 + 2.0 * r.u()
+        0.5 + 2.0 * r.next_f64()
     } else {
         0.0
     };
@@ -142,8 +128,8 @@ fn stl_series(seed: u64, days: usize) -> Vec<f64> {
             if i > leak_at {
                 v += leak * (i - leak_at) as f64;
             }
-            if r.u() < 0.01 {
-                v += base * (1.0 + 2.0 * r.u());
+            if r.next_f64() < 0.01 {
+                v += base * (1.0 + 2.0 * r.next_f64());
             }
             v.round()
         })
@@ -247,7 +233,7 @@ fn iforest_datasets() -> Vec<(&'static str, Vec<f64>, Vec<bool>)> {
     let mut store = Vec::new();
     for seed in 0..8u64 {
         let mut r = Rng(seed + 10);
-        let base = 200.0 + 300.0 * r.u();
+        let base = 200.0 + 300.0 * r.next_f64();
         let leak_at = t0 + 2 * 86_400 + 6 * 3600;
         let leaks = seed % 4 == 0;
         let ts: Vec<i64> = (0..3 * 1440).map(|m| t0 + m * 60).collect();

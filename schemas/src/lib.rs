@@ -11,11 +11,13 @@
 //!   aggregated snapshots.
 //! - [`k8s_names`]: Kubernetes' name rules, checked before a name from outside reaches an API
 //!   path, a store key or a file path.
+//! - [`kinds`]: the closed sets of names events carry: detectors and leak patterns.
 //! - [`tables`]: the one definition of each table's Arrow schema and partitioning, and the
 //!   schema version written into every file.
 
 pub mod events;
 pub mod k8s_names;
+pub mod kinds;
 pub mod model;
 pub mod tables;
 

@@ -361,3 +361,46 @@ fn live_runs_keep_one_event_per_episode_and_stay_quiet_without_a_leak() {
     ]);
     assert!(out.trim().is_empty(), "nightly batch raised:\n{out}");
 }
+
+/// `--detectors` takes the registered detectors' names: an unknown one is a usage error (exit 2,
+/// before any store is touched) naming the known ones, in the flag and in its environment
+/// variable alike; a known subset runs.
+#[test]
+fn an_unknown_detector_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let out = run(&[
+        "analyze",
+        "--store",
+        store,
+        "--detectors",
+        "growth_rule,foo",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for known in ["baseline_rule", "growth_rule", "stl_iforest"] {
+        assert!(err.contains(known), "{err}");
+    }
+    let out = run_env(
+        &["analyze", "--store", store],
+        &[("LEAKHOUND_DETECTORS", "baseline")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        !dir.path().join("store").exists(),
+        "a usage error touched the store"
+    );
+    let out = run(&[
+        "analyze",
+        "--store",
+        store,
+        "--detectors",
+        "growth_rule",
+        "--now",
+        "1790900000",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}

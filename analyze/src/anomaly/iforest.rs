@@ -13,9 +13,11 @@
 //! samples per tree drawn without replacement, depth limit `ceil(log2 ψ)`, at each node a
 //! feature drawn uniformly among those not constant in the node and a threshold uniform in
 //! `(min, max)`, `x <= threshold` goes left, a leaf of `m` training samples adds `c(m)` to the
-//! path, `c(n) = 2 (ln(n - 1) + γ) - 2 (n - 1) / n`. The random stream is our own (SplitMix64,
+//! path, `c(n) = 2 (ln(n - 1) + γ) - 2 (n - 1) / n`. The random stream is the crate's own ([`crate::rng::SplitMix64`],
 //! one stream per tree derived from the seed), so scores equal scikit-learn's in distribution, not
 //! bit for bit; `analyze/tests/anomaly_pyref.rs` checks rank correlation and AUC against it.
+
+use crate::rng::SplitMix64;
 
 /// Parameters of the forest.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,32 +37,6 @@ impl Default for IForestParams {
             max_samples: 256,
             seed: 0x1eac_5eed,
         }
-    }
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and stable across crate versions (a replay
-/// must reproduce its scores after a dependency update, which `rand`'s distributions do not
-/// promise).
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in 0..n (n > 0), Lemire's multiply-shift (bias < n / 2^64, irrelevant here).
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 }
 
@@ -293,7 +269,8 @@ impl IsolationForest {
         for t in 0..n_trees {
             // One independent stream per tree: tree t does not depend on how many numbers the
             // trees before it drew.
-            let mut rng = SplitMix64(params.seed ^ (t as u64).wrapping_mul(0xd134_2543_de82_ef95));
+            let mut rng =
+                SplitMix64::new(params.seed ^ (t as u64).wrapping_mul(0xd134_2543_de82_ef95));
             rng.next_u64();
             let sample = sample_without_replacement(n_rows, psi, &mut rng);
             if let [data] = parts {
@@ -544,7 +521,7 @@ mod tests {
     use super::*;
 
     fn gaussian_cloud(n: usize, seed: u64) -> Vec<f64> {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let mut out = Vec::with_capacity(n * 2);
         for _ in 0..n * 2 {
             // Box-Muller.

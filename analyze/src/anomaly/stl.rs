@@ -1,5 +1,5 @@
 //! Robust STL (Cleveland et al. 1990): the `stlrs` crate's port of the original Fortran with its
-//! hot loop rewritten ([`super::stl_loess`], why there), every parameter set explicitly to what
+//! hot loop rewritten (`stl_loess.rs`, why there), every parameter set explicitly to what
 //! `statsmodels.tsa.seasonal.STL(robust=True)` uses, so that the two agree (checked by
 //! `analyze/tests/anomaly_pyref.rs`; and against `stlrs` itself below). `stlrs`' own defaults
 //! differ from statsmodels' (seasonal window, degrees, jumps, loop counts), hence

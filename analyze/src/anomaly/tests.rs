@@ -17,25 +17,9 @@ fn seeds(n: u64) -> std::ops::Range<u64> {
     from..from + n
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn u(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.u().max(1e-12);
-        let u2 = self.u();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.u()
-    }
-}
+use super::batch::SERIES_PER_PIECE;
+use super::iforest::IsolationForest;
+use crate::rng::SplitMix64 as Rng;
 
 struct Series {
     ts: Vec<i64>,
@@ -58,7 +42,7 @@ fn generate(minutes: i64, noise_sd: f64, seed: u64, f: impl Fn(i64) -> f64) -> S
     let mut ts = Vec::new();
     let mut vs = Vec::new();
     for m in 0..minutes {
-        let t = T0 + m * 60 + (rng.u() * 5.0) as i64;
+        let t = T0 + m * 60 + (rng.next_f64() * 5.0) as i64;
         let v = f(t) + noise_sd * rng.normal();
         ts.push(t);
         vs.push(v.round().max(0.0));

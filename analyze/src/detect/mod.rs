@@ -1,0 +1,157 @@
+//! Detectors: one trait ([`Detector`]), one registry ([`REGISTRY`]), one module per detector.
+//!
+//! ```text
+//!  engine::analyze ──Inputs (session, minute series, evaluation times, config)──▶ every enabled
+//!  detector in REGISTRY ──▶ Vec<Finding> (one per scope and evaluation; `fired` or not) ──▶
+//!  recurring_rise (when the detector asks) ──▶ episodes (engine::episodes)
+//! ```
+//!
+//! | module | detector | reads |
+//! |---|---|---|
+//! | [`baseline`] | `baseline_rule`: the seed's P95-of-2h x 1.8 for 3 periods | `queries/rule_baseline.sql` |
+//! | [`growth`] | `growth_rule`: least-squares slope over the last hour of a pod's life | `queries/rule_growth.sql` |
+//! | [`stl_iforest`] | `stl_iforest`: robust STL + Isolation Forest | minute series, [`crate::anomaly`] |
+//!
+//! **Adding a detector**: a variant of [`DetectorKind`] (in `leakhound-schemas`, with its name),
+//! a module here implementing [`Detector`], and its line in [`REGISTRY`]. The engine, the CLI's
+//! `--detectors` (a value parser over [`DetectorKind`]), the default set and the backtest take
+//! it from there; what the engine does around it (minute series history, the daily-pattern
+//! check, whose growth its events carry, whether the backtest counts it into the product
+//! score) is asked of the trait, not decided by name.
+
+pub mod baseline;
+pub mod growth;
+pub mod stl_iforest;
+
+use std::collections::BTreeMap;
+
+use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
+pub use leakhound_schemas::kinds::DetectorKind;
+
+use crate::engine::series::Series;
+use crate::engine::{AnalyzeConfig, Scope};
+use crate::error::Result;
+
+/// One detector's verdict on one scope at one evaluation.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub scope: Scope,
+    pub detector: DetectorKind,
+    pub eval_s: i64,
+    pub fired: bool,
+    pub value: f64,
+    pub baseline: Option<f64>,
+    pub growth_per_s: f64,
+    pub score: f64,
+    pub reason: String,
+    /// The detector's own estimate of when the growth began.
+    pub onset_s: Option<i64>,
+    /// The detector's rule itself demanded persistence for this firing.
+    pub sustained: bool,
+    /// The span whose rise `recurring_rise` compares with yesterday's: how far back the firing
+    /// looked (the growth rule: its fast branch's 10 or 15 minutes, or the hour; STL + IF: the
+    /// last hour, its daily component needing two days to learn a new batch).
+    pub window_s: i64,
+}
+
+/// What a detector gets for one analysis: the range, the evaluation times (every `step_s`,
+/// aligned), the store's session and the minute series the engine loaded (every pod and
+/// workload, from the longest history an enabled detector asked for; empty when none did).
+pub struct Inputs<'a> {
+    pub ctx: &'a SessionContext,
+    /// The first evaluation and the range's end (seconds).
+    pub from_s: i64,
+    pub to_s: i64,
+    pub eval_times: &'a [i64],
+    pub series: &'a BTreeMap<Scope, Series>,
+    pub cfg: &'a AnalyzeConfig,
+}
+
+/// A leak detector: findings for every scope at every evaluation of a range.
+pub trait Detector: Send + Sync {
+    /// Its name: in `--detectors`, in events' `detector`, in the backtest.
+    fn kind(&self) -> DetectorKind;
+
+    /// The minute-series history it needs before the first evaluation (`Inputs::series`), or
+    /// None when it reads none.
+    fn series_history_s(&self, _cfg: &AnalyzeConfig) -> Option<i64> {
+        None
+    }
+
+    /// Whether a firing whose rise the scope also made at about this time yesterday is dropped
+    /// as the daily pattern (`engine::series::recurring_rise` over the finding's `window_s`).
+    fn drops_daily_pattern(&self) -> bool {
+        true
+    }
+
+    /// Whether its findings' `growth_per_s` is its own measure; when not, its events carry the
+    /// growth rule's growth of the same scope at the same evaluation.
+    fn measures_growth(&self) -> bool {
+        true
+    }
+
+    /// Whether the backtest counts its L2/L3 episodes into the product score (`leakhound`: what
+    /// the product alerts on). A choice each detector states, never a default.
+    fn in_product_score(&self) -> bool;
+
+    /// Its findings over the range.
+    fn findings<'a>(&'a self, input: &'a Inputs<'a>) -> BoxFuture<'a, Result<Vec<Finding>>>;
+}
+
+/// Every detector, in the order they run. The one place a detector is registered.
+pub static REGISTRY: &[&dyn Detector] = &[
+    &baseline::BaselineRule,
+    &growth::GrowthRule,
+    &stl_iforest::StlIforest,
+];
+
+/// The registered detector of `kind`.
+pub fn get(kind: DetectorKind) -> Option<&'static dyn Detector> {
+    REGISTRY.iter().copied().find(|d| d.kind() == kind)
+}
+
+/// Every registered detector's kind, in registry order (the default `--detectors`).
+pub fn all() -> Vec<DetectorKind> {
+    REGISTRY.iter().map(|d| d.kind()).collect()
+}
+
+/// 0..1 from a ratio to a threshold: 1 - e^-x (0 for none).
+pub(crate) fn squash(x: f64) -> f64 {
+    if x.is_finite() && x > 0.0 {
+        1.0 - (-x).exp()
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_detector_kind_is_registered_once() {
+        for k in DetectorKind::ALL {
+            assert_eq!(
+                REGISTRY.iter().filter(|d| d.kind() == k).count(),
+                1,
+                "{k} is not registered exactly once in detect::REGISTRY"
+            );
+        }
+        assert_eq!(all(), DetectorKind::ALL);
+    }
+
+    #[test]
+    fn the_product_score_is_a_choice_per_detector() {
+        let product: Vec<DetectorKind> = REGISTRY
+            .iter()
+            .filter(|d| d.in_product_score())
+            .map(|d| d.kind())
+            .collect();
+        assert_eq!(
+            product,
+            [DetectorKind::GrowthRule, DetectorKind::StlIforest],
+            "the product alerts on the growth rule and STL + IF"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The analyze engine: runs the enabled detectors over stored history and turns their findings
+//! into episodes, levels and events.
+//!
+//! ```text
+//!  goroutine_counts ──detect::REGISTRY (baseline_rule, growth_rule, stl_iforest, …)──▶ findings
+//!        │ minute series (series.rs) ──▶ detectors that read series;  recurring_rise un-fires
+//!        │                                the daily pattern                     │
+//!  goroutine_samples ──captures.rs: residence of what grew──▶ episodes.rs ◀─────┘
+//!                                                                │ levels ─▶ LeakEvent
+//!  leak_events (stored, live runs) ──────────────────────────────┘
+//!  sink.rs: + clusters (rootcause) ──▶ leak_events, leak_clusters (one commit)
+//! ```
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`AnalyzeConfig`], [`Scope`], [`analyze`]: evaluation times, detectors, captures, episodes |
+//! | [`columns`] | typed columns of query results, scope rows, running a named query |
+//! | [`series`] | minute series per pod and workload; [`series::recurring_rise`] (the daily pattern) |
+//! | [`captures`] | debug=2 captures per pod; residence of what grew (`captures::residence_at`) |
+//! | [`episodes`] | the episode state machine (pure), stored events for live continuity |
+//! | [`sink`] | clusters attached to events; the results written in one commit |
+//!
+//! The detectors themselves are in [`crate::detect`]. One evaluation ("now", the CronJob) and a
+//! replay (every step over stored history, as if live) run the same code: a live run replays
+//! the last `live_window` and emits the last step only, so detectors need no state beyond the
+//! store. An episode is a run of firings of one detector on one scope (a pod, or a workload as
+//! a whole) with gaps of at most `episode_gap_evals`; its `event_id` hashes the scope, the
+//! detector and the episode's onset, and a live run that finds an episode already going at its
+//! window start adopts the stored event's id and onset.
+
+pub mod captures;
+pub mod columns;
+pub mod episodes;
+pub mod series;
+pub mod sink;
+
+use std::collections::{BTreeMap, HashMap};
+
+use leakhound_ingest::Store;
+use leakhound_schemas::events::LeakEvent;
+
+use crate::detect::{self, DetectorKind, Finding, Inputs};
+use crate::error::{Error, Result};
+use crate::levels::LevelThresholds;
+
+pub use sink::{attach_clusters, write_results};
+
+/// Which evaluations become events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Every firing evaluation (a live run's last step).
+    All,
+    /// An episode's first firing and every change of level (replay).
+    Changes,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnalyzeConfig {
+    pub step_s: i64,
+    /// History the STL detector sees before the first evaluation.
+    pub context_s: i64,
+    /// A live run replays this much to rebuild its episodes.
+    pub live_window_s: i64,
+    pub episode_gap_evals: u32,
+    pub baseline_factor: f64,
+    pub baseline_periods: i64,
+    pub growth_min_per_s: f64,
+    pub growth_min_r2: f64,
+    pub growth_min_coverage: f64,
+    pub levels: LevelThresholds,
+    /// The detectors to run (default: every registered one, `detect::REGISTRY`).
+    pub detectors: Vec<DetectorKind>,
+    /// SQL LIKE pattern on namespace.
+    pub namespace: String,
+    pub stl: crate::anomaly::StlIfConfig,
+}
+
+impl Default for AnalyzeConfig {
+    fn default() -> Self {
+        AnalyzeConfig {
+            step_s: 300,
+            context_s: 3 * 86_400,
+            live_window_s: 2 * 3_600,
+            episode_gap_evals: 2,
+            baseline_factor: 1.8,
+            baseline_periods: 3,
+            growth_min_per_s: 0.5,
+            growth_min_r2: 0.8,
+            growth_min_coverage: 0.6,
+            levels: LevelThresholds::default(),
+            detectors: detect::all(),
+            namespace: "%".into(),
+            stl: Default::default(),
+        }
+    }
+}
+
+/// Who an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    pub cluster: Option<String>,
+    pub namespace: String,
+    pub workload_kind: Option<String>,
+    pub workload: Option<String>,
+    /// None: the workload as a whole.
+    pub pod: Option<String>,
+}
+
+impl Scope {
+    pub(crate) fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}/{}",
+            self.cluster.as_deref().unwrap_or(""),
+            self.namespace,
+            self.workload_kind.as_deref().unwrap_or(""),
+            self.workload.as_deref().unwrap_or(""),
+            self.pod.as_deref().unwrap_or("*")
+        )
+    }
+}
+
+/// What one analysis produced.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub events: Vec<LeakEvent>,
+    /// Evaluations run and series looked at.
+    pub evaluations: usize,
+    pub scopes: usize,
+}
+
+/// The detector whose growth events of detectors that measure none carry.
+const GROWTH_REFERENCE: DetectorKind = DetectorKind::GrowthRule;
+
+/// Evaluate every `step_s` in `[from_s, to_s]` (aligned to the step).
+pub async fn analyze(
+    store: &Store,
+    from_s: i64,
+    to_s: i64,
+    emit: Emit,
+    cfg: &AnalyzeConfig,
+) -> Result<Analysis> {
+    let ctx = crate::session::session(store).await?;
+    let step = cfg.step_s.max(60);
+    let first = from_s.div_euclid(step) * step;
+    let first = if first < from_s { first + step } else { first };
+    let eval_times: Vec<i64> = (0..)
+        .map(|i| first + i * step)
+        .take_while(|t| *t <= to_s)
+        .collect();
+    if eval_times.is_empty() {
+        return Ok(Analysis::default());
+    }
+    if let Some(k) = cfg.detectors.iter().find(|k| detect::get(**k).is_none()) {
+        return Err(Error::UnregisteredDetector(*k));
+    }
+    // Registry order, whatever order the configuration named them in.
+    let enabled: Vec<&dyn detect::Detector> = detect::REGISTRY
+        .iter()
+        .copied()
+        .filter(|d| cfg.detectors.contains(&d.kind()))
+        .collect();
+    // The minute series, as far back as the detector that looks furthest needs.
+    let history = enabled.iter().filter_map(|d| d.series_history_s(cfg)).max();
+    let series = match history {
+        Some(h) => series::minute_series(&ctx, first - h, to_s, &cfg.namespace).await?,
+        None => BTreeMap::new(),
+    };
+    let input = Inputs {
+        ctx: &ctx,
+        from_s: first,
+        to_s,
+        eval_times: &eval_times,
+        series: &series,
+        cfg,
+    };
+    let mut findings: Vec<Finding> = Vec::new();
+    for d in &enabled {
+        let mut fs: Vec<Finding> = d
+            .findings(&input)
+            .await?
+            .into_iter()
+            .filter(|f| f.eval_s % step == 0)
+            .collect();
+        if d.drops_daily_pattern() {
+            series::drop_recurring(&mut fs, &series);
+        }
+        findings.extend(fs);
+    }
+    let priors = if emit == Emit::All {
+        episodes::prior_events(&ctx, first - 86_400, first).await?
+    } else {
+        HashMap::new()
+    };
+    // From 6 hours before: an episode's capture before its onset. A live run continuing a
+    // stored episode that began earlier also loads, for that episode's pods only, the hour of
+    // captures before its stored onset, so that its residence stays that of what grew.
+    let caps_from = first - 6 * 3_600;
+    let mut caps = captures::captures(&ctx, caps_from, to_s, &cfg.namespace).await?;
+    let continued_since = first - step * (cfg.episode_gap_evals as i64 + 1);
+    for p in priors.values() {
+        let onset = p.onset.timestamp();
+        if onset >= caps_from || p.detected_at.timestamp() < continued_since {
+            continue;
+        }
+        let before = captures::captures(&ctx, onset - 3_600, onset, &p.namespace).await?;
+        captures::add_captures_before(&mut caps, before, p.pod.as_deref(), p.workload.as_deref());
+    }
+    // Growth of the same pod at the same time from the growth rule, for events of detectors
+    // that do not measure it.
+    let growth_of: HashMap<(Scope, i64), f64> = findings
+        .iter()
+        .filter(|f| f.detector == GROWTH_REFERENCE)
+        .map(|f| ((f.scope.clone(), f.eval_s), f.growth_per_s))
+        .collect();
+    let borrows_growth: Vec<DetectorKind> = enabled
+        .iter()
+        .filter(|d| !d.measures_growth())
+        .map(|d| d.kind())
+        .collect();
+    let (events, scopes) = episodes::episodes(
+        findings,
+        &episodes::EpisodeInputs {
+            eval_times: &eval_times,
+            emit,
+            cfg,
+            priors: &priors,
+            caps: &caps,
+            growth_of: &growth_of,
+            borrows_growth: &borrows_growth,
+        },
+    );
+    Ok(Analysis {
+        events,
+        evaluations: eval_times.len(),
+        scopes,
+    })
+}

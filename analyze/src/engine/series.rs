@@ -1,0 +1,269 @@
+//! Minute series of goroutine counts per pod and per workload (the sum over its pods), with
+//! the pod's restarts, for the detectors that read series; and the daily-pattern check
+//! ([`recurring_rise`]) that un-fires a rise the scope also made yesterday.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::prelude::SessionContext;
+
+use super::Scope;
+use super::columns::{f64s, i64s, rfc, scope_rows, ts_micros};
+use crate::detect::Finding;
+use crate::error::Result;
+
+/// A minute series of one scope.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub ts_s: Vec<i64>,
+    pub values: Vec<f64>,
+    /// Minutes at which a pod's process start time or container restart count changed (a
+    /// restart the values alone may not show); empty for workloads.
+    pub resets_s: Vec<i64>,
+}
+
+/// Minute series per pod and per workload (the sum over its pods) for `[from_s, to_s]`.
+pub async fn minute_series(
+    ctx: &SessionContext,
+    from_s: i64,
+    to_s: i64,
+    namespace: &str,
+) -> Result<BTreeMap<Scope, Series>> {
+    let sql = format!(
+        "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
+                MAX(workload) AS wl, pod, \
+                date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
+                AVG(CAST(goroutines AS DOUBLE)) AS v, \
+                MAX(CAST(process_start_time AS BIGINT)) AS started, \
+                MAX(container_restarts) AS restarts \
+         FROM goroutine_counts \
+         WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
+           AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
+         GROUP BY 2, 5, 6 ORDER BY namespace, pod, minute",
+        f = rfc(from_s),
+        t = rfc(to_s),
+        fd = &rfc(from_s)[..10],
+        td = &rfc(to_s)[..10],
+        ns = namespace.replace('\'', "''"),
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut pods: BTreeMap<Scope, Series> = BTreeMap::new();
+    let mut workloads: BTreeMap<Scope, BTreeMap<i64, f64>> = BTreeMap::new();
+    // Per pod: the last (process start, restarts) seen.
+    let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
+    for b in &batches {
+        let scopes = scope_rows(b)?;
+        let (t, v) = (ts_micros(b, "minute")?, f64s(b, "v")?);
+        let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
+        for (i, scope) in scopes.into_iter().enumerate() {
+            let (Some(t), Some(v)) = (t[i], v[i]) else {
+                continue;
+            };
+            let t = t / 1_000_000;
+            if scope.workload.is_some() {
+                let w = Scope {
+                    pod: None,
+                    ..scope.clone()
+                };
+                *workloads.entry(w).or_default().entry(t).or_default() += v;
+            }
+            let now = (started[i], restarts[i]);
+            let changed = match identity.insert(scope.clone(), now) {
+                Some((ps, pr)) => {
+                    (ps.is_some() && now.0.is_some() && ps != now.0)
+                        || (pr.is_some() && now.1.is_some() && pr != now.1)
+                }
+                None => false,
+            };
+            let s = pods.entry(scope).or_default();
+            if changed {
+                s.resets_s.push(t);
+            }
+            s.ts_s.push(t);
+            s.values.push(v);
+        }
+    }
+    for (w, points) in workloads {
+        pods.insert(
+            w,
+            Series {
+                ts_s: points.keys().copied().collect(),
+                values: points.values().copied().collect(),
+                resets_s: Vec::new(),
+            },
+        );
+    }
+    Ok(pods)
+}
+
+/// Mean of `s` over `[from, to)` (seconds), if it has a point there.
+fn mean_in(s: &Series, from: i64, to: i64) -> Option<f64> {
+    let lo = s.ts_s.partition_point(|t| *t < from);
+    let hi = s.ts_s.partition_point(|t| *t < to);
+    (hi > lo).then(|| s.values[lo..hi].iter().sum::<f64>() / (hi - lo) as f64)
+}
+
+/// The growth rule sees one pod's last `horizon_s` only. A rise that the same pod also made at
+/// about this hour yesterday (within 45 minutes), and that went away again (the level now is
+/// within one rise of yesterday's at that time), is the daily pattern (a nightly batch, a
+/// morning ramp), not a leak. A leak running for more than a day keeps the first test but
+/// fails the second: its level is a day's growth above yesterday's. Returns why, if so.
+pub fn recurring_rise(s: &Series, now: i64, horizon_s: i64) -> Option<String> {
+    const DAY: i64 = 86_400;
+    let w = 300;
+    let level_now = mean_in(s, now - w, now)?;
+    let today = level_now - mean_in(s, now - horizon_s - w, now - horizon_s)?;
+    if today <= 0.0 {
+        return None;
+    }
+    (-9..=9)
+        .filter_map(|k| {
+            let t = now - DAY + k * w;
+            let level = mean_in(s, t - w, t)?;
+            let rise = level - mean_in(s, t - horizon_s - w, t - horizon_s)?;
+            Some((k, rise, level))
+        })
+        .filter(|(_, rise, level)| {
+            *rise >= 0.5 * today && (level_now - level).abs() <= today
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(k, rise, _)| {
+            format!(
+                "the same rise ({rise:.0}, today {today:.0}) happened {} minutes {} this time yesterday, to the same level",
+                (k * w).abs() / 60,
+                if k > 0 { "after" } else { "before" }
+            )
+        })
+}
+
+/// Un-fires the firings whose rise over their `window_s` the same scope also made at about
+/// this time yesterday (`recurring_rise`), and says why in the reason.
+pub(crate) fn drop_recurring(fs: &mut [Finding], series: &BTreeMap<Scope, Series>) {
+    for f in fs.iter_mut().filter(|f| f.fired) {
+        if let Some(s) = series.get(&f.scope)
+            && let Some(note) = recurring_rise(s, f.eval_s, f.window_s)
+        {
+            f.fired = false;
+            f.reason = format!("{}; not a leak: {note}", f.reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    const HOUR: i64 = 3_600;
+    /// Midnight, 2026-12-01.
+    const T0: i64 = 1_796_083_200;
+
+    /// One point a minute over two days from `T0`, `f(t)` at each.
+    fn series(f: impl Fn(i64) -> f64) -> Series {
+        let ts_s: Vec<i64> = (0..2 * DAY / 60).map(|m| T0 + m * 60).collect();
+        Series {
+            values: ts_s.iter().map(|t| f(*t)).collect(),
+            ts_s,
+            resets_s: Vec::new(),
+        }
+    }
+
+    /// 100 all day, ramping to 200 from 19:00 to 20:00 and back to 100 at 22:00, every day.
+    fn evening_batch(t: i64) -> f64 {
+        let tod = (t - T0).rem_euclid(DAY);
+        match tod {
+            x if x < 19 * HOUR => 100.0,
+            x if x < 20 * HOUR => 100.0 + 100.0 * (x - 19 * HOUR) as f64 / HOUR as f64,
+            x if x < 22 * HOUR => 200.0,
+            _ => 100.0,
+        }
+    }
+
+    #[test]
+    fn recurring_rise_is_the_daily_pattern_and_nothing_else() {
+        let now = T0 + DAY + 20 * HOUR;
+        // The same ramp yesterday, to the same level: the daily pattern.
+        let daily = series(evening_batch);
+        let why = recurring_rise(&daily, now, HOUR).expect("yesterday's ramp is found");
+        assert!(
+            why.contains("this time yesterday, to the same level"),
+            "{why}"
+        );
+        // The same ramp today only: a new rise.
+        let new = series(|t| {
+            if t < T0 + DAY {
+                100.0
+            } else {
+                evening_batch(t)
+            }
+        });
+        assert_eq!(recurring_rise(&new, now, HOUR), None);
+        // A leak older than a day rose yesterday too, but the level is a day's growth above
+        // yesterday's: not the daily pattern.
+        let leak = series(|t| 100.0 + (t - T0) as f64 / 60.0);
+        assert_eq!(recurring_rise(&leak, now, HOUR), None);
+        // No rise today: nothing to explain.
+        let flat = series(|_| 100.0);
+        assert_eq!(recurring_rise(&flat, now, HOUR), None);
+        // A falling level is not a rise either, whatever yesterday did.
+        assert_eq!(
+            recurring_rise(&daily, T0 + DAY + 22 * HOUR + 600, HOUR),
+            None
+        );
+        // No history a day back: no verdict.
+        let today_only = Series {
+            ts_s: daily.ts_s[(DAY / 60) as usize..].to_vec(),
+            values: daily.values[(DAY / 60) as usize..].to_vec(),
+            resets_s: Vec::new(),
+        };
+        assert_eq!(recurring_rise(&today_only, now, HOUR), None);
+        // A rise yesterday more than 45 minutes off this time is not the same rise.
+        let shifted = series(|t| {
+            if t < T0 + DAY {
+                evening_batch(t + 2 * HOUR)
+            } else {
+                evening_batch(t)
+            }
+        });
+        assert_eq!(recurring_rise(&shifted, now, HOUR), None);
+    }
+
+    #[test]
+    fn drop_recurring_unfires_with_the_reason() {
+        let now = T0 + DAY + 20 * HOUR;
+        let scope = Scope {
+            cluster: None,
+            namespace: "shop".into(),
+            workload_kind: None,
+            workload: Some("cart".into()),
+            pod: Some("cart-1".into()),
+        };
+        let finding = |fired| Finding {
+            scope: scope.clone(),
+            detector: crate::detect::DetectorKind::GrowthRule,
+            eval_s: now,
+            fired,
+            value: 200.0,
+            baseline: Some(100.0),
+            growth_per_s: 0.03,
+            score: 0.5,
+            reason: "slope".into(),
+            onset_s: None,
+            sustained: false,
+            window_s: HOUR,
+        };
+        let mut fs = vec![finding(true), finding(false)];
+        let series = BTreeMap::from([(scope.clone(), series(evening_batch))]);
+        drop_recurring(&mut fs, &series);
+        assert!(!fs[0].fired);
+        assert!(
+            fs[0].reason.starts_with("slope; not a leak: the same rise"),
+            "{}",
+            fs[0].reason
+        );
+        assert_eq!(fs[1].reason, "slope");
+        // A scope without a series keeps its firing.
+        let mut other = vec![finding(true)];
+        drop_recurring(&mut other, &BTreeMap::new());
+        assert!(other[0].fired);
+    }
+}
