@@ -30,6 +30,14 @@ pub enum Error {
     #[error("query file {file}: {message}")]
     QueryFile { file: String, message: String },
 
+    #[error("SQL: {0}")]
+    Sql(String),
+
+    #[error(
+        "no cluster {id:?} in {store} (see `leakhound sql \"SELECT cluster_id, pattern FROM leak_clusters\"`)"
+    )]
+    NoCluster { id: String, store: String },
+
     #[error("analyze: {0}")]
     Internal(String),
 }

@@ -7,6 +7,7 @@ mod support;
 mod actuate;
 mod analyze;
 mod backfill;
+mod cli;
 mod compact;
 mod discovery;
 mod golden;
