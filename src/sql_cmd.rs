@@ -57,10 +57,42 @@ pub async fn run_script(ctx: &SessionContext, script: &str, format: Format) -> R
 }
 
 pub fn print(batches: &[arrow::array::RecordBatch], format: Format) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    output::write(&mut out, batches, format)?;
-    out.flush()?;
-    Ok(())
+    let mut out = Tracked {
+        inner: std::io::stdout().lock(),
+        failed: None,
+    };
+    let written = output::write(&mut out, batches, format)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| out.flush().map_err(anyhow::Error::from));
+    match (written, out.failed) {
+        (Ok(()), _) => Ok(()),
+        // Some writers (Arrow's CSV) keep only the text of an IO error: the kind is kept here,
+        // so a closed stdout is recognised as one (and ends the command quietly).
+        (Err(_), Some(std::io::ErrorKind::BrokenPipe)) => {
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into())
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// A writer that remembers the kind of its last error.
+struct Tracked<W> {
+    inner: W,
+    failed: Option<std::io::ErrorKind>,
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner
+            .write(buf)
+            .inspect_err(|e| self.failed = Some(e.kind()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner
+            .flush()
+            .inspect_err(|e| self.failed = Some(e.kind()))
+    }
 }
 
 pub async fn run(a: SqlArgs) -> Result<ExitCode> {

@@ -290,6 +290,27 @@ fn a_closed_stdout_ends_quietly() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "nothing on stderr");
+    // SQL results too, in every format.
+    let (_dir, store) = example_store();
+    for format in ["table", "csv", "json"] {
+        let mut child = Command::new(bin())
+            .args(["sql", "--store", &store, "--format", format])
+            .arg("SELECT * FROM generate_series(1, 300000)")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{format}: nothing on stderr");
+    }
 }
 
 #[test]
@@ -341,4 +362,40 @@ fn shell_completions() {
     );
     let out = run(&["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The prompt on a terminal (a pseudo-terminal from util-linux `script`) runs a statement and
+/// keeps it in `~/.leakhound_history`.
+#[test]
+fn the_sql_prompt_keeps_a_history() {
+    use std::io::Write;
+    let (dir, store) = example_store();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} sql --store {store}", bin()),
+            "/dev/null",
+        ])
+        .env("HOME", &home)
+        .env_remove("LEAKHOUND_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the prompt on a pseudo-terminal");
+    // The statement, then Ctrl-D.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"select 41 + 1 as answer;\n\x04")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("| 42 "), "{stdout}");
+    let history = std::fs::read_to_string(home.join(".leakhound_history")).unwrap();
+    assert!(history.contains("select 41 + 1 as answer;"), "{history}");
 }
