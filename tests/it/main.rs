@@ -5,6 +5,7 @@
 mod support;
 
 mod actuate;
+mod agent;
 mod analyze;
 mod backfill;
 mod cli;

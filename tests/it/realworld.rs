@@ -25,6 +25,21 @@ use crate::support::*;
 /// exit 1.
 const DIFFERENT: &[(&str, Expect, &str)] = &[
     (
+        "issue-shapes/go14-pasted-mojibake.txt",
+        Expect::Ok(4),
+        "file lines pasted with eight spaces instead of a tab are file lines (an issue's code block)",
+    ),
+    (
+        "issue-shapes/markdown-indented.txt",
+        Expect::Ok(3),
+        "a dump indented as a whole (a markdown list's code block) is read",
+    ),
+    (
+        "issue-shapes/syslog-prefixed.txt",
+        Expect::Ok(2),
+        "a dump behind a syslog prefix (tabs as `#011`) is read through it",
+    ),
+    (
         "gostackparse/empty_input.txt",
         Expect::Err("empty"),
         "an empty file is not a dump with 0 goroutines",

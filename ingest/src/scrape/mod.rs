@@ -4,7 +4,9 @@
 //!  targets ─┬─ GET /metrics                       go_goroutines, threads, heap, GC, start time
 //!           ├─ GET /debug/pprof/goroutine?debug=1  every pass: cheap, keeps pprof labels
 //!           ├─ GET …/goroutine?debug=2             when due: growth since the last full dump,
-//!           │                                      or every Nth pass (it stops the world)
+//!           │                                      or every Nth pass (it stops the world);
+//!           │                                      another format in reply (the Go agent's
+//!           │                                      fuse) is an error, not landed
 //!           └─ GET …/goroutineleak?debug=1         where served (a 404 is remembered)
 //!        concurrently, bounded, each under its own timeout, all under a pass deadline;
 //!        every body streamed into its parser within one memory budget (budget, stream)
@@ -41,7 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use leakhound_schemas::ProfileKind;
+use leakhound_schemas::{DumpFormat, ProfileKind};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -298,6 +300,16 @@ async fn scrape_one(
     if due && (out.debug1.is_some() || out.metrics.is_some()) {
         let d2 = format!("{p}/goroutine?debug=2");
         match stream::fetch_snapshot(clients, t, &d2, opts.max_body, budget, left()).await {
+            // A target that will not write a full dump now answers with another format (the
+            // Go agent's fuse serves debug=1, saying so in `Leakhound-Fuse`): that is neither
+            // a debug=2 capture nor a second debug=1 snapshot of this pass to land.
+            Ok(f) if f.snapshot.format != Some(DumpFormat::Debug2) => out.errors.push(format!(
+                "{}: debug=2 answered with {} (a fuse on the target?); not landed",
+                t.url(&d2),
+                f.snapshot
+                    .format
+                    .map_or("an unknown format", DumpFormat::as_str)
+            )),
             Ok(f) => {
                 out.bytes += f.bytes;
                 out.debug2 = Some(f);
