@@ -79,7 +79,8 @@ pub async fn run(ctx: &SessionContext, statement: &str) -> Result<Vec<RecordBatc
 pub fn status_statements() -> Vec<String> {
     let per_table: Vec<String> = Table::ALL
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(ord, t)| {
             let schema = t.schema();
             let time = schema
                 .fields()
@@ -88,12 +89,12 @@ pub fn status_statements() -> Vec<String> {
                 .map(|f| f.name().clone());
             match time {
                 Some(c) => format!(
-                    "SELECT '{}' AS table_name, COUNT(*) AS row_count, MIN({c}) AS first, MAX({c}) AS last FROM {}",
+                    "SELECT {ord} AS ord, '{}' AS table_name, COUNT(*) AS row_count, MIN({c}) AS first, MAX({c}) AS last FROM {}",
                     t.name(),
                     t.name()
                 ),
                 None => format!(
-                    "SELECT '{}' AS table_name, COUNT(*) AS row_count, CAST(NULL AS TIMESTAMP) AS first, CAST(NULL AS TIMESTAMP) AS last FROM {}",
+                    "SELECT {ord} AS ord, '{}' AS table_name, COUNT(*) AS row_count, CAST(NULL AS TIMESTAMP) AS first, CAST(NULL AS TIMESTAMP) AS last FROM {}",
                     t.name(),
                     t.name()
                 ),
@@ -101,7 +102,11 @@ pub fn status_statements() -> Vec<String> {
         })
         .collect();
     vec![
-        per_table.join(" UNION ALL "),
+        // In the order of `Table::ALL` (the branches of a UNION ALL run in parallel).
+        format!(
+            "SELECT table_name, row_count, first, last FROM ({}) ORDER BY ord",
+            per_table.join(" UNION ALL ")
+        ),
         "SELECT namespace, pod, COUNT(*) AS snapshots, MIN(ts) AS first, MAX(ts) AS last, \
          MIN(goroutines) AS min_goroutines, MAX(goroutines) AS max_goroutines, \
          array_agg(DISTINCT source) AS sources \

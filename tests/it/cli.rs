@@ -255,6 +255,12 @@ fn status_lists_every_table() {
     ] {
         assert!(out.contains(&format!("| {t} ")), "{t} missing:\n{out}");
     }
+    // In one order, run after run (Table::ALL's).
+    let pos: Vec<usize> = ["goroutine_counts", "stacks", "goroutine_samples", "actions"]
+        .iter()
+        .map(|t| out.find(&format!("| {t} ")).unwrap())
+        .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{out}");
 }
 
 #[test]
