@@ -55,7 +55,7 @@ stack_info AS (
 )
 SELECT s.namespace,
        s.pod,
-       lpad(to_hex(s.stack_id), 16, '0') AS stack_id,
+       CAST(s.stack_id AS VARCHAR) AS stack_id,
        i.top_function,
        concat(i.top_file, ':', CAST(i.top_line AS VARCHAR)) AS top_site,
        i.created_by,

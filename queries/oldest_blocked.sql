@@ -36,7 +36,7 @@ stack_info AS (
 SELECT g.namespace,
        g.pod,
        g.state,
-       lpad(to_hex(g.stack_id), 16, '0') AS stack_id,
+       CAST(g.stack_id AS VARCHAR) AS stack_id,
        i.top_function,
        SUM(g.goroutines) AS goroutines,
        MIN(g.min_goroutine_id) AS oldest_goroutine_id,

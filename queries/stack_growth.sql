@@ -52,7 +52,7 @@ growth AS (
 )
 SELECT g.namespace,
        g.pod,
-       lpad(to_hex(g.stack_id), 16, '0') AS stack_id,
+       CAST(g.stack_id AS VARCHAR) AS stack_id,
        i.top_function,
        concat(i.top_file, ':', CAST(i.top_line AS VARCHAR)) AS top_site,
        round(g.baseline, 2) AS baseline,

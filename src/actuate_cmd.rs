@@ -1,21 +1,22 @@
-//! `leakhound actuate` and `leakhound serve`: flags and wiring only; every decision lives in
-//! `leakhound-actuate`.
+//! `leakhound actuate` and `leakhound serve` (one file: they share their policy and safety
+//! flags): flags and wiring only; every decision lives in `leakhound-actuate`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use leakhound_actuate::clock::{Clock, ManualClock, SystemClock};
 use leakhound_actuate::conns::ConnLimits;
 use leakhound_actuate::engine::Engine;
 use leakhound_actuate::policy::Policy;
 use leakhound_actuate::server::{Auth, Server, ServerConfig, TlsFiles};
-use leakhound_ingest::compact::parse_duration;
 use leakhound_ingest::scrape::targets;
 use leakhound_ingest::store::Store;
+use leakhound_schemas::time::TimeSpec;
 
 use crate::cli::StoreArgs;
 
@@ -47,20 +48,20 @@ pub struct PolicyArgs {
     )]
     pub allow_namespaces: Vec<String>,
     /// Per-workload cooldown between changes (e.g. 10m).
-    #[arg(long, env = "LEAKHOUND_COOLDOWN")]
-    pub cooldown: Option<String>,
+    #[arg(long, env = "LEAKHOUND_COOLDOWN", value_parser = crate::cli::duration)]
+    pub cooldown: Option<Duration>,
     /// Evictions allowed per window across the cluster.
     #[arg(long, env = "LEAKHOUND_EVICTION_BUDGET")]
     pub eviction_budget: Option<u32>,
     /// The eviction budget's window (e.g. 10m).
-    #[arg(long, env = "LEAKHOUND_EVICTION_WINDOW")]
-    pub eviction_window: Option<String>,
+    #[arg(long, env = "LEAKHOUND_EVICTION_WINDOW", value_parser = crate::cli::duration)]
+    pub eviction_window: Option<Duration>,
     /// Never leave a workload with fewer ready replicas than this.
     #[arg(long, env = "LEAKHOUND_MIN_READY_REPLICAS")]
     pub min_ready_replicas: Option<i32>,
     /// Do not act on triggers detected longer ago than this (e.g. 2h).
-    #[arg(long, env = "LEAKHOUND_MAX_TRIGGER_AGE")]
-    pub max_trigger_age: Option<String>,
+    #[arg(long, env = "LEAKHOUND_MAX_TRIGGER_AGE", value_parser = crate::cli::duration)]
+    pub max_trigger_age: Option<Duration>,
     /// Where to capture a pod's debug=2 dump from: NAMESPACE/POD=URL (repeatable); other pods
     /// are found through their leakhound.io/scrape annotations.
     #[arg(
@@ -69,9 +70,9 @@ pub struct PolicyArgs {
         value_delimiter = ','
     )]
     pub capture_targets: Vec<String>,
-    /// "Now", RFC 3339 (default: the clock). For replays and tests.
-    #[arg(long, env = "LEAKHOUND_NOW")]
-    pub now: Option<String>,
+    /// "Now", RFC 3339, Unix seconds or now-2h (default: the clock). For replays and tests.
+    #[arg(long, env = "LEAKHOUND_NOW", value_parser = crate::cli::time)]
+    pub now: Option<TimeSpec>,
 }
 
 impl PolicyArgs {
@@ -80,40 +81,38 @@ impl PolicyArgs {
             Some(f) => Policy::load(f)?,
             None => Policy::default(),
         };
-        let dur =
-            |flag: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"));
         if !self.deny_namespaces.is_empty() {
             p.deny_namespaces = self.deny_namespaces.clone();
         }
         if !self.allow_namespaces.is_empty() {
             p.allow_namespaces = self.allow_namespaces.clone();
         }
-        if let Some(v) = &self.cooldown {
-            p.cooldown = dur("cooldown", v)?;
+        if let Some(v) = self.cooldown {
+            p.cooldown = v;
         }
         if let Some(v) = self.eviction_budget {
             p.eviction_budget = v;
         }
-        if let Some(v) = &self.eviction_window {
-            p.eviction_window = dur("eviction-window", v)?;
+        if let Some(v) = self.eviction_window {
+            p.eviction_window = v;
         }
         if let Some(v) = self.min_ready_replicas {
             p.min_ready_replicas = v;
         }
-        if let Some(v) = &self.max_trigger_age {
-            p.max_trigger_age = dur("max-trigger-age", v)?;
+        if let Some(v) = self.max_trigger_age {
+            p.max_trigger_age = v;
         }
         p.validate().map_err(|e| anyhow::anyhow!("policy: {e}"))?;
         Ok(p)
     }
 
     fn clock(&self) -> Result<Arc<dyn Clock>> {
-        Ok(match &self.now {
-            Some(t) => {
-                let t = chrono::DateTime::parse_from_rfc3339(t)
-                    .with_context(|| format!("--now {t:?} is not RFC 3339"))?;
-                Arc::new(ManualClock::new(t.with_timezone(&chrono::Utc)))
-            }
+        Ok(match self.now {
+            Some(t) => Arc::new(ManualClock::new(crate::cli::resolve(
+                "now",
+                t,
+                chrono::Utc::now(),
+            )?)),
             None => Arc::new(SystemClock),
         })
     }
@@ -125,9 +124,11 @@ impl PolicyArgs {
         let mut capture = Vec::new();
         for t in &self.capture_targets {
             let spec = targets::parse_target_flag(t)
-                .map_err(|e| anyhow::anyhow!("--capture-target {t:?}: {e}"))?;
+                .map_err(|e| crate::cli::usage(format!("--capture-target {t:?}: {e}")))?;
             if spec.namespace.is_none() || spec.pod.is_none() {
-                bail!("--capture-target {t:?}: want NAMESPACE/POD=URL");
+                return Err(crate::cli::usage(format!(
+                    "--capture-target {t:?}: want NAMESPACE/POD=URL"
+                )));
             }
             capture.push(spec);
         }
@@ -177,8 +178,7 @@ pub struct ActuateArgs {
 }
 
 pub async fn run_actuate(a: ActuateArgs) -> Result<ExitCode> {
-    let store = Store::open(&a.store.store)
-        .with_context(|| format!("cannot open the store {:?}", a.store.store))?;
+    let store = a.store.open()?;
     let prepared = a.policy.prepare()?;
     if let Some(code) = crate::check::reached("actuate") {
         return Ok(code);
@@ -265,8 +265,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LEAKHOUND_QUEUE", default_value_t = 1024)]
     pub queue: usize,
     /// How long a delivered alert is remembered for de-duplication.
-    #[arg(long, env = "LEAKHOUND_DEDUP_TTL", default_value = "24h")]
-    pub dedup_ttl: String,
+    #[arg(long, env = "LEAKHOUND_DEDUP_TTL", default_value = "24h", value_parser = crate::cli::duration)]
+    pub dedup_ttl: Duration,
     /// How many delivered alerts are remembered at most (the oldest are forgotten first; the
     /// actions table still keeps a forgotten one from acting twice).
     #[arg(long, env = "LEAKHOUND_DEDUP_MAX", default_value_t = 200_000)]
@@ -276,11 +276,11 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// A request's headers (and a TLS handshake) must arrive within this; an HTTP/1.1
     /// keep-alive connection waiting longer for its next request is closed too.
-    #[arg(long, env = "LEAKHOUND_HEADER_TIMEOUT", default_value = "10s")]
-    pub header_timeout: String,
+    #[arg(long, env = "LEAKHOUND_HEADER_TIMEOUT", default_value = "10s", value_parser = crate::cli::duration)]
+    pub header_timeout: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/2 included).
-    #[arg(long, env = "LEAKHOUND_IDLE_TIMEOUT", default_value = "60s")]
-    pub idle_timeout: String,
+    #[arg(long, env = "LEAKHOUND_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::cli::duration)]
+    pub idle_timeout: Duration,
 }
 
 async fn shutdown_signal() {
@@ -316,10 +316,16 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
             Auth::basic_file(u, f)?
         }
         (None, None, true) => Auth::None,
-        (None, None, false) => bail!(
-            "no credentials: pass --bearer-token-file FILE or --basic-auth-user USER --basic-auth-password-file FILE (or --no-auth)"
-        ),
-        _ => bail!("--no-auth excludes --bearer-token-file and --basic-auth-user"),
+        (None, None, false) => {
+            return Err(crate::cli::usage(
+                "no credentials: pass --bearer-token-file FILE or --basic-auth-user USER --basic-auth-password-file FILE (or --no-auth)",
+            ));
+        }
+        _ => {
+            return Err(crate::cli::usage(
+                "--no-auth excludes --bearer-token-file and --basic-auth-user",
+            ));
+        }
     };
     let tls = match (&a.tls_cert_file, &a.tls_key_file) {
         (Some(cert), Some(key)) => Some(TlsFiles {
@@ -333,19 +339,16 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
         tls,
         body_limit: a.max_body,
         queue: a.queue,
-        dedup_ttl: parse_duration(&a.dedup_ttl).map_err(|e| anyhow::anyhow!("--dedup-ttl: {e}"))?,
+        dedup_ttl: a.dedup_ttl,
         dedup_max: a.dedup_max,
         path: a.path.clone(),
         limits: ConnLimits {
             max_connections: a.max_connections.max(1),
-            header_timeout: parse_duration(&a.header_timeout)
-                .map_err(|e| anyhow::anyhow!("--header-timeout: {e}"))?,
-            idle_timeout: parse_duration(&a.idle_timeout)
-                .map_err(|e| anyhow::anyhow!("--idle-timeout: {e}"))?,
+            header_timeout: a.header_timeout,
+            idle_timeout: a.idle_timeout,
         },
     };
-    let store = Store::open(&a.store.store)
-        .with_context(|| format!("cannot open the store {:?}", a.store.store))?;
+    let store = a.store.open()?;
     let prepared = a.policy.prepare()?;
     if let Some(code) = crate::check::reached("serve") {
         return Ok(code);

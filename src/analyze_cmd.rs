@@ -1,18 +1,18 @@
-//! `leakhound analyze` and `leakhound report`: flags and wiring; the work is in the analyze crate.
+//! `leakhound analyze`: flags into `leakhound_analyze::engine`'s configuration, and the events
+//! it returns printed (text or JSON lines); the work is in the analyze crate.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 use leakhound_analyze::detect::{self, DetectorKind};
 use leakhound_analyze::engine::{self, AnalyzeConfig, Emit};
-use leakhound_analyze::queries;
-use leakhound_ingest::Store;
 use leakhound_schemas::events::Level;
+use leakhound_schemas::time::TimeSpec;
 
-use crate::cli::StoreArgs;
+use crate::cli::{StoreArgs, resolve, usage};
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -22,17 +22,17 @@ pub struct AnalyzeArgs {
     #[arg(long, requires_all = ["from", "to"])]
     pub replay: bool,
     /// With --replay: first evaluation (RFC 3339, Unix seconds, now-2d).
-    #[arg(long)]
-    pub from: Option<String>,
+    #[arg(long, requires = "replay", value_parser = crate::cli::time)]
+    pub from: Option<TimeSpec>,
     /// With --replay: last evaluation.
-    #[arg(long)]
-    pub to: Option<String>,
+    #[arg(long, requires = "replay", value_parser = crate::cli::time)]
+    pub to: Option<TimeSpec>,
     /// The evaluation time of a live run (default: the clock).
-    #[arg(long, env = "LEAKHOUND_NOW")]
-    pub now: Option<String>,
-    /// Evaluation period.
-    #[arg(long, env = "LEAKHOUND_ANALYZE_STEP", default_value = "5m")]
-    pub step: String,
+    #[arg(long, env = "LEAKHOUND_NOW", value_parser = crate::cli::time)]
+    pub now: Option<TimeSpec>,
+    /// Evaluation period (at least 1m).
+    #[arg(long, env = "LEAKHOUND_ANALYZE_STEP", default_value = "5m", value_parser = crate::cli::duration)]
+    pub step: Duration,
     /// Detectors to run, comma-separated (default: every registered one).
     #[arg(
         long,
@@ -46,14 +46,14 @@ pub struct AnalyzeArgs {
     #[arg(long, env = "LEAKHOUND_NAMESPACE", default_value = "%")]
     pub namespace: String,
     /// Lowest level to output and store (L1 records jitter too).
-    #[arg(long, env = "LEAKHOUND_MIN_LEVEL", default_value = "L1")]
-    pub min_level: String,
+    #[arg(long, env = "LEAKHOUND_MIN_LEVEL", default_value = "L1", value_parser = level)]
+    pub min_level: Level,
     /// Clusters per event.
     #[arg(long, default_value_t = 5)]
     pub max_clusters: usize,
     /// text, jsonl (one event per line, docs/leak-events.md) or none.
-    #[arg(long, env = "LEAKHOUND_OUTPUT_FORMAT", default_value = "text")]
-    pub format: String,
+    #[arg(long, env = "LEAKHOUND_OUTPUT_FORMAT", value_enum, default_value_t = EventFormat::Text)]
+    pub format: EventFormat,
     /// Do not write leak_events / leak_clusters.
     #[arg(long)]
     pub no_write: bool,
@@ -77,16 +77,13 @@ pub struct AnalyzeArgs {
     pub growth_levels: Vec<f64>,
 }
 
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// The cluster's id (leak_clusters.cluster_id, `clusters[].id` of an event).
-    #[arg(long)]
-    pub cluster: String,
-    /// Write the cluster as a goroutine profile (gzip'd profile.proto) for `go tool pprof`.
-    #[arg(long)]
-    pub pprof: PathBuf,
+/// `--format` of `analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventFormat {
+    Text,
+    /// One event per line (docs/leak-events.md).
+    Jsonl,
+    None,
 }
 
 /// `--detectors`: the registered detectors' names (an unknown one is a usage error).
@@ -96,25 +93,15 @@ fn detector_parser() -> impl clap::builder::TypedValueParser<Value = DetectorKin
     clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<DetectorKind>())
 }
 
-fn open_store(a: &StoreArgs) -> Result<Store> {
-    Store::open(&a.store).with_context(|| format!("cannot open the store {:?}", a.store))
+fn level(s: &str) -> std::result::Result<Level, String> {
+    Level::parse(s).ok_or_else(|| format!("{s:?}: want L1, L2 or L3"))
 }
 
-fn time_arg(flag: &str, v: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
-    queries::parse_time(v, now)
-        .map(|t| t.timestamp())
-        .with_context(|| format!("--{flag} {v:?} is not a time (RFC 3339, Unix seconds, now-2h)"))
-}
-
-pub async fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
-    let store = open_store(&a.store)?;
+pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
+    let store = a.store.open()?;
     let clock = chrono::Utc::now();
-    let step = crate::cli::duration_arg("step", &a.step)?.as_secs().max(60) as i64;
-    let min_level = Level::parse(&a.min_level)
-        .with_context(|| format!("--min-level {:?}: want L1, L2 or L3", a.min_level))?;
-    if !matches!(a.format.as_str(), "text" | "jsonl" | "none") {
-        bail!("--format {:?}: want text, jsonl or none", a.format);
-    }
+    let step = a.step.as_secs().max(60) as i64;
+    let min_level = a.min_level;
     let mut cfg = AnalyzeConfig {
         step_s: step,
         detectors: a.detectors.clone(),
@@ -132,15 +119,19 @@ pub async fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.levels.growth_danger_per_s = a.growth_levels[1];
 
     let (from, to, emit) = if a.replay {
-        let from = time_arg("from", a.from.as_deref().unwrap_or_default(), clock)?;
-        let to = time_arg("to", a.to.as_deref().unwrap_or_default(), clock)?;
+        // clap requires both with --replay.
+        let (Some(from), Some(to)) = (a.from, a.to) else {
+            return Err(usage("--replay needs --from and --to"));
+        };
+        let from = resolve("from", from, clock)?.timestamp();
+        let to = resolve("to", to, clock)?.timestamp();
         if to < from {
-            bail!("--to is before --from");
+            return Err(usage("--to is before --from"));
         }
         (from, to, Emit::Changes)
     } else {
-        let now = match &a.now {
-            Some(v) => time_arg("now", v, clock)?,
+        let now = match a.now {
+            Some(v) => resolve("now", v, clock)?.timestamp(),
             None => clock.timestamp(),
         };
         let now = now.div_euclid(step) * step;
@@ -163,14 +154,14 @@ pub async fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         engine::write_results(&store, &events, &clusters).await?
     };
     let mut out = std::io::stdout().lock();
-    match a.format.as_str() {
-        "jsonl" => {
+    match a.format {
+        EventFormat::Jsonl => {
             for e in &events {
                 serde_json::to_writer(&mut out, e)?;
                 out.write_all(b"\n")?;
             }
         }
-        "text" => {
+        EventFormat::Text => {
             for e in &events {
                 writeln!(
                     out,
@@ -217,86 +208,8 @@ pub async fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             )?;
         }
-        _ => {}
+        EventFormat::None => {}
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn run_report(a: ReportArgs) -> Result<ExitCode> {
-    let store = open_store(&a.store)?;
-    if let Some(code) = crate::check::reached("report") {
-        return Ok(code);
-    }
-    let ctx = leakhound_analyze::session::session(&store).await?;
-    let id = a.cluster.replace('\'', "''");
-    let rows = ctx
-        .sql(&format!(
-            "SELECT c.event_id, c.namespace, c.workload, c.pod, \
-                    CAST(to_unixtime(c.detected_at) AS BIGINT) AS at, \
-                    CAST(to_unixtime(e.onset) AS BIGINT) AS onset, c.stack_ids \
-             FROM leak_clusters c JOIN leak_events e \
-               ON c.event_id = e.event_id AND c.detected_at = e.detected_at \
-             WHERE c.cluster_id = '{id}' ORDER BY c.detected_at DESC LIMIT 1"
-        ))
-        .await?
-        .collect()
-        .await?;
-    let Some(b) = rows.iter().find(|b| b.num_rows() > 0) else {
-        bail!(
-            "no cluster {:?} in {} (see `leakhound sql \"SELECT cluster_id, pattern FROM leak_clusters\"`)",
-            a.cluster,
-            a.store.store
-        );
-    };
-    let v = |name: &str| -> Option<String> {
-        let c = b.column_by_name(name)?;
-        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok()?;
-        use arrow::array::{Array, AsArray};
-        let s = c.as_string::<i32>();
-        (!s.is_null(0)).then(|| s.value(0).to_string())
-    };
-    let num = |name: &str| v(name).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    let namespace = v("namespace").unwrap_or_default();
-    let (workload, pod) = (v("workload"), v("pod"));
-    let (at, onset) = (num("at"), num("onset"));
-    let stack_ids: Vec<i64> = {
-        use arrow::array::AsArray;
-        let l = b
-            .column_by_name("stack_ids")
-            .context("stack_ids")?
-            .as_list::<i32>()
-            .value(0);
-        l.as_primitive::<arrow::datatypes::Int64Type>()
-            .iter()
-            .flatten()
-            .collect()
-    };
-    let growth = leakhound_analyze::rootcause::growth(
-        &ctx,
-        &namespace,
-        workload.as_deref(),
-        pod.as_deref(),
-        onset - 600,
-        at,
-    )
-    .await?;
-    let info = leakhound_analyze::rootcause::stack_info(&ctx, &stack_ids).await?;
-    let stacks: Vec<_> = stack_ids
-        .iter()
-        .filter_map(|id| {
-            let n = growth.get(id).map(|g| g.now).unwrap_or(0);
-            info.get(id).map(|s| (s.clone(), n))
-        })
-        .collect();
-    let bytes = leakhound_analyze::report::pprof_bytes(&stacks, at * 1_000_000_000)?;
-    std::fs::write(&a.pprof, bytes).with_context(|| format!("writing {}", a.pprof.display()))?;
-    println!(
-        "cluster {} ({} stacks, {} goroutines) written to {} — open with `go tool pprof -traces {}`",
-        a.cluster,
-        stacks.len(),
-        stacks.iter().map(|s| s.1).sum::<i64>(),
-        a.pprof.display(),
-        a.pprof.display()
-    );
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

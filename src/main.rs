@@ -1,11 +1,25 @@
-//! The `leakhound` binary: parses flags and wires the library crates together. Every decision
-//! lives in `leakhound-ingest` / `leakhound-analyze`; this file only dispatches.
+//! The `leakhound` binary: parses the flags (`cli`) and calls the library crates, one
+//! `*_cmd.rs` per command (`actuate_cmd` holds `actuate` and `serve`, which share their policy
+//! flags). A command file turns flags into the crates' options, calls them and prints what they
+//! return; the work — scraping, importing, SQL, detection, actions — lives in
+//! `leakhound-ingest`, `leakhound-analyze` and `leakhound-actuate`.
+//!
+//! Exit codes: 0 success; 1 failure (the cause chain on stderr); 2 a usage error (a flag or
+//! value clap or the command refuses, [`cli::Usage`]). A closed stdout (`leakhound inspect |
+//! head`) ends the command quietly with 0, as `cat` and ripgrep do.
 
 mod actuate_cmd;
 mod analyze_cmd;
+mod backfill_cmd;
 mod check;
 mod cli;
-mod inspect;
+mod compact_cmd;
+mod ingest_cmd;
+mod inspect_cmd;
+mod query_cmd;
+mod report_cmd;
+mod sql_cmd;
+mod status_cmd;
 
 use std::process::ExitCode;
 
@@ -21,7 +35,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(&args.log_format);
+    cli::init_logging(args.log_format);
     check::enable(args.check_config);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -36,9 +50,6 @@ fn main() -> ExitCode {
     };
     match rt.block_on(cli::run(args)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => cli::exit_for(&e),
     }
 }

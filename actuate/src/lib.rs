@@ -47,18 +47,12 @@ pub use error::{Error, Result};
 /// with kube-rs' retry of 429 turned off: a PodDisruptionBudget's "not now" must come back at
 /// once as `deferred`, not after minutes of retries.
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
-    let mut config = match kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)
-                .map_err(|e| Error::KubeConfig(format!("{}: {e}", p.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::KubeConfig(format!("{}: {e}", p.display())))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::KubeConfig(e.to_string()))?,
-    };
+    let mut config = leakhound_ingest::scrape::discovery::kube_config(kubeconfig)
+        .await
+        .map_err(|e| match e {
+            leakhound_ingest::scrape::discovery::DiscoveryError::Config(m) => Error::KubeConfig(m),
+            other => Error::KubeConfig(other.to_string()),
+        })?;
     config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| Error::KubeConfig(e.to_string()))
 }

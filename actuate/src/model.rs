@@ -4,62 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use leakhound_schemas::events::{LeakEvent, Level};
-use leakhound_schemas::k8s_names::{self, NameError, NameKind};
+use leakhound_schemas::k8s_names::NameError;
 use serde::{Deserialize, Serialize};
 
-/// What a trigger points at. `pod: None` means the whole workload.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct Target {
-    pub cluster: Option<String>,
-    pub namespace: String,
-    pub workload_kind: Option<String>,
-    pub workload: Option<String>,
-    pub pod: Option<String>,
-}
-
-impl Target {
-    /// `namespace/Kind/name[/pod]`, for keys and messages.
-    pub fn display(&self) -> String {
-        let mut s = self.namespace.clone();
-        if let Some(w) = &self.workload {
-            s.push('/');
-            s.push_str(self.workload_kind.as_deref().unwrap_or("Deployment"));
-            s.push('/');
-            s.push_str(w);
-        }
-        if let Some(p) = &self.pod {
-            s.push_str("/pod/");
-            s.push_str(p);
-        }
-        s
-    }
-
-    /// Check every name that would reach an API path or a store key against Kubernetes' own
-    /// rules (namespace: RFC 1123 label; workload and pod: RFC 1123 subdomain; kind: a kind).
-    pub fn validate(&self) -> Result<(), NameError> {
-        k8s_names::check("namespace", &self.namespace, NameKind::Namespace)?;
-        if let Some(k) = &self.workload_kind {
-            k8s_names::check("workload kind", k, NameKind::Kind)?;
-        }
-        if let Some(w) = &self.workload {
-            k8s_names::check("workload", w, NameKind::Object)?;
-        }
-        if let Some(p) = &self.pod {
-            k8s_names::check("pod", p, NameKind::Object)?;
-        }
-        Ok(())
-    }
-
-    /// The workload key cooldowns are kept by.
-    pub fn workload_key(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.namespace,
-            self.workload_kind.as_deref().unwrap_or("Deployment"),
-            self.workload.as_deref().unwrap_or("-")
-        )
-    }
-}
+/// What a trigger points at (`pod: None`: the whole workload): the one scope type of the
+/// workspace, [`leakhound_schemas::scope::Scope`], which analyze's events are about too.
+pub use leakhound_schemas::scope::Scope as Target;
 
 /// A [`Target`] whose names passed [`Target::validate`]: the only kind an actuator is handed,
 /// so no request is ever built from a name that was not checked. Reads as a `Target`.

@@ -54,6 +54,17 @@ pub enum Error {
 
     #[error("analyze: detector {0} is not registered (detect::REGISTRY)")]
     UnregisteredDetector(DetectorKind),
+
+    #[error("SQL: {0}")]
+    Sql(String),
+
+    #[error(
+        "no cluster {id:?} in {store} (see `leakhound sql \"SELECT cluster_id, pattern FROM leak_clusters\"`)"
+    )]
+    NoCluster { id: String, store: String },
+
+    #[error("analyze: {0}")]
+    Internal(String),
 }
 
 impl Error {

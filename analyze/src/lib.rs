@@ -23,6 +23,9 @@
 //! - [`session`]: a DataFusion session with every table of the store registered, partition
 //!   columns `date` (and `hour`) pruned from the path.
 //! - [`queries`]: the named queries of `queries/`, embedded in the binary, with typed parameters.
+//! - [`sql`]: scripts split into statements by the SQL tokenizer, statements run, the `status`
+//!   report over every table.
+//! - [`report`]: a leak cluster as a pprof goroutine profile (`leakhound report`).
 //! - [`output`]: record batches as a table, CSV or JSON.
 //! - [`rng`]: the one seeded random stream (SplitMix64).
 //! - Test-only, behind the `testkit` feature (the tests, benches and the root crate's `it`
@@ -45,5 +48,6 @@ pub mod rootcause;
 #[cfg(feature = "testkit")]
 pub mod scenarios;
 pub mod session;
+pub mod sql;
 
 pub use error::{Error, Result};

@@ -64,6 +64,9 @@ pub struct NamedQuery {
     pub name: String,
     /// The first comment line: what the query answers.
     pub summary: String,
+    /// Every comment line before the first `param:` line, joined with newlines: the whole
+    /// description (`leakhound query --list`).
+    pub description: String,
     pub params: Vec<ParamDecl>,
     pub body: String,
 }
@@ -71,6 +74,7 @@ pub struct NamedQuery {
 impl NamedQuery {
     pub fn parse(name: &str, text: &str) -> Result<NamedQuery> {
         let mut summary = String::new();
+        let mut description: Vec<&str> = Vec::new();
         let mut params = Vec::new();
         for line in text.lines() {
             let Some(c) = line.trim().strip_prefix("--") else {
@@ -108,13 +112,19 @@ impl NamedQuery {
                     ty,
                     default,
                 });
-            } else if summary.is_empty() {
-                summary = c.to_string();
+            } else {
+                if summary.is_empty() {
+                    summary = c.to_string();
+                }
+                if params.is_empty() {
+                    description.push(c);
+                }
             }
         }
         Ok(NamedQuery {
             name: name.to_string(),
             summary,
+            description: description.join("\n"),
             params,
             body: text.to_string(),
         })
@@ -212,34 +222,10 @@ impl NamedQuery {
     }
 }
 
-/// RFC 3339, Unix seconds, or `now[-N(s|m|h|d)]`.
+/// RFC 3339, Unix seconds, `now`, or `now-DURATION` (`now-2h`, `now-1w`, `now-1m30s`): the one
+/// parser, [`leakhound_schemas::time::parse_time`].
 pub fn parse_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Some(rel) = s.strip_prefix("now") {
-        if rel.is_empty() {
-            return Some(now);
-        }
-        let (sign, amount) = match rel.split_at(1) {
-            ("-", a) => (-1, a),
-            ("+", a) => (1, a),
-            _ => return None,
-        };
-        let (num, unit) = amount.split_at(amount.find(|c: char| !c.is_ascii_digit())?);
-        let n: i64 = num.parse().ok()?;
-        let d = match unit {
-            "s" => chrono::Duration::try_seconds(n)?,
-            "m" => chrono::Duration::try_minutes(n)?,
-            "h" => chrono::Duration::try_hours(n)?,
-            "d" => chrono::Duration::try_days(n)?,
-            _ => return None,
-        };
-        return now.checked_add_signed(d * sign);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let secs: i64 = s.parse().ok()?;
-    DateTime::from_timestamp(secs, 0)
+    leakhound_schemas::time::parse_time(s, now).ok()
 }
 
 /// Look a query up: `dir/NAME.sql` first (when given), then the built-in ones.

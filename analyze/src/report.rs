@@ -8,7 +8,86 @@ use std::io::Write;
 use leakhound_ingest::parse::proto::{Function, Line, Location, Profile, Sample, ValueType};
 use prost::Message;
 
+use crate::error::{Error, Result};
 use crate::rootcause::StackInfo;
+
+/// A cluster written as a profile by [`cluster_profile`].
+#[derive(Debug)]
+pub struct ClusterProfile {
+    /// The gzip'd profile.proto.
+    pub bytes: Vec<u8>,
+    pub stacks: usize,
+    pub goroutines: i64,
+}
+
+/// The latest detection of cluster `id` (`leak_clusters.cluster_id`) as a goroutine profile:
+/// its stacks with their goroutine counts at detection.
+pub async fn cluster_profile(store: &leakhound_ingest::Store, id: &str) -> Result<ClusterProfile> {
+    use arrow::array::{Array, AsArray};
+    let ctx = crate::session::session(store).await?;
+    let quoted = id.replace('\'', "''");
+    let rows = ctx
+        .sql(&format!(
+            "SELECT c.event_id, c.namespace, c.workload, c.pod, \
+                    CAST(to_unixtime(c.detected_at) AS BIGINT) AS at, \
+                    CAST(to_unixtime(e.onset) AS BIGINT) AS onset, c.stack_ids \
+             FROM leak_clusters c JOIN leak_events e \
+               ON c.event_id = e.event_id AND c.detected_at = e.detected_at \
+             WHERE c.cluster_id = '{quoted}' ORDER BY c.detected_at DESC LIMIT 1"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let Some(b) = rows.iter().find(|b| b.num_rows() > 0) else {
+        return Err(Error::NoCluster {
+            id: id.to_string(),
+            store: store.url().to_string(),
+        });
+    };
+    let v = |name: &str| -> Option<String> {
+        let c = b.column_by_name(name)?;
+        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok()?;
+        let s = c.as_string::<i32>();
+        (!s.is_null(0)).then(|| s.value(0).to_string())
+    };
+    let num = |name: &str| v(name).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let namespace = v("namespace").unwrap_or_default();
+    let (workload, pod) = (v("workload"), v("pod"));
+    let (at, onset) = (num("at"), num("onset"));
+    let stack_ids: Vec<i64> = b
+        .column_by_name("stack_ids")
+        .ok_or_else(|| Error::Internal("leak_clusters has no stack_ids".into()))?
+        .as_list::<i32>()
+        .value(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .iter()
+        .flatten()
+        .collect();
+    let growth = crate::rootcause::growth(
+        &ctx,
+        &namespace,
+        workload.as_deref(),
+        pod.as_deref(),
+        onset - 600,
+        at,
+    )
+    .await?;
+    let info = crate::rootcause::stack_info(&ctx, &stack_ids).await?;
+    let stacks: Vec<_> = stack_ids
+        .iter()
+        .filter_map(|id| {
+            let n = growth.get(id).map(|g| g.now).unwrap_or(0);
+            info.get(id).map(|s| (s.clone(), n))
+        })
+        .collect();
+    let bytes = pprof_bytes(&stacks, at * 1_000_000_000)
+        .map_err(|e| Error::Internal(format!("encoding the profile: {e}")))?;
+    Ok(ClusterProfile {
+        bytes,
+        stacks: stacks.len(),
+        goroutines: stacks.iter().map(|s| s.1).sum(),
+    })
+}
 
 /// Encode `stacks` (frames innermost first, goroutine count) as a gzip'd profile.proto.
 pub fn pprof_bytes(stacks: &[(StackInfo, i64)], time_nanos: i64) -> std::io::Result<Vec<u8>> {

@@ -34,6 +34,7 @@ use leakhound_schemas::model::Snapshot;
 
 use crate::error::{Error, Result};
 use crate::parse;
+use crate::parse::Capped;
 use crate::pathpattern::PathPattern;
 use crate::residence::IdTracker;
 use crate::rows::{LogRow, Target};
@@ -307,14 +308,11 @@ impl Run<'_> {
 
     /// Import one item read from `r` (a file or a tar entry), streaming: hashed while parsed.
     fn import_stream(&mut self, name: &str, r: &mut dyn Read) -> Outcome {
-        let mut hr = Hashing {
-            inner: r,
-            h: xxhash_rust::xxh3::Xxh3::new(),
-        };
+        let mut hr = crate::content_hash::HashingReader::new(r);
         let parsed = parse_item(name, &mut hr, self.opts);
         // The parser may stop before the end (a trailer it ignores): the hash covers all bytes.
         let drained = std::io::copy(&mut hr, &mut std::io::sink());
-        let hash = format!("{:032x}", hr.h.digest128());
+        let hash = hr.finish();
         let parsed = match (parsed, drained) {
             (Ok(p), Ok(_)) => Ok(p),
             (Err(e), _) => Err(e),
@@ -476,11 +474,7 @@ async fn import_archive(
         } else {
             Box::new(BufReader::new(f))
         };
-        let mut archive = tar::Archive::new(Capped {
-            inner: reader,
-            left: max,
-            limit: max,
-        });
+        let mut archive = tar::Archive::new(Capped::plain(reader, max));
         let entries = match archive.entries() {
             Ok(e) => e,
             Err(e) => break 'archive Some(e.to_string()),
@@ -535,7 +529,7 @@ async fn import_archive(
             let msg = format!("archive unreadable: {e}");
             summary.failed.push((name.clone(), msg.clone()));
             // An archive-level failure is logged too, keyed by the archive's bytes.
-            if let Ok(h) = content_hash_file(file) {
+            if let Ok(h) = crate::content_hash::of_file(file) {
                 run.log_failure(&name, &h, &msg);
             }
             Outcome::Failed(msg)
@@ -543,7 +537,7 @@ async fn import_archive(
         None if !seen_any => {
             let msg = "archive has no files".to_string();
             summary.failed.push((name.clone(), msg.clone()));
-            if let Ok(h) = content_hash_file(file) {
+            if let Ok(h) = crate::content_hash::of_file(file) {
                 run.log_failure(&name, &h, &msg);
             }
             Outcome::Failed(msg)
@@ -807,41 +801,6 @@ fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<u
     Ok(n)
 }
 
-/// A reader that fails once more than `limit` bytes came through: the gzip-bomb guard.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    limit: u64,
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n as u64 > self.left {
-            return Err(std::io::Error::other(format!(
-                "decompressed size exceeds the limit of {} bytes (gzip bomb?)",
-                self.limit
-            )));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// A reader that hashes what passes through it.
-struct Hashing<'a> {
-    inner: &'a mut dyn Read,
-    h: xxhash_rust::xxh3::Xxh3,
-}
-
-impl Read for Hashing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.h.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 fn strip_archive_ext(s: &str) -> String {
     for ext in [".tar.gz", ".tgz", ".tar"] {
         if let Some(stem) = s.strip_suffix(ext) {
@@ -849,20 +808,6 @@ fn strip_archive_ext(s: &str) -> String {
         }
     }
     s.to_string()
-}
-
-fn content_hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:032x}", h.digest128()))
 }
 
 /// Error texts start with the source name; the summary prints the name already.
@@ -909,13 +854,9 @@ fn parse_item(name: &str, r: &mut dyn Read, opts: &BackfillOptions) -> Result<Pa
             Box::new(whole)
         };
         let mut bytes = Vec::new();
-        Capped {
-            inner: r,
-            left: opts.max_decompressed,
-            limit: opts.max_decompressed,
-        }
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+        Capped::plain(r, opts.max_decompressed)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         // Rows are tagged with the hash by the caller (it is known once all bytes are read).
         let rows = prometheus::parse_query_range(&bytes, "").map_err(|e| Error::Input {
             source_name: name.to_string(),

@@ -98,22 +98,10 @@ async fn delete_if_exists(store: &Store, path: &Path) -> Result<bool> {
     }
 }
 
-/// Parse a duration like `30d`, `12h`, `90m`, `600s`.
+/// A duration: `30d`, `12h`, `1m30s`, `500ms`, `1w`, or bare seconds
+/// ([`leakhound_schemas::time::parse_duration`], the one parser).
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30d, 12h, 90m or 600s"))?;
-    let secs = match unit {
-        "d" => n.checked_mul(86_400),
-        "h" => n.checked_mul(3_600),
-        "m" => n.checked_mul(60),
-        "s" | "" => Some(n),
-        _ => None,
-    }
-    .ok_or_else(|| format!("{s:?} is not a duration like 30d, 12h, 90m or 600s"))?;
-    Ok(Duration::from_secs(secs))
+    leakhound_schemas::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub async fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactSummary> {
@@ -562,7 +550,10 @@ mod tests {
             Duration::from_secs(30 * 86_400)
         );
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5_400));
-        assert!(parse_duration("3w").is_err());
+        assert_eq!(
+            parse_duration("3w").unwrap(),
+            Duration::from_secs(21 * 86_400)
+        );
         assert!(parse_duration("d").is_err());
     }
 }

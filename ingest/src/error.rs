@@ -4,6 +4,23 @@ use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error with its causes, `: `-separated, each cause said once (a cause whose text its
+/// parent already carries is skipped): "error sending request" alone does not say that the
+/// connection was refused or the headers too large.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !message.contains(&s) {
+            message.push_str(": ");
+            message.push_str(&s);
+        }
+        cause = c.source();
+    }
+    message
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
@@ -54,6 +71,11 @@ pub enum Error {
         #[source]
         source: crate::parse::ParseError,
     },
+
+    #[error(
+        "no store at {url:?} (nothing has been written there yet; run backfill or ingest first, or pass --store)"
+    )]
+    NoStore { url: String },
 
     #[error("{source_name}: {message}")]
     Input {

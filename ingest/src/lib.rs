@@ -16,17 +16,24 @@
 //! - [`fault`]: `LEAKHOUND_FAULT`, crashes at chosen points for tests and the fault bench.
 //! - [`rows`]: row types of each table and their Arrow batches.
 //! - [`writer`]: batches of rows into files, stacks deduplicated per partition.
+//! - [`content_hash`]: the one content hash of an input (backfill and live ingest), which the
+//!   ingest log de-duplicates on.
 //! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
 //! - [`compact`]: merging small files and retention.
 //! - [`residence`]: first-seen tracking of goroutine ids, ages per sample group.
 //! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
 //! - [`scrape`]: live ingest passes over targets (metrics, debug=1/2, leak profile), bodies
-//!   streamed into the parsers within one memory budget, rows committed in chunks.
+//!   streamed into the parsers within one memory budget, rows committed in chunks; a run of
+//!   passes and its exit rule (`scrape::driver`).
+//! - [`summary`]: a dump summarised for a person (`leakhound inspect`): stacks grouped with
+//!   counts, wait ranges, labels and creation sites.
 //! - [`sources`]: non-dump sources (Prometheus query_range).
+//! - [`error`]: the crate's error type, and `error::chain` (an error with its causes).
 
 pub mod backfill;
 pub mod commit;
 pub mod compact;
+pub mod content_hash;
 pub mod error;
 pub mod fault;
 pub mod parse;
@@ -36,6 +43,7 @@ pub mod rows;
 pub mod scrape;
 pub mod sources;
 pub mod store;
+pub mod summary;
 pub mod visibility;
 pub mod writer;
 

@@ -30,6 +30,19 @@ pub struct Target {
     pub instance: Option<String>,
 }
 
+impl Target {
+    /// The pod's [`Scope`](leakhound_schemas::Scope): what events and actions are about.
+    pub fn scope(&self) -> leakhound_schemas::Scope {
+        leakhound_schemas::Scope {
+            cluster: self.cluster.clone(),
+            namespace: self.namespace.clone(),
+            workload_kind: self.workload_kind.clone(),
+            workload: self.workload.clone(),
+            pod: Some(self.pod.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CountRow {
     pub target: Target,

@@ -150,6 +150,42 @@ impl Store {
         })
     }
 
+    /// Opens a store that must exist already, for the commands that only read (`status`,
+    /// `sql`, `query`, `report`): a local directory that is not there is [`Error::NoStore`],
+    /// never created. An S3 prefix is checked by [`Store::ensure_exists`] (it needs a request).
+    pub fn open_existing(url: &str) -> Result<Store> {
+        let local = url
+            .strip_prefix("file://")
+            .or((!url.contains("://")).then_some(url));
+        if let Some(path) = local
+            && !std::path::Path::new(path).is_dir()
+        {
+            return Err(Error::NoStore {
+                url: url.to_string(),
+            });
+        }
+        Store::open(url)
+    }
+
+    /// [`Error::NoStore`] unless something was ever written to the store (one object listed
+    /// under its prefix; a local directory that exists counts).
+    pub async fn ensure_exists(&self) -> Result<()> {
+        if self.local_dir().is_some_and(|d| d.is_dir()) {
+            return Ok(());
+        }
+        let mut list = self.raw.list(Some(&self.root));
+        match list.try_next().await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::NoStore {
+                url: self.url.clone(),
+            }),
+            Err(source) => Err(Error::ObjectStore {
+                path: self.root.to_string(),
+                source,
+            }),
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -21,7 +21,9 @@ pub type Time = DateTime<Utc>;
 use crate::tables::Table;
 
 /// The version of the JSON event object, carried as `schema` on every line.
-pub const EVENT_SCHEMA: &str = "leakhound.event/v1";
+/// v2: `clusters[].stack_ids` are strings (the decimal spelling of [`crate::StackId`]), not
+/// numbers that JSON readers round.
+pub const EVENT_SCHEMA: &str = "leakhound.event/v2";
 
 /// Leak level, from the seed: L1 transient jitter (record only), L2 periodic or recurring,
 /// L3 sustained leak.
@@ -65,8 +67,39 @@ pub struct ClusterSummary {
     /// The runtime's `goroutineleak` profile reported this cluster's stacks.
     #[serde(default)]
     pub confirmed: bool,
-    #[serde(default)]
+    /// The `stacks.stack_id`s of the cluster; strings in JSON (`"-4021929379218146519"`),
+    /// numbers of v1 events read too.
+    #[serde(default, with = "stack_ids_as_strings")]
     pub stack_ids: Vec<i64>,
+}
+
+/// Stack ids in JSON: written as decimal strings, read from strings or (v1) numbers.
+mod stack_ids_as_strings {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[i64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ids.iter().map(|id| id.to_string()))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+        Vec::<Id>::deserialize(d)?
+            .into_iter()
+            .map(|id| match id {
+                Id::Number(n) => Ok(n),
+                Id::Text(t) => t
+                    .parse::<i64>()
+                    .map_err(|e| D::Error::custom(format!("stack id {t:?}: {e}"))),
+            })
+            .collect()
+    }
 }
 
 /// One leak event. Times are RFC 3339 in JSON and µs timestamps in the table.
@@ -242,6 +275,25 @@ mod tests {
                 stack_ids: vec![1, 2],
             }],
         }
+    }
+
+    #[test]
+    fn stack_ids_travel_as_strings_and_v1_numbers_still_read() {
+        let mut e = event();
+        e.clusters[0].stack_ids = vec![-4_021_929_379_218_146_519, 2];
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(
+            json.contains(r#""stack_ids":["-4021929379218146519","2"]"#),
+            "{json}"
+        );
+        let back: LeakEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+        let v1 = json.replace(
+            r#"["-4021929379218146519","2"]"#,
+            "[-4021929379218146519,2]",
+        );
+        let old: LeakEvent = serde_json::from_str(&v1).unwrap();
+        assert_eq!(old.clusters[0].stack_ids, e.clusters[0].stack_ids);
     }
 
     #[test]

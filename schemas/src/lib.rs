@@ -12,6 +12,10 @@
 //! - [`k8s_names`]: Kubernetes' name rules, checked before a name from outside reaches an API
 //!   path, a store key or a file path.
 //! - [`kinds`]: the closed sets of names events carry: detectors and leak patterns.
+//! - [`time`]: the one parser of durations (`500ms`, `1m30s`, `1w`) and times (RFC 3339, Unix
+//!   seconds, `now-2h`) for flags, policies and query parameters.
+//! - [`scope`]: who an event, trigger or action is about (a workload or one of its pods), one
+//!   type for analyze and actuate.
 //! - [`tables`]: the one definition of each table's Arrow schema and partitioning, and the
 //!   schema version written into every file.
 
@@ -19,9 +23,12 @@ pub mod events;
 pub mod k8s_names;
 pub mod kinds;
 pub mod model;
+pub mod scope;
 pub mod tables;
+pub mod time;
 
 pub use model::{
     DumpFormat, Frame, GoroutineRecord, ProfileKind, SampleGroup, Snapshot, Stack, StackId,
 };
+pub use scope::Scope;
 pub use tables::{SCHEMA_VERSION, Table};

@@ -38,9 +38,26 @@ impl fmt::Display for Frame {
 #[serde(transparent)]
 pub struct StackId(pub u64);
 
+/// The one spelling of a stack id, everywhere a person or a program reads one (`inspect`,
+/// the named queries, events, `stacks.stack_id`): the signed decimal of the store's Int64
+/// column, e.g. `-4021929379218146519`. It survives SQL (`WHERE stack_id = '-40…'` and
+/// `= -40…` both match the column as stored) and JSON, where it travels as a string (a JSON
+/// number past 2^53 is rounded by JavaScript and `jq`).
 impl fmt::Display for StackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        write!(f, "{}", self.as_i64())
+    }
+}
+
+/// Parses the spelling [`StackId`]'s `Display` writes (a signed decimal; an unsigned one of the
+/// same bits is accepted too).
+impl std::str::FromStr for StackId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<i64>() {
+            Ok(v) => Ok(StackId::from_i64(v)),
+            Err(e) => s.parse::<u64>().map(StackId).map_err(|_| e),
+        }
     }
 }
 

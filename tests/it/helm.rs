@@ -660,8 +660,9 @@ fn helm_every_container_command_line_passes_the_binarys_check_config() -> Result
         }
     }
     let out = check_config(&inv);
+    // A value that does not parse is a usage error, as an unknown flag is.
     ensure!(
-        out.status.code() == Some(1) && String::from_utf8_lossy(&out.stderr).contains("cooldown"),
+        out.status.code() == Some(2) && String::from_utf8_lossy(&out.stderr).contains("cooldown"),
         "a bad duration: {:?} {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
@@ -945,9 +946,9 @@ fn check_config_validates_and_does_no_work() -> Result<()> {
     );
     // Invalid: each fails with its reason.
     for (args, code, reason) in [
-        (&["ingest"][..], 1, "no targets"),
-        (&["ingest", "--discover", "--every", "soon"], 1, "--every"),
-        (&["compact", "--retain", "a month"], 1, "duration"),
+        (&["ingest"][..], 2, "no targets"),
+        (&["ingest", "--discover", "--every", "soon"], 2, "--every"),
+        (&["compact", "--retain", "a month"], 2, "duration"),
         (&["actuate", "--policy", policy_s], 1, "max_replicas"),
         (
             &["actuate", "--policy", "/nonexistent/policy.yaml"],
@@ -959,7 +960,7 @@ fn check_config_validates_and_does_no_work() -> Result<()> {
             1,
             "token",
         ),
-        (&["analyze", "--detectors", "magic"], 1, "unknown detector"),
+        (&["analyze", "--detectors", "magic"], 2, "magic"),
         (
             &["ingest", "--discover", "--max-body", "1.5e6"],
             2,

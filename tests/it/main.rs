@@ -8,6 +8,7 @@ mod actuate;
 mod agent;
 mod analyze;
 mod backfill;
+mod cli;
 mod compact;
 mod discovery;
 mod golden;

@@ -76,20 +76,27 @@ pub fn sql_json_env(
         .collect()
 }
 
-/// A single integer from `SELECT ... AS n`.
+/// The single integer of `SELECT ... AS n`: exactly one row whose first value is an integer
+/// (or an integer string); anything else — no row, NULL, a store that is not there — fails the
+/// test instead of reading as 0.
 pub fn sql_i64(store: &str, sql: &str) -> i64 {
     sql_i64_env(store, sql, &[])
 }
 
 pub fn sql_i64_env(store: &str, sql: &str, env: &[(&str, &str)]) -> i64 {
     let rows = sql_json_env(store, sql, env);
-    rows.first()
-        .and_then(|r| r.values().next())
-        .and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .unwrap_or(0)
+    assert_eq!(
+        rows.len(),
+        1,
+        "{sql:?} returned {} rows: {rows:?}",
+        rows.len()
+    );
+    let v = rows[0].values().next();
+    v.and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
+    .unwrap_or_else(|| panic!("{sql:?} returned {v:?}, not an integer"))
 }
 
 /// Poll `check` until it returns true or `timeout` passes.

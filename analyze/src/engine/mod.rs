@@ -95,29 +95,8 @@ impl Default for AnalyzeConfig {
     }
 }
 
-/// Who an event is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scope {
-    pub cluster: Option<String>,
-    pub namespace: String,
-    pub workload_kind: Option<String>,
-    pub workload: Option<String>,
-    /// None: the workload as a whole.
-    pub pod: Option<String>,
-}
-
-impl Scope {
-    pub(crate) fn key(&self) -> String {
-        format!(
-            "{}/{}/{}/{}/{}",
-            self.cluster.as_deref().unwrap_or(""),
-            self.namespace,
-            self.workload_kind.as_deref().unwrap_or(""),
-            self.workload.as_deref().unwrap_or(""),
-            self.pod.as_deref().unwrap_or("*")
-        )
-    }
-}
+/// Who an event is about: the workspace's one scope type.
+pub use leakhound_schemas::scope::Scope;
 
 /// What one analysis produced.
 #[derive(Debug, Default)]

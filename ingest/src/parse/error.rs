@@ -216,7 +216,11 @@ pub(crate) struct LimitExceeded {
 
 impl fmt::Display for LimitExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "decompressed size exceeds {} bytes", self.limit)
+        write!(
+            f,
+            "decompressed size exceeds {} bytes (gzip bomb?)",
+            self.limit
+        )
     }
 }
 

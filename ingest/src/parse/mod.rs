@@ -293,11 +293,10 @@ fn detect_raw<'a>(
     let mut compressed = false;
     if detected == Detected::Gzip {
         compressed = true;
-        let mut gz: Box<dyn Read + 'a> = Box::new(Capped {
-            inner: flate2::read::MultiGzDecoder::new(reader),
-            produced: 0,
-            limit: opts.max_decompressed_bytes,
-        });
+        let mut gz: Box<dyn Read + 'a> = Box::new(Capped::gzip(
+            flate2::read::MultiGzDecoder::new(reader),
+            opts.max_decompressed_bytes,
+        ));
         let prefix = read_prefix(&mut gz, DETECT_PREFIX)?;
         if prefix.is_empty() {
             return Err(ParseError::Empty);
@@ -499,18 +498,42 @@ fn read_prefix(r: &mut dyn Read, n: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A decompressor with a cap on its output, whose errors say which layer failed.
-struct Capped<R> {
+/// A reader with a cap on what comes through it, the gzip-bomb guard of every decompressed
+/// input (the parsers' and backfill's archives and JSON): past `limit` bytes it fails with
+/// [`LimitExceeded`]. Over a decompressor ([`Capped::gzip`]) its read errors are marked as the
+/// gzip layer's ([`GzipFailure`]), so they are reported as such.
+pub(crate) struct Capped<R> {
     inner: R,
     produced: u64,
     limit: u64,
+    gzip: bool,
+}
+
+impl<R> Capped<R> {
+    pub(crate) fn gzip(inner: R, limit: u64) -> Self {
+        Capped {
+            inner,
+            produced: 0,
+            limit,
+            gzip: true,
+        }
+    }
+
+    pub(crate) fn plain(inner: R, limit: u64) -> Self {
+        Capped {
+            inner,
+            produced: 0,
+            limit,
+            gzip: false,
+        }
+    }
 }
 
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = match self.inner.read(buf) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted || !self.gzip => return Err(e),
             Err(e) => {
                 return Err(std::io::Error::other(GzipFailure {
                     decompressed: self.produced,

@@ -59,20 +59,28 @@ impl DiscoveryError {
     }
 }
 
-/// A client from a kubeconfig file, or inferred (in-cluster, then `$KUBECONFIG`).
-pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, DiscoveryError> {
-    let config = match kubeconfig {
+/// The client configuration from a kubeconfig file, or inferred (in-cluster, then
+/// `$KUBECONFIG`): the one loader, used by discovery here and by `leakhound-actuate`.
+pub async fn kube_config(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Config, DiscoveryError> {
+    match kubeconfig {
         Some(p) => {
             let kc = kube::config::Kubeconfig::read_from(p)
                 .map_err(|e| DiscoveryError::Config(format!("{}: {e}", p.display())))?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| DiscoveryError::Config(format!("{}: {e}", p.display())))?
+                .map_err(|e| DiscoveryError::Config(format!("{}: {e}", p.display())))
         }
         None => kube::Config::infer()
             .await
-            .map_err(|e| DiscoveryError::Config(e.to_string()))?,
-    };
+            .map_err(|e| DiscoveryError::Config(e.to_string())),
+    }
+}
+
+/// A client from [`kube_config`].
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, DiscoveryError> {
+    let config = kube_config(kubeconfig).await?;
     kube::Client::try_from(config).map_err(|e| DiscoveryError::Config(e.to_string()))
 }
 

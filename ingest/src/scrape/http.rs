@@ -194,17 +194,7 @@ fn transport(url: &str, e: reqwest::Error) -> FetchError {
     }
     // Without the URL (it is in the variant) and without credentials, but with the causes:
     // "error sending request" alone does not say that the headers were too large.
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !message.contains(&s) {
-            message.push_str(": ");
-            message.push_str(&s);
-        }
-        cause = c.source();
-    }
+    let message = crate::error::chain(&e.without_url());
     FetchError::Transport {
         url: url.to_string(),
         message,

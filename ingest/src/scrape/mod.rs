@@ -18,6 +18,7 @@
 //! - [`stream`]: bodies read chunk by chunk into the metrics reader or the dump parser.
 //! - [`metrics`]: a strict, streaming reader of the Prometheus exposition.
 //! - [`http`]: clients, size caps, credentials; [`targets`], [`discovery`]: what to scrape.
+//! - [`driver`]: a run of passes (`--every`), discovery before each, and the exit rule.
 //!
 //! Memory: what a pass holds is the budget (bodies and their parsers' state), one chunk's
 //! rows, and the state; none of it grows with what a target sends beyond its caps. A chunk
@@ -31,6 +32,7 @@
 
 pub mod budget;
 pub mod discovery;
+pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod stream;

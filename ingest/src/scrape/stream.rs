@@ -176,7 +176,7 @@ pub async fn fetch_snapshot(
             (r, charge)
         })
     };
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut hasher = crate::content_hash::ContentHasher::new();
     let mut bytes = 0i64;
     // The body's first bytes, until they say which parser it goes to (and so its rate).
     let mut prefix: Vec<u8> = Vec::new();
@@ -249,7 +249,7 @@ pub async fn fetch_snapshot(
     let mut charge = charge.unwrap_or_else(|| budget.charge());
     charge.shrink_to(snapshot_bytes(&snapshot));
     Ok(Fetched {
-        content_hash: format!("{:032x}", hasher.digest128()),
+        content_hash: hasher.finish(),
         snapshot,
         bytes,
         charge,

@@ -242,12 +242,12 @@ pub async fn fetch_query_range(
             ])
             .send()
             .await
-            .map_err(|e| format!("{url}: {}", e.without_url()))?;
+            .map_err(|e| format!("{url}: {}", crate::error::chain(&e.without_url())))?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| format!("{url}: {}", e.without_url()))?;
+            .map_err(|e| format!("{url}: {}", crate::error::chain(&e.without_url())))?;
         if !status.is_success() && body.first() != Some(&b'{') {
             return Err(format!("{url}: HTTP {status}"));
         }

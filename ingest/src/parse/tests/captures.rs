@@ -5,9 +5,13 @@
 //! - every dump parses, and agrees with `expected.json` where it says something;
 //! - equivalence: one capture at debug=0, 1 and 2 gives the same total and the same stack ids;
 //! - insta snapshots of the parsed output (`src/parse/snapshots/`). A capture without a
-//!   committed snapshot is reported and skipped (so adding captures does not break CI); set
-//!   `LEAKHOUND_REQUIRE_SNAPSHOTS=1` to make that an error, and run
-//!   `cargo insta test -p leakhound-ingest --accept -- parse::tests::captures` to add them.
+//!   committed snapshot fails the test; add it with
+//!   `INSTA_UPDATE=always cargo test -p leakhound-ingest parse::tests::captures` (or
+//!   `cargo insta test -p leakhound-ingest --accept -- parse::tests::captures`) and review it.
+//!
+//! Each test asserts that it compared something: a missing capture folder, a file named in
+//! `expected.json` that is not there, or no format pair to compare fails instead of passing
+//! empty.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,10 +28,8 @@ fn variant_dirs() -> Vec<PathBuf> {
         manifest.join("../tests/data/captures"),
         manifest.join("src/parse/testdata"),
     ] {
-        let Ok(rd) = std::fs::read_dir(&root) else {
-            eprintln!("no captures at {}: skipped", root.display());
-            continue;
-        };
+        let rd = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("no captures at {}: {e}", root.display()));
         for e in rd.flatten() {
             // `_gen/`: the Go program that writes `testdata/`.
             if e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('_') {
@@ -206,11 +208,16 @@ fn same_capture_same_totals_and_stack_ids() {
         }
     }
     eprintln!("{compared} format pairs compared");
+    assert!(
+        compared >= 10,
+        "only {compared} format pairs compared: captures missing?"
+    );
 }
 
 /// What an independent Go tool (tests/goprogs cmd/dumpstat) counted in each capture.
 #[test]
 fn captures_agree_with_expected_json() {
+    let mut checked = 0;
     for dir in variant_dirs() {
         let Ok(text) = std::fs::read_to_string(dir.join("expected.json")) else {
             continue;
@@ -221,9 +228,12 @@ fn captures_agree_with_expected_json() {
         };
         for (name, want) in files {
             let path = dir.join(name);
-            if !path.exists() {
-                continue;
-            }
+            assert!(
+                path.exists(),
+                "{} names {name}, which is missing",
+                dir.join("expected.json").display()
+            );
+            checked += 1;
             let what = path.display().to_string();
             let recs = records(&path);
             let raw = std::fs::read(&path).unwrap();
@@ -287,6 +297,10 @@ fn captures_agree_with_expected_json() {
             }
         }
     }
+    assert!(
+        checked >= 10,
+        "only {checked} captures checked against expected.json"
+    );
 }
 
 /// A stable, readable rendering of a parsed snapshot for insta.
@@ -304,8 +318,8 @@ fn render(s: &Snapshot) -> String {
     for g in &s.groups {
         let _ = write!(
             out,
-            "\n{} x [{}] wait={} stack={}",
-            g.count, g.state, g.wait_bucket, g.stack_id
+            "\n{} x [{}] wait={} stack={:016x}",
+            g.count, g.state, g.wait_bucket, g.stack_id.0
         );
         if g.leaked {
             out.push_str(" leaked");
@@ -332,7 +346,8 @@ fn render(s: &Snapshot) -> String {
 
 #[test]
 fn snapshots_of_real_captures() {
-    let require = std::env::var_os("LEAKHOUND_REQUIRE_SNAPSHOTS").is_some();
+    let updating = std::env::var_os("INSTA_UPDATE").is_some();
+    let mut checked = 0;
     let snap_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/parse/snapshots");
     for dir in variant_dirs() {
         let variant = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -342,13 +357,12 @@ fn snapshots_of_real_captures() {
             let snap_file = snap_dir.join(format!(
                 "leakhound_ingest__parse__tests__captures__{name}.snap"
             ));
-            if !snap_file.exists() && !require && std::env::var_os("INSTA_UPDATE").is_none() {
-                eprintln!(
-                    "no snapshot for {}: skipped (run with INSTA_UPDATE=always to add it)",
-                    path.display()
-                );
-                continue;
-            }
+            assert!(
+                snap_file.exists() || updating,
+                "no snapshot for {}: add it with INSTA_UPDATE=always (see the module header)",
+                path.display()
+            );
+            checked += 1;
             let rendered = render(&snapshot(&path));
             insta::with_settings!({
                 snapshot_path => "../snapshots",
@@ -360,4 +374,5 @@ fn snapshots_of_real_captures() {
             });
         }
     }
+    assert!(checked >= 10, "only {checked} snapshots compared");
 }
