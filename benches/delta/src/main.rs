@@ -788,7 +788,7 @@ async fn bench_commits() -> Res<()> {
     }
     let delta_versions: Vec<String> = tables
         .iter()
-        .map(|(k, t)| format!("{k} v{}", t.version().unwrap_or(-1)))
+        .map(|(k, t)| format!("{k} v{}", t.version().unwrap_or_default()))
         .collect();
     println!(
         "delta_vs_ours commits: {i} batches of one pod's debug=2 snapshot ({} sample rows); ours \
