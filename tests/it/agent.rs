@@ -17,27 +17,7 @@ static AGENTLEAKY: OnceLock<PathBuf> = OnceLock::new();
 fn agentleaky_binary() -> PathBuf {
     AGENTLEAKY
         .get_or_init(|| {
-            let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| std::env::temp_dir());
-            let bin = out_dir.join("agentleaky-test");
-            let gocache =
-                std::env::var("GOCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gocache".into());
-            let gomod = std::env::var("GOMODCACHE")
-                .unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
-            let status = Command::new("go")
-                .args(["build", "-o", bin.to_str().unwrap(), "."])
-                .current_dir(repo().join("tests/goprogs/cmd/agentleaky"))
-                .env("GOCACHE", gocache)
-                .env("GOMODCACHE", gomod)
-                .env("CGO_ENABLED", "0")
-                .status()
-                .expect("run go build (is Go installed?)");
-            assert!(
-                status.success(),
-                "go build of tests/goprogs/cmd/agentleaky failed"
-            );
-            bin
+            crate::goprog::go_build("tests/goprogs/cmd/agentleaky", ".", "agentleaky-test", None)
         })
         .clone()
 }

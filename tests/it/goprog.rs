@@ -30,6 +30,13 @@ pub fn leaky_leakprofile_binary() -> PathBuf {
 }
 
 fn build_leaky(name: &str, experiment: Option<&str>) -> PathBuf {
+    go_build("tests/goprogs", "./cmd/leaky", name, experiment)
+}
+
+/// `go build -o <CARGO_TARGET_TMPDIR>/<name> <pkg>` in `dir` (relative to the repository), with
+/// the machine's Go caches and CGO off (cached by Go's build cache); `experiment`: a
+/// `GOEXPERIMENT`. Panics when Go is missing or the build fails.
+pub fn go_build(dir: &str, pkg: &str, name: &str, experiment: Option<&str>) -> PathBuf {
     let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
@@ -38,8 +45,8 @@ fn build_leaky(name: &str, experiment: Option<&str>) -> PathBuf {
     let gomod =
         std::env::var("GOMODCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
     let mut cmd = Command::new("go");
-    cmd.args(["build", "-o", bin.to_str().unwrap(), "./cmd/leaky"])
-        .current_dir(repo().join("tests/goprogs"))
+    cmd.args(["build", "-o", bin.to_str().unwrap(), pkg])
+        .current_dir(repo().join(dir))
         .env("GOCACHE", gocache)
         .env("GOMODCACHE", gomod)
         .env("CGO_ENABLED", "0");
@@ -47,10 +54,7 @@ fn build_leaky(name: &str, experiment: Option<&str>) -> PathBuf {
         cmd.env("GOEXPERIMENT", x);
     }
     let status = cmd.status().expect("run go build (is Go installed?)");
-    assert!(
-        status.success(),
-        "go build of tests/goprogs/cmd/leaky ({name}) failed"
-    );
+    assert!(status.success(), "go build of {dir} {pkg} ({name}) failed");
     bin
 }
 
@@ -120,29 +124,7 @@ static FLEET: OnceLock<PathBuf> = OnceLock::new();
 /// Build `tests/goprogs/cmd/fleet` (cached by Go's build cache).
 pub fn fleet_binary() -> PathBuf {
     FLEET
-        .get_or_init(|| {
-            let out_dir = std::env::var("CARGO_TARGET_TMPDIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| std::env::temp_dir());
-            let bin = out_dir.join("fleet-test");
-            let gocache =
-                std::env::var("GOCACHE").unwrap_or_else(|_| "/var/tmp/leakhound-gocache".into());
-            let gomod = std::env::var("GOMODCACHE")
-                .unwrap_or_else(|_| "/var/tmp/leakhound-gomodcache".into());
-            let status = Command::new("go")
-                .args(["build", "-o", bin.to_str().unwrap(), "./cmd/fleet"])
-                .current_dir(repo().join("tests/goprogs"))
-                .env("GOCACHE", gocache)
-                .env("GOMODCACHE", gomod)
-                .env("CGO_ENABLED", "0")
-                .status()
-                .expect("run go build (is Go installed?)");
-            assert!(
-                status.success(),
-                "go build of tests/goprogs/cmd/fleet failed"
-            );
-            bin
-        })
+        .get_or_init(|| go_build("tests/goprogs", "./cmd/fleet", "fleet-test", None))
         .clone()
 }
 
