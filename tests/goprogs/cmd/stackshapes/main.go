@@ -15,11 +15,14 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"syscall"
+	"time"
 )
 
 var (
@@ -39,6 +42,18 @@ func recurse(n int) int {
 		return park(0)
 	}
 	return recurse(n-1) + 1
+}
+
+// parkedAll returns once n goroutines are blocked receiving from a channel.
+func parkedAll(n int) {
+	buf := make([]byte, 1<<20)
+	for {
+		m := runtime.Stack(buf, true)
+		if bytes.Count(buf[:m], []byte("[chan receive]:")) >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 type T struct{ n int }
@@ -66,6 +81,9 @@ func main() {
 		go recurse(depth)
 	}
 	ready.Wait()
+	// Done() runs just before the receive: wait until every parked goroutine is blocked in it,
+	// so that no dump catches one on its way (a different top of stack).
+	parkedAll(8)
 	switch os.Args[1] {
 	case "dump":
 		dir := os.Args[2]
