@@ -77,6 +77,27 @@ pub struct IngestArgs {
     /// Take a debug=2 dump at least every N passes (and whenever goroutines grew by 20%).
     #[arg(long, env = "LEAKHOUND_DEBUG2_EVERY", default_value_t = 10)]
     pub debug2_every: u64,
+    /// Scrape only shard I of N (0-based, e.g. `--shard 2/4`; `--shard job/4` takes I from
+    /// `JOB_COMPLETION_INDEX`, as in an Indexed Job): the targets whose pod UID (else
+    /// namespace/pod) falls to it by rendezvous hashing, with a state file of its own. Shards
+    /// never scrape a target twice, and adding one moves about 1/N of the targets.
+    #[arg(long, env = "LEAKHOUND_SHARD", value_parser = shard_flag)]
+    pub shard: Option<scrape::shard::Shard>,
+}
+
+fn shard_flag(s: &str) -> Result<scrape::shard::Shard, String> {
+    match s.strip_prefix("job/") {
+        // An Indexed Job's pod: its index from the Job controller.
+        Some(n) => match std::env::var("JOB_COMPLETION_INDEX") {
+            Ok(i) => format!("{i}/{n}")
+                .parse()
+                .map_err(|e| format!("JOB_COMPLETION_INDEX={i:?} with {s:?}: {e}")),
+            Err(_) => Err(format!(
+                "{s:?}: JOB_COMPLETION_INDEX is not set (--shard job/N is for the pods of an Indexed Job)"
+            )),
+        },
+        None => s.parse(),
+    }
 }
 
 fn percentage(s: &str) -> Result<f64, String> {
@@ -115,6 +136,7 @@ pub async fn run(a: IngestArgs) -> Result<ExitCode> {
         memory_budget: a.memory_budget,
         commit_every: a.commit_every.max(1),
         debug2_every: a.debug2_every.max(1),
+        shard: a.shard,
         ..Default::default()
     };
     if let Some(code) = crate::check::reached("ingest") {
@@ -150,6 +172,9 @@ pub async fn run(a: IngestArgs) -> Result<ExitCode> {
             println!("skipped target: {e}");
         }
         let s = &r.summary;
+        if let Some(sh) = a.shard {
+            print!("shard {sh}: ");
+        }
         println!(
             "pass {}: {} targets, {} up, {} debug=2 dumps, {} leak profiles, {} with errors; {} rows in {} files, {} chunks; {:.0} ms",
             r.number,

@@ -124,7 +124,9 @@ fn all_on_values(
         "store": { "create": true, "url": "s3://leakhound-test/store", "env": { "AWS_REGION": "eu-west-1" } },
         "discovery": { "namespaces": namespaces, "selector": "tier=backend", "cluster": "test-cluster" },
         "rbac": { "scope": scope },
-        "ingest": { "enabled": true, "mode": ingest_mode, "every": "60s" },
+        // A CronJob's passes sharded over an Indexed Job of 4 pods (issue 19).
+        "ingest": { "enabled": true, "mode": ingest_mode, "every": "60s",
+                    "shards": if ingest_mode == "cronjob" { 4 } else { 1 } },
         "analyze": { "enabled": true },
         "actuate": { "enabled": true },
         "serve": { "enabled": true, "webhook": { "create": true, "token": "" } },
@@ -530,7 +532,22 @@ fn invocation(
             bail!("{what}: env {n} from a source this test does not know: {e}");
         }
     }
+    // An Indexed Job's pod: the Job controller sets its index (`--shard job/N` reads it).
+    if let Some(n) = args
+        .iter()
+        .find_map(|a| a.strip_prefix("job/"))
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        env.push(("JOB_COMPLETION_INDEX".into(), (n - 1).to_string()));
+    }
     Ok(Invocation { what, args, env })
+}
+
+/// The last rendering's ingest CronJob when it is sharded.
+fn ingest_sharded(docs: &[Doc]) -> Result<&Value> {
+    find(docs, "CronJob", "leakhound-ingest")
+        .filter(|v| v["spec"]["jobTemplate"]["spec"]["completionMode"] == "Indexed")
+        .context("no sharded ingest CronJob")
 }
 
 /// `leakhound --check-config ARGS` with exactly the container's environment.
@@ -614,6 +631,7 @@ fn helm_every_container_command_line_passes_the_binarys_check_config() -> Result
     let n = check_all(&docs, &dir.path().join("default"))?;
     ensure!(n == 5, "default values: {n} containers checked");
     // Every option on, both ingest modes, both RBAC scopes.
+    let mut sharded = Vec::new();
     for (scope, mode) in [("cluster", "deployment"), ("namespaced", "cronjob")] {
         let values = all_on_values(dir.path(), scope, mode, &["shop", "payments"])?;
         let text = template("leakhound", &["-f", values.to_str().context("path")?])?;
@@ -632,11 +650,41 @@ fn helm_every_container_command_line_passes_the_binarys_check_config() -> Result
         .context("no ingest workload")?;
         let args = &containers(ingest)[0].1["args"];
         let want = if mode == "cronjob" {
-            json!(["ingest", "--discover"])
+            let job = &ingest["spec"]["jobTemplate"]["spec"];
+            ensure!(
+                job["completionMode"] == "Indexed"
+                    && job["completions"] == 4
+                    && job["parallelism"] == 4,
+                "{scope}/{mode}: ingest.shards 4 is not an Indexed Job of 4: {job}"
+            );
+            json!(["ingest", "--discover", "--shard", "job/4"])
         } else {
             json!(["ingest", "--discover", "--every", "60s"])
         };
         ensure!(*args == want, "{scope}/{mode}: ingest args {args}");
+        if mode == "cronjob" {
+            sharded = docs;
+        }
+    }
+
+    // A sharded pod outside an Indexed Job (no JOB_COMPLETION_INDEX) is refused.
+    let (pod, c) = containers(ingest_sharded(&sharded)?)[0];
+    let mut inv = invocation(&sharded, "ingest", pod, c, &dir.path().join("neg0"))?;
+    inv.env.retain(|(k, _)| k != "JOB_COMPLETION_INDEX");
+    let out = check_config(&inv);
+    ensure!(
+        out.status.code() == Some(2)
+            && String::from_utf8_lossy(&out.stderr).contains("JOB_COMPLETION_INDEX"),
+        "--shard job/4 without an index: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Shards need the CronJob mode; fewer than one is refused.
+    for set in ["ingest.mode=deployment,ingest.shards=2", "ingest.shards=0"] {
+        ensure!(
+            template("leakhound", &["--set", set]).is_err(),
+            "--set {set} rendered"
+        );
     }
 
     // The check can fail: a renamed flag, a value the binary refuses, a variable it does not read.

@@ -576,3 +576,127 @@ fn a_pass_exits_0_with_some_targets_down_and_1_when_all_are_or_the_commit_fails(
         "{out:?}"
     );
 }
+
+/// `--shard I/N` (issue 19): four shards run at once over one store and one fleet; every target
+/// lands exactly once (counts, scrape_status, no stack twice), each shard keeps its own state
+/// file, and a fifth shard takes about a fifth of the targets — with their state, so their
+/// pass counters go on from where the old shard left them.
+#[test]
+fn four_shards_at_once_scrape_every_target_once_and_a_fifth_takes_its_share_with_its_state() {
+    let fleet = Fleet::start(40, "");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let shard_run = |shard: &str| {
+        std::process::Command::new(bin())
+            .args([
+                "ingest",
+                "--store",
+                store,
+                "--targets-file",
+                fleet.targets(),
+                "--shard",
+                shard,
+            ])
+            .env_remove("LEAKHOUND_STORE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..4).map(|i| shard_run(&format!("{i}/4"))).collect();
+    let mut scraped = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // "shard I/4: pass 1: N targets, N up, …"
+        let n: usize = stdout
+            .split("pass 1: ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(n > 0 && n < 40, "one shard took {n} of 40: {stdout}");
+        scraped += n;
+    }
+    assert_eq!(
+        scraped, 40,
+        "the shards' targets do not add up to the fleet"
+    );
+    for table in ["goroutine_counts", "scrape_status"] {
+        assert_eq!(
+            sql_i64(store, &format!("SELECT COUNT(*) AS n FROM {table}")),
+            40,
+            "{table}"
+        );
+        assert_eq!(
+            sql_i64(
+                store,
+                &format!("SELECT COUNT(DISTINCT pod) AS n FROM {table}")
+            ),
+            40,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        sql_i64(
+            store,
+            "SELECT COUNT(*) AS n FROM (SELECT date, stack_id FROM stacks GROUP BY date, stack_id HAVING COUNT(*) > 1)"
+        ),
+        0,
+        "a stack written twice by two shards"
+    );
+    let state = |i: u32| -> serde_json::Map<String, serde_json::Value> {
+        let p = dir
+            .path()
+            .join("store/_state")
+            .join(format!("ingest-shard-{i}.json"));
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}")))
+                .unwrap();
+        v["targets"].as_object().unwrap().clone()
+    };
+    let mut before = std::collections::BTreeMap::new();
+    for i in 0..4 {
+        for k in state(i).keys() {
+            assert!(
+                before.insert(k.clone(), i).is_none(),
+                "{k} in two shards' state"
+            );
+        }
+    }
+    assert_eq!(before.len(), 40);
+
+    // A fifth shard: it takes its share, each with the pass count the old shard left (1), so
+    // its second pass is number 2.
+    let out = shard_run("4/5").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let fifth = state(4);
+    assert!(
+        (3..=14).contains(&fifth.len()),
+        "the fifth shard took {} of 40",
+        fifth.len()
+    );
+    for (k, v) in &fifth {
+        assert!(before.contains_key(k), "{k}: not a fleet target");
+        assert_eq!(v["passes"], 2, "{k}: state not carried over: {v}");
+    }
+    assert_eq!(
+        sql_i64(store, "SELECT COUNT(*) AS n FROM goroutine_counts"),
+        40 + fifth.len() as i64
+    );
+    // A shard flag that does not parse is a usage error.
+    for bad in ["4/4", "1/0", "x/2", "-1/2"] {
+        let out = run(&[
+            "ingest",
+            "--store",
+            store,
+            "--target",
+            "http://127.0.0.1:1",
+            "--shard",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "--shard {bad}: {out:?}");
+    }
+}

@@ -205,6 +205,7 @@ pub async fn discover(
             cluster: opts.cluster.clone(),
             namespace: Some(ns),
             pod: Some(name),
+            uid: meta.uid.clone(),
             workload_kind: workload.as_ref().map(|w| w.0.clone()),
             workload: workload.map(|w| w.1),
             container: ann

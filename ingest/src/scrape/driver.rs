@@ -2,6 +2,9 @@
 //! that decides whether the run failed. `leakhound ingest` parses its flags into a [`RunOptions`]
 //! and prints the [`PassReport`]s this hands back; everything between is here.
 //!
+//! Under `--shard I/N` a pass scrapes only the targets that fall to shard `I` ([`shard`]), with
+//! the shard's own state file.
+//!
 //! Exit rule: a pass fails when discovery failed, or when at least `fail_when_down` percent of
 //! its targets were down (and at least one was). A fleet always has some pods down, and they
 //! are in `scrape_status` either way, so the default (100) fails only a pass where every target
@@ -11,6 +14,7 @@ use std::time::Duration;
 
 use super::discovery::{self, DiscoveryOptions};
 use super::http::Clients;
+use super::shard;
 use super::targets::TargetSpec;
 use super::{IngestState, PassOptions, PassSummary, run_pass};
 use crate::error::Result;
@@ -60,7 +64,7 @@ pub async fn run(
 ) -> Result<u64> {
     let clients = Clients::new();
     let mut writer = Writer::new(store.clone());
-    let mut state = IngestState::load(store).await?;
+    let mut state = IngestState::load_for(store, opts.pass.shard).await?;
     let mut n = 0u64;
     let mut failed_passes = 0u64;
     loop {
@@ -82,12 +86,26 @@ pub async fn run(
                 }
             }
         }
+        // Under --shard, this process's share of them only (`shard`).
+        if let Some(sh) = opts.pass.shard {
+            specs.retain(|s| sh.owns(&shard::key(s)));
+        }
         let mut list = Vec::new();
         let mut skipped_targets = Vec::new();
         for s in specs {
             match s.into_target() {
                 Ok(t) => list.push(t),
                 Err(e) => skipped_targets.push(e),
+            }
+        }
+        if opts.pass.shard.is_some() {
+            let keys: Vec<String> = list.iter().map(|t| t.key()).collect();
+            let adopted = state.adopt(store, &keys).await?;
+            if adopted > 0 {
+                tracing::info!(
+                    adopted,
+                    "Took the state of targets new to this shard from the other shards' state."
+                );
             }
         }
         let now_us = chrono::Utc::now().timestamp_micros();

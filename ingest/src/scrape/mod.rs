@@ -12,6 +12,7 @@
 //!        every body streamed into its parser within one memory budget (budget, stream)
 //!  ─▶ as targets complete: Chunk (counts, samples, stacks, scrape_status of N targets)
 //!        ─commit─▶ store, then state ─▶ _state/ingest.json; next chunk …
+//!                                        (ingest-shard-I.json under --shard, [`shard`])
 //! ```
 //!
 //! - [`budget`]: the bytes the bodies in flight may hold together (a semaphore of bytes).
@@ -35,6 +36,7 @@ pub mod discovery;
 pub mod driver;
 pub mod http;
 pub mod metrics;
+pub mod shard;
 pub mod stream;
 pub mod targets;
 
@@ -42,7 +44,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use leakhound_schemas::{DumpFormat, ProfileKind};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -95,6 +97,9 @@ pub struct PassOptions {
     pub debug2_growth_min: i64,
     /// Ask again for the leak profile of a target that answered 404, every N passes.
     pub leak_recheck_every: u64,
+    /// This process is one shard of several (`--shard I/N`): only what names the batches
+    /// depends on it here; which targets it scrapes is decided before ([`driver`]).
+    pub shard: Option<shard::Shard>,
 }
 
 impl Default for PassOptions {
@@ -110,6 +115,7 @@ impl Default for PassOptions {
             debug2_growth_ratio: 1.2,
             debug2_growth_min: 20,
             leak_recheck_every: 60,
+            shard: None,
         }
     }
 }
@@ -162,32 +168,87 @@ impl TargetState {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct IngestState {
     pub targets: BTreeMap<String, TargetState>,
+    /// Where it is kept, relative to the store root: [`STATE_PATH`], or the shard's own file
+    /// ([`shard::Shard::state_path`]). Not part of the JSON.
+    #[serde(skip)]
+    file: Option<String>,
 }
 
 impl IngestState {
+    /// The unsharded run's state ([`STATE_PATH`]).
     pub async fn load(store: &Store) -> Result<IngestState> {
-        let path = store.root().clone().join(STATE_PATH);
-        match store.raw().get(&path).await {
-            Ok(g) => {
-                let bytes = g.bytes().await.map_err(|e| Error::ObjectStore {
-                    path: path.to_string(),
-                    source: e,
-                })?;
-                serde_json::from_slice(&bytes).map_err(|e| Error::Input {
-                    source_name: path.to_string(),
-                    message: format!("corrupt ingest state ({e}); delete it to start afresh"),
-                })
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(IngestState::default()),
-            Err(e) => Err(Error::ObjectStore {
-                path: path.to_string(),
-                source: e,
-            }),
+        IngestState::load_for(store, None).await
+    }
+
+    /// The state of `shard` (or the unsharded one).
+    pub async fn load_for(store: &Store, shard: Option<shard::Shard>) -> Result<IngestState> {
+        let file = shard.map_or_else(|| STATE_PATH.to_string(), |s| s.state_path());
+        let mut state = read_state(store, &file).await?.unwrap_or_default();
+        state.file = Some(file);
+        Ok(state)
+    }
+
+    fn path(&self, store: &Store) -> Path {
+        let rel = self.file.as_deref().unwrap_or(STATE_PATH);
+        let mut path = store.root().clone();
+        for part in rel.split('/') {
+            path = path.join(part);
         }
+        path
+    }
+
+    /// Take the state of `missing` targets (keys this state has no entry for) from the other
+    /// state files under `_state/` — other shards', the unsharded one — each from the file
+    /// that tracked it most recently (most passes): the targets that moved to this shard when
+    /// the shard count changed keep their goroutines' first-seen times. Returns how many were
+    /// taken. Reads the other files only when something is missing.
+    pub async fn adopt(&mut self, store: &Store, missing: &[String]) -> Result<usize> {
+        let missing: Vec<&String> = missing
+            .iter()
+            .filter(|k| !self.targets.contains_key(*k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let own = self.file.clone().unwrap_or_else(|| STATE_PATH.to_string());
+        let dir = store.root().clone().join("_state");
+        let listed: Vec<object_store::ObjectMeta> = store
+            .raw()
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::ObjectStore {
+                path: dir.to_string(),
+                source: e,
+            })?;
+        let mut files: Vec<String> = listed
+            .iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .filter(|f| f.starts_with("ingest") && f.ends_with(".json"))
+            .map(|f| format!("_state/{f}"))
+            .filter(|f| *f != own)
+            .collect();
+        files.sort();
+        let mut found: BTreeMap<String, TargetState> = BTreeMap::new();
+        for f in files {
+            // Read one file at a time and keep only the entries wanted.
+            let Some(other) = read_state(store, &f).await? else {
+                continue;
+            };
+            for (k, v) in other.targets {
+                if missing.contains(&&k) && found.get(&k).is_none_or(|seen| seen.passes < v.passes)
+                {
+                    found.insert(k, v);
+                }
+            }
+        }
+        let n = found.len();
+        self.targets.extend(found);
+        Ok(n)
     }
 
     pub async fn save(&self, store: &Store) -> Result<()> {
-        let path: Path = store.root().clone().join(STATE_PATH);
+        let path = self.path(store);
         let body = serde_json::to_vec(self).unwrap_or_default();
         store
             .raw()
@@ -198,6 +259,33 @@ impl IngestState {
                 source: e,
             })?;
         Ok(())
+    }
+}
+
+/// The state file `rel` (relative to the store root), if there is one.
+async fn read_state(store: &Store, rel: &str) -> Result<Option<IngestState>> {
+    let mut path = store.root().clone();
+    for part in rel.split('/') {
+        path = path.join(part);
+    }
+    match store.raw().get(&path).await {
+        Ok(g) => {
+            let bytes = g.bytes().await.map_err(|e| Error::ObjectStore {
+                path: path.to_string(),
+                source: e,
+            })?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Input {
+                    source_name: path.to_string(),
+                    message: format!("corrupt ingest state ({e}); delete it to start afresh"),
+                })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::ObjectStore {
+            path: path.to_string(),
+            source: e,
+        }),
     }
 }
 
@@ -349,10 +437,12 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(now_us: i64, index: usize) -> Chunk {
+    fn new(now_us: i64, shard: Option<shard::Shard>, index: usize) -> Chunk {
         let mut batch = Batch::default();
-        // Chunks of one pass share no content hash of their own when every target is down.
-        batch.salt(&format!("pass-{now_us}-chunk-{index}"));
+        // Chunks of one pass share no content hash of their own when every target is down;
+        // shards running at the same moment must not name their batches alike either.
+        let shard = shard.map(|s| format!("-shard-{s}")).unwrap_or_default();
+        batch.salt(&format!("pass-{now_us}{shard}-chunk-{index}"));
         Chunk {
             batch,
             targets: 0,
@@ -574,14 +664,17 @@ pub async fn run_pass(
     };
     let folds = async {
         let mut done = vec![false; targets.len()];
-        let mut chunk = Chunk::new(now_us, 0);
+        let mut chunk = Chunk::new(now_us, opts.shard, 0);
         while let Some((i, r, ms)) = rx.recv().await {
             done[i] = true;
             let t = &targets[i];
             let st = state.targets.entry(t.key()).or_default();
             fold(&mut chunk, &mut summary, t, st, r, ms, now_us);
             if chunk.targets >= commit_every || chunk.bytes >= commit_bytes {
-                let full = std::mem::replace(&mut chunk, Chunk::new(now_us, summary.chunks + 1));
+                let full = std::mem::replace(
+                    &mut chunk,
+                    Chunk::new(now_us, opts.shard, summary.chunks + 1),
+                );
                 if let Err(e) = commit_chunk(writer, state, full, &mut summary).await {
                     rx.close();
                     return Err(e);
@@ -604,7 +697,10 @@ pub async fn run_pass(
         let ms = opts.deadline.as_secs_f64() * 1000.0;
         fold(&mut chunk, &mut summary, t, st, scraped, ms, now_us);
         if chunk.targets >= commit_every {
-            let full = std::mem::replace(&mut chunk, Chunk::new(now_us, summary.chunks + 1));
+            let full = std::mem::replace(
+                &mut chunk,
+                Chunk::new(now_us, opts.shard, summary.chunks + 1),
+            );
             commit_chunk(writer, state, full, &mut summary).await?;
         }
     }

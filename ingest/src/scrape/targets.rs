@@ -23,6 +23,9 @@ pub struct TargetSpec {
     pub namespace: Option<String>,
     #[serde(default)]
     pub pod: Option<String>,
+    /// The pod's UID (discovery): what `--shard` hashes when present ([`super::shard`]).
+    #[serde(default)]
+    pub uid: Option<String>,
     #[serde(default)]
     pub workload_kind: Option<String>,
     #[serde(default)]
