@@ -18,6 +18,8 @@ use crate::cli::{StoreArgs, resolve, usage};
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
     /// Evaluate every step over stored history, as if live (backtesting; after a backfill).
     #[arg(long, requires_all = ["from", "to"])]
     pub replay: bool,
@@ -104,6 +106,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     let min_level = a.min_level;
     let mut cfg = AnalyzeConfig {
         step_s: step,
+        engine: a.engine.engine.clone(),
         detectors: a.detectors.clone(),
         namespace: a.namespace.clone(),
         baseline_factor: a.baseline_factor,

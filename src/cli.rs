@@ -79,6 +79,10 @@ pub enum Command {
     Actuate(crate::actuate_cmd::ActuateArgs),
     /// Receive Alertmanager webhooks (payload v4) and act on firing alerts; dry-run unless --apply.
     Serve(crate::actuate_cmd::ServeArgs),
+    /// Run leakhound's Apache Ballista scheduler or executor (`--engine ballista://HOST:PORT`
+    /// of sql, query and analyze runs on them).
+    #[command(subcommand)]
+    Cluster(crate::cluster_cmd::ClusterCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -99,6 +103,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => crate::report_cmd::run(a).await,
         Command::Actuate(a) => crate::actuate_cmd::run_actuate(a).await,
         Command::Serve(a) => crate::actuate_cmd::run_serve(a).await,
+        Command::Cluster(c) => crate::cluster_cmd::run(c).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -109,6 +114,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--engine`: where the SQL runs.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Where SQL runs: inprocess (default), or ballista://HOST:PORT, a `leakhound cluster
+    /// scheduler` over the same store.
+    #[arg(long, env = "LEAKHOUND_ENGINE", default_value = "inprocess", value_parser = engine)]
+    pub engine: leakhound_analyze::session::Engine,
+}
+
+fn engine(s: &str) -> Result<leakhound_analyze::session::Engine, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -186,9 +204,12 @@ pub fn resolve(
         .ok_or_else(|| usage(format!("--{flag}: out of range")))
 }
 
-pub fn init_logging(format: LogFormat) {
+/// Logs to stderr at `RUST_LOG`'s levels, else at `default` (`warn` for the commands a person
+/// or a CronJob runs; the cluster's long-running services say `info`, as their readiness —
+/// "Executor registration succeed" — is a log line).
+pub fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

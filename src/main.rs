@@ -13,6 +13,7 @@ mod analyze_cmd;
 mod backfill_cmd;
 mod check;
 mod cli;
+mod cluster_cmd;
 mod compact_cmd;
 mod ingest_cmd;
 mod inspect_cmd;
@@ -35,10 +36,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.log_format);
+    let default_log = match args.command {
+        cli::Command::Cluster(_) => "info",
+        _ => "warn",
+    };
+    cli::init_logging(args.log_format, default_log);
     check::enable(args.check_config);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Deep plans (the rule queries' CTEs) recurse through planning and, on Ballista, plan
+        // serialization: 2 MiB (tokio's default) overflowed the scheduler's stack on
+        // rule_baseline. Address space only; pages are touched as used.
+        .thread_stack_size(16 << 20)
         .enable_all()
         .build()
     {

@@ -17,6 +17,8 @@ use crate::sql_cmd::OutputFormat;
 pub struct QueryArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
     /// The query's name (queries/NAME.sql).
     #[arg(required_unless_present = "list")]
     pub name: Option<String>,
@@ -102,7 +104,7 @@ pub async fn run(a: QueryArgs) -> Result<ExitCode> {
     }
     let store = a.store.open_existing()?;
     a.store.ensure_exists(&store).await?;
-    let ctx = session::session(&store).await?;
+    let ctx = session::session_on(&store, &a.engine.engine).await?;
     crate::sql_cmd::run_script(&ctx, &sql, a.format.into()).await?;
     Ok(ExitCode::SUCCESS)
 }

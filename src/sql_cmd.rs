@@ -19,6 +19,8 @@ use crate::cli::StoreArgs;
 pub struct SqlArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
     /// The statement(s) to run; without it and without -f, statements are read from stdin
     /// (a prompt with history on a terminal).
     pub statement: Option<String>,
@@ -101,7 +103,7 @@ pub async fn run(a: SqlArgs) -> Result<ExitCode> {
         return Ok(code);
     }
     a.store.ensure_exists(&store).await?;
-    let ctx = session::session(&store).await?;
+    let ctx = session::session_on(&store, &a.engine.engine).await?;
     let format = Format::from(a.format);
     if let Some(stmt) = &a.statement {
         run_script(&ctx, stmt, format).await?;

@@ -21,7 +21,8 @@
 //! - [`rootcause`]: which stacks grew, clustered by blocking site with a leak pattern.
 //! - [`report`]: a cluster as a pprof profile.
 //! - [`session`]: a DataFusion session with every table of the store registered, partition
-//!   columns `date` (and `hour`) pruned from the path.
+//!   columns `date` (and `hour`) pruned from the path; in this process, or on an Apache Ballista
+//!   cluster (`session::Engine`, `--engine ballista://HOST:PORT`).
 //! - [`queries`]: the named queries of `queries/`, embedded in the binary, with typed parameters.
 //! - [`sql`]: scripts split into statements by the SQL tokenizer, statements run, the `status`
 //!   report over every table.
@@ -30,7 +31,8 @@
 //! - [`rng`]: the one seeded random stream (SplitMix64).
 //! - Test-only, behind the `testkit` feature (the tests, benches and the root crate's `it`
 //!   tests enable it; the shipped binary does not): `scenarios` (the labelled synthetic
-//!   suite), `backtest` (scoring detectors on it) and `anomaly::score_batch`/`batch_parts`/
+//!   suite), `backtest` (scoring detectors on it), `fleetgen` (a synthetic fleet store for the
+//!   query and cluster benches) and `anomaly::score_batch`/`batch_parts`/
 //!   `replay_anchors` (the STL + IF bench and Python reference inputs).
 
 pub mod anomaly;
@@ -39,6 +41,8 @@ pub mod backtest;
 pub mod detect;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "testkit")]
+pub mod fleetgen;
 pub mod levels;
 pub mod output;
 pub mod queries;

@@ -6,7 +6,7 @@ use crate::support::*;
 
 /// Fixed parameters so that results do not depend on the clock: the examples were captured on
 /// 2026-11-28 between 04:36:45Z and 04:39:30Z (recapturing them means re-blessing).
-const PARAMS: &[(&str, &[&str])] = &[
+pub(crate) const PARAMS: &[(&str, &[&str])] = &[
     (
         "goroutines_by_state",
         &["from=2026-11-28T04:00:00Z", "to=2026-11-28T05:00:00Z"],

@@ -9,6 +9,7 @@ mod agent;
 mod analyze;
 mod backfill;
 mod cli;
+mod cluster;
 mod compact;
 mod discovery;
 mod golden;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::support::*;
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for Moto {
@@ -23,7 +23,7 @@ fn moto_binary() -> String {
         .unwrap_or_else(|_| "/var/tmp/leakhound-venv/bin/moto_server".to_string())
 }
 
-fn start_moto() -> Moto {
+pub(crate) fn start_moto() -> Moto {
     let bin = moto_binary();
     assert!(
         std::path::Path::new(&bin).exists(),
@@ -44,7 +44,7 @@ fn start_moto() -> Moto {
     moto
 }
 
-fn create_bucket(endpoint: &str, bucket: &str) {
+pub(crate) fn create_bucket(endpoint: &str, bucket: &str) {
     // A plain unsigned PUT creates a bucket on moto.
     let out = Command::new("curl")
         .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])

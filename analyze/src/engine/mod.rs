@@ -73,6 +73,8 @@ pub struct AnalyzeConfig {
     /// SQL LIKE pattern on namespace.
     pub namespace: String,
     pub stl: crate::anomaly::StlIfConfig,
+    /// Where the loading SQL runs (`--engine`).
+    pub engine: crate::session::Engine,
 }
 
 impl Default for AnalyzeConfig {
@@ -91,6 +93,7 @@ impl Default for AnalyzeConfig {
             detectors: detect::all(),
             namespace: "%".into(),
             stl: Default::default(),
+            engine: Default::default(),
         }
     }
 }
@@ -118,7 +121,7 @@ pub async fn analyze(
     emit: Emit,
     cfg: &AnalyzeConfig,
 ) -> Result<Analysis> {
-    let ctx = crate::session::session(store).await?;
+    let ctx = crate::session::session_on(store, &cfg.engine).await?;
     let step = cfg.step_s.max(60);
     let first = from_s.div_euclid(step) * step;
     let first = if first < from_s { first + step } else { first };

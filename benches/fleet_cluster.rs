@@ -1,0 +1,254 @@
+//! The fleet bench of issue 19: the five named queries and one live `analyze` step over a
+//! synthetic fleet (`leakhound_analyze::fleetgen`: N pods x D days, a count a minute, a capture
+//! every 30 minutes), run in-process and on a Ballista cluster of 1 and 2 executors
+//! (`leakhound cluster ...`, real processes on loopback), each as a user runs it: one
+//! `leakhound query` / `leakhound analyze` process per run, wall time.
+//!
+//! `cargo bench --bench fleet_cluster` (`--profile dev` for a quick run).
+//! `LEAKHOUND_FLEET_PODS` (default 5000), `LEAKHOUND_FLEET_DAYS` (30), `LEAKHOUND_FLEET_SAMPLE_MIN`
+//! (30), `LEAKHOUND_FLEET_STORE` (a directory: built once, reused by later runs),
+//! `LEAKHOUND_FLEET_EXECUTORS` (`0,1,2`; 0 = in-process), `LEAKHOUND_FLEET_SLOTS` (2 per executor),
+//! `LEAKHOUND_FLEET_ROUNDS` (1: best of N).
+//!
+//! On one machine the executors share its cores with each other and with the scheduler: what
+//! this measures there is the cluster's overhead and per-executor throughput (count rows
+//! scanned per second), the basis of `docs/scale.md`; speed-up needs executors on machines of
+//! their own.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leakhound_analyze::fleetgen::{QUERIES, START_S, build, env_num, params};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_leakhound")
+}
+
+struct Service {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn service(args: &[&str]) -> Service {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start leakhound cluster");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    Service { child, lines }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A scheduler and `n` executors over `store`; the engine URL.
+fn cluster(store: &str, n: usize, slots: i64, work: &Path) -> (Vec<Service>, String) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut services = vec![service(&[
+        "cluster",
+        "scheduler",
+        "--store",
+        store,
+        "--listen",
+        &addr,
+    ])];
+    wait("the scheduler", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    for i in 0..n {
+        let dir = work.join(format!("executor-{i}"));
+        std::fs::create_dir_all(&dir).expect("work dir");
+        let e = service(&[
+            "cluster",
+            "executor",
+            "--store",
+            store,
+            "--scheduler",
+            &addr,
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--grpc-port",
+            &free_port().to_string(),
+            "--slots",
+            &slots.to_string(),
+            "--work-dir",
+            dir.to_str().expect("utf-8"),
+        ]);
+        wait("an executor to register", || {
+            e.lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|l| l.contains("Executor registration succeed"))
+        });
+        services.push(e);
+    }
+    (services, format!("ballista://{addr}"))
+}
+
+/// Best wall time of `rounds` runs of `leakhound ARGS`.
+fn time(args: &[String], rounds: i64) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds.max(1) {
+        let t = Instant::now();
+        let out = Command::new(bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run leakhound");
+        assert!(
+            out.status.success(),
+            "leakhound {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() {
+    let pods = env_num("LEAKHOUND_FLEET_PODS", 5000);
+    let days = env_num("LEAKHOUND_FLEET_DAYS", 30);
+    let sample_min = env_num("LEAKHOUND_FLEET_SAMPLE_MIN", 30);
+    let slots = env_num("LEAKHOUND_FLEET_SLOTS", 2);
+    let rounds = env_num("LEAKHOUND_FLEET_ROUNDS", 1);
+    let executors: Vec<usize> = std::env::var("LEAKHOUND_FLEET_EXECUTORS")
+        .unwrap_or_else(|_| "0,1,2".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store_dir: PathBuf = std::env::var_os("LEAKHOUND_FLEET_STORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join(format!("fleet-{pods}x{days}")));
+    let marker = store_dir.join(format!(".fleet-{pods}x{days}x{sample_min}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if !marker.exists() {
+        eprintln!("building the fleet store: {pods} pods x {days} days in {store_dir:?}");
+        let t = Instant::now();
+        rt.block_on(build(&store_dir, pods, days, sample_min));
+        std::fs::write(&marker, b"").expect("marker");
+        eprintln!("  built in {:.0}s", t.elapsed().as_secs_f64());
+    }
+    let store = store_dir.to_str().expect("utf-8 path").to_string();
+    let end_s = START_S + days * 86_400;
+    let (from, to) = (
+        chrono_rfc3339(START_S),
+        chrono_rfc3339(end_s.saturating_sub(1)),
+    );
+    let count_rows = pods * days * 1440;
+
+    // results[engine][query] = seconds
+    let mut names: Vec<String> = QUERIES.iter().map(|q| q.to_string()).collect();
+    names.push("analyze (one live step)".into());
+    let mut results: Vec<(String, Vec<f64>)> = Vec::new();
+    for &n in &executors {
+        let (_services, engine) = if n == 0 {
+            (Vec::new(), "inprocess".to_string())
+        } else {
+            cluster(&store, n, slots, tmp.path())
+        };
+        let label = if n == 0 {
+            "in-process".to_string()
+        } else {
+            format!("{n} executor{}", if n == 1 { "" } else { "s" })
+        };
+        eprintln!("{label} ({engine})");
+        let mut row = Vec::new();
+        for q in QUERIES {
+            let mut args: Vec<String> = ["query", q, "--store", &store, "--engine", &engine]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            for (k, v) in params(q, &from, &to) {
+                args.push("-p".into());
+                args.push(format!("{k}={v}"));
+            }
+            let s = time(&args, rounds);
+            eprintln!("  {q}: {s:.2}s");
+            row.push(s);
+        }
+        let args: Vec<String> = [
+            "analyze",
+            "--store",
+            &store,
+            "--engine",
+            &engine,
+            "--now",
+            &end_s.to_string(),
+            "--format",
+            "jsonl",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let s = time(&args, rounds);
+        eprintln!("  analyze: {s:.2}s");
+        row.push(s);
+        results.push((label, row));
+    }
+
+    println!(
+        "\nfleet_cluster: {pods} pods x {days} days ({count_rows} count rows, a capture every {sample_min} min), {slots} slots per executor, best of {rounds}"
+    );
+    print!("{:<26}", "");
+    for (label, _) in &results {
+        print!("{label:>14}");
+    }
+    println!();
+    for (i, name) in names.iter().enumerate() {
+        print!("{name:<26}");
+        for (_, row) in &results {
+            print!("{:>13.2}s", row[i]);
+        }
+        println!();
+    }
+    // Per-executor throughput of the full scan over the counts (goroutines_over_time).
+    if let Some(i) = QUERIES.iter().position(|q| *q == "goroutines_over_time") {
+        for (label, row) in &results {
+            println!(
+                "{label}: goroutines_over_time scanned {:.1} M count rows/s",
+                count_rows as f64 / row[i] / 1e6
+            );
+        }
+    }
+}
+
+fn chrono_rfc3339(s: i64) -> String {
+    chrono::DateTime::from_timestamp(s, 0)
+        .expect("time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,126 @@
+//! leakhound on Apache Ballista (issue 19): the scheduler and the executor of DataFusion's own
+//! distributed engine, run as `leakhound cluster scheduler` and `leakhound cluster executor`,
+//! with what leakhound's sessions need registered on them.
+//!
+//! ```text
+//!  leakhound sql|query|analyze --engine ballista://HOST:PORT     (analyze::session)
+//!     │ logical plan: the store's tables as ListingTables (schema given, nothing listed here)
+//!     ▼
+//!  leakhound cluster scheduler --store URL                        (this crate: run_scheduler)
+//!     │ plans per query with a fresh session whose object store for the store's URL is
+//!     │ the store's *visible* view (commit log read once per query: LazyVisibleStore), so
+//!     │ uncommitted and replaced files are never listed, exactly as in-process
+//!     ▼
+//!  leakhound cluster executor --store URL --scheduler HOST:PORT   (this crate: run_executor)
+//!       reads the files the plan names through the store's own object store (S3 credentials
+//!       from the usual AWS_* variables); shuffles through Arrow Flight to the next stage
+//! ```
+//!
+//! What a stock Ballista scheduler lacks for leakhound is the visibility rule: it would list
+//! every Parquet file under a table, uncommitted writes and compacted-away inputs included
+//! (rows doubled or half-written). leakhound registers no UDFs today; a function added to
+//! `analyze::session` must be registered here too (the scheduler's session builder and the
+//! executors' function registry), or the first query using it fails on the cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionConfig;
+use leakhound_ingest::Store;
+
+/// `leakhound cluster scheduler`: Ballista's scheduler on `bind`, planning over `store`. An
+/// executor silent for `executor_timeout` (no heartbeat) is dropped and its tasks run again
+/// elsewhere; Ballista's default is 180 s, ours 60 s (executors beat every 15 s by default).
+pub async fn run_scheduler(
+    store: Store,
+    bind: SocketAddr,
+    executor_timeout: std::time::Duration,
+) -> Result<()> {
+    let timeout_s = executor_timeout.as_secs().max(2);
+    let base_url = store.base_url().clone();
+    let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
+        Arc::new(move |config: SessionConfig| {
+            let state = ballista_core::utils::default_session_builder(config)?;
+            // Built per query: the commit log is read on the query's first listing.
+            state
+                .runtime_env()
+                .register_object_store(&base_url, store.lazy_reader());
+            Ok(state)
+        });
+    let config = SchedulerConfig {
+        bind_host: bind.ip().to_string(),
+        bind_port: bind.port(),
+        external_host: bind.ip().to_string(),
+        override_session_builder: Some(session_builder),
+        executor_timeout_seconds: timeout_s,
+        expire_dead_executor_interval_seconds: (timeout_s / 4).max(1),
+        no_executors_grace_period_seconds: timeout_s,
+        ..Default::default()
+    };
+    config.validate().context("Ballista scheduler settings")?;
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .context("Ballista scheduler state")?;
+    tracing::info!(%bind, "Scheduler listening.");
+    start_server(cluster, bind, Arc::new(config))
+        .await
+        .context("Ballista scheduler")?;
+    Ok(())
+}
+
+/// Where an executor listens and whom it serves.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Arrow Flight (shuffle reads by other executors and by clients).
+    pub flight: SocketAddr,
+    /// The executor's gRPC service (the scheduler calls it).
+    pub grpc_port: u16,
+    /// The address other executors and the scheduler reach this one at (a pod IP).
+    pub advertise: String,
+    /// The scheduler to register with: host and port.
+    pub scheduler: (String, u16),
+    /// Tasks run at once.
+    pub vcores: usize,
+    /// Shuffle files; a temporary folder when None.
+    pub work_dir: Option<String>,
+    /// How often the executor tells the scheduler it is alive (below the scheduler's
+    /// executor timeout).
+    pub heartbeat: std::time::Duration,
+}
+
+/// `leakhound cluster executor`: Ballista's executor reading `store`'s files.
+pub async fn run_executor(store: Store, opts: ExecutorOptions) -> Result<()> {
+    let (base_url, raw) = (store.base_url().clone(), store.raw());
+    let runtime_producer: ballista_core::RuntimeProducer = Arc::new(move |_: &SessionConfig| {
+        let runtime = RuntimeEnvBuilder::new().build()?;
+        // The files a plan names are visible ones (the scheduler listed them): plain reads.
+        runtime.register_object_store(&base_url, raw.clone());
+        Ok(Arc::new(runtime))
+    });
+    let config = ExecutorProcessConfig {
+        bind_host: opts.flight.ip().to_string(),
+        external_host: Some(opts.advertise),
+        port: opts.flight.port(),
+        grpc_port: opts.grpc_port,
+        scheduler_host: opts.scheduler.0,
+        scheduler_port: opts.scheduler.1,
+        vcores: opts.vcores.max(1),
+        work_dir: opts.work_dir,
+        // Print no thread names into every log line (the defaults are for Ballista's own
+        // binary, which sets up its own logging).
+        print_thread_info: false,
+        executor_heartbeat_interval_seconds: opts.heartbeat.as_secs().max(1),
+        override_runtime_producer: Some(runtime_producer),
+        ..Default::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .context("Ballista executor")?;
+    Ok(())
+}
