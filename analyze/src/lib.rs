@@ -39,6 +39,7 @@ pub mod backtest;
 pub mod detect;
 pub mod engine;
 pub mod error;
+pub mod html;
 pub mod levels;
 pub mod output;
 pub mod queries;
