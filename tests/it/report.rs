@@ -524,3 +524,78 @@ fn a_named_query_with_an_empty_default_window_says_what_range_the_store_holds() 
     );
     assert_eq!(out.trim(), "(no rows)", "{out}");
 }
+
+#[tokio::test]
+async fn restarts_are_marked_where_the_counts_say_a_new_process_began() -> Result<()> {
+    use leakhound_ingest::rows::{CountRow, Target};
+    use leakhound_ingest::writer::{Batch, Writer};
+    let dir = tempfile::tempdir()?;
+    let store = dir.path().join("store");
+    let store = store.to_str().context("utf-8")?;
+    // Thirty minutes of a pod whose process restarts at minute 12 (a new process start time)
+    // and whose container restarts at minute 20 (the restart count), and a steady pod.
+    let t0 = 1_795_000_000 / 60 * 60;
+    let mut rows = Vec::new();
+    for (pod, restarts) in [("web-1", true), ("web-2", false)] {
+        for m in 0..30i64 {
+            rows.push(CountRow {
+                target: Target {
+                    namespace: "shop".into(),
+                    workload: Some("web".into()),
+                    pod: pod.into(),
+                    ..Default::default()
+                },
+                ts_us: (t0 + m * 60) * 1_000_000,
+                goroutines: 40 + m,
+                process_start_time_us: Some(
+                    1_000_000
+                        * if restarts && m >= 12 {
+                            t0 + 700
+                        } else {
+                            t0 - 60
+                        },
+                ),
+                container_restarts: Some(if restarts && m >= 20 { 1 } else { 0 }),
+                source: "scrape".into(),
+                format: "metrics".into(),
+                ..Default::default()
+            });
+        }
+    }
+    let mut b = Batch::default();
+    b.add_counts(rows, "restarts");
+    Writer::new(leakhound_ingest::Store::open(store)?)
+        .commit(b)
+        .await?;
+    let html = dir.path().join("r.html");
+    let out = ok(&[
+        "report",
+        "--store",
+        store,
+        "--html",
+        html.to_str().context("utf-8")?,
+        "--namespace",
+        "shop",
+        "--workload",
+        "web",
+    ]);
+    ensure!(
+        out.contains("no leak event in this scope and range"),
+        "{out}"
+    );
+    let page = std::fs::read_to_string(&html)?;
+    ensure!(
+        page.matches("class=\"vmark restart\"").count() == 2,
+        "two restart marks"
+    );
+    ensure!(
+        page.contains("restart web-1 (new process start time)"),
+        "the first restart"
+    );
+    ensure!(
+        page.contains("restart web-1 (container restarted)"),
+        "the second restart"
+    );
+    ensure!(!page.contains("restart web-2"), "web-2 never restarted");
+    Ok(())
+}
