@@ -80,11 +80,15 @@ struct Demo {
     outputs: Vec<String>,
 }
 
-/// Runs README command 1 once (into a temporary store; the report into the temporary folder).
+/// Runs README command 1 once (into a store and report under the target's temporary folder).
 fn demo() -> &'static Demo {
     static DEMO: OnceLock<Demo> = OnceLock::new();
     DEMO.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir").keep();
+        // Shared by the tests of this run (a static outlives them): a fixed folder under the
+        // target's temporary folder, emptied first, so runs leave one copy behind, not one each.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("readme-command-1");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
         let store = dir.join("store").to_str().expect("utf-8").to_string();
         let html = dir.join("leak-report.html");
         let mut outputs = Vec::new();
