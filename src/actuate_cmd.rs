@@ -13,7 +13,7 @@ use leakhound_actuate::clock::{Clock, ManualClock, SystemClock};
 use leakhound_actuate::conns::ConnLimits;
 use leakhound_actuate::engine::Engine;
 use leakhound_actuate::policy::Policy;
-use leakhound_actuate::server::{Auth, Server, ServerConfig, TlsFiles};
+use leakhound_actuate::server::{Auth, ExtraMetrics, Server, ServerConfig, TlsFiles};
 use leakhound_ingest::scrape::targets;
 use leakhound_ingest::store::Store;
 use leakhound_schemas::time::TimeSpec;
@@ -334,7 +334,7 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
         }),
         _ => None,
     };
-    let cfg = ServerConfig {
+    let mut cfg = ServerConfig {
         auth,
         tls,
         body_limit: a.max_body,
@@ -347,8 +347,15 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
             header_timeout: a.header_timeout,
             idle_timeout: a.idle_timeout,
         },
+        ..Default::default()
     };
     let store = a.store.open()?;
+    // The reports and the leak state, from the same store (src/serve_pages.rs).
+    cfg.pages = Some(crate::serve_pages::pages(store.clone()));
+    let for_metrics = store.clone();
+    cfg.extra_metrics = Some(ExtraMetrics(Arc::new(move || {
+        Box::pin(crate::serve_pages::metrics(for_metrics.clone()))
+    })));
     let prepared = a.policy.prepare()?;
     if let Some(code) = crate::check::reached("serve") {
         return Ok(code);

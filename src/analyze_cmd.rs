@@ -74,6 +74,10 @@ pub struct AnalyzeArgs {
     /// Level thresholds: share alive over 5 minutes, warning/danger.
     #[arg(long, default_values_t = [0.001, 0.01], num_args = 2, value_names = ["WARN", "DANGER"])]
     pub alive_share: Vec<f64>,
+    /// Post the run's L2/L3 events to this Alertmanager (its v2 API, `URL/api/v2/alerts`;
+    /// labels in src/alerts_out.rs).
+    #[arg(long, env = "LEAKHOUND_ALERTMANAGER_URL", value_name = "URL", value_parser = http_url)]
+    pub alertmanager: Option<String>,
     /// Level thresholds: growth per second, warning/danger.
     #[arg(long, default_values_t = [10.0, 50.0], num_args = 2, value_names = ["WARN", "DANGER"])]
     pub growth_levels: Vec<f64>,
@@ -93,6 +97,15 @@ fn detector_parser() -> impl clap::builder::TypedValueParser<Value = DetectorKin
     use clap::builder::TypedValueParser;
     let names: Vec<&'static str> = detect::all().iter().map(|d| d.as_str()).collect();
     clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<DetectorKind>())
+}
+
+/// An http(s) URL (`--alertmanager`).
+fn http_url(s: &str) -> std::result::Result<String, String> {
+    let u = reqwest::Url::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!("{s:?}: want http(s)://HOST[:PORT][/PATH]"));
+    }
+    Ok(s.to_string())
 }
 
 fn level(s: &str) -> std::result::Result<Level, String> {
@@ -156,6 +169,13 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     } else {
         engine::write_results(&store, &events, &clusters).await?
     };
+    let posted = match &a.alertmanager {
+        Some(url) => {
+            let alerts = crate::alerts_out::alerts(&events, step);
+            crate::alerts_out::post(url, &alerts, Duration::from_secs(30)).await?
+        }
+        None => 0,
+    };
     let mut out = std::io::stdout().lock();
     match a.format {
         EventFormat::Jsonl => {
@@ -212,6 +232,9 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
             )?;
         }
         EventFormat::None => {}
+    }
+    if let Some(url) = &a.alertmanager {
+        eprintln!("analyze: {posted} alerts (L2/L3 events) posted to {url}");
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -72,7 +72,7 @@ pub enum Command {
     /// Detect leaks over the stored history: one evaluation now (CronJob), or --replay over a
     /// range; writes leak_events and leak_clusters.
     Analyze(crate::analyze_cmd::AnalyzeArgs),
-    /// Write a leak cluster as a goroutine profile for `go tool pprof`.
+    /// Write a leak as a self-contained HTML page (--html), or a cluster as a pprof profile.
     Report(crate::report_cmd::ReportArgs),
     /// Act on new leak events in the store (HPA, eviction, restart, capture) within the safety
     /// bounds; dry-run unless --apply.

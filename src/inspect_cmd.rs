@@ -1,6 +1,11 @@
 //! `leakhound inspect`: dumps or profiles read without a store, each summarised by
 //! `leakhound_ingest::summary` and printed as text or JSON. A dump cut short (crash logs often
 //! are) is summarised from its complete records and makes the command exit 1.
+//!
+//! As panicparse does: directories are read for every file under them; `--match REGEX` keeps
+//! the stacks with a frame (function or file:line) matching, `--filter REGEX` drops them; text
+//! on a terminal is coloured (counts bold, leaked red, standard-library and runtime frames
+//! dimmed) unless `NO_COLOR` is set or the output is not a terminal.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -24,6 +29,107 @@ pub struct InspectArgs {
     /// Frames printed per stack in text output (0 = all).
     #[arg(long, default_value_t = 12)]
     pub frames: usize,
+    /// Keep only the stacks with a frame (`function file:line`, or `created by`) matching.
+    #[arg(long, value_name = "REGEX", value_parser = regex_arg)]
+    pub r#match: Option<regex::Regex>,
+    /// Drop the stacks with a frame (`function file:line`, or `created by`) matching.
+    #[arg(long, value_name = "REGEX", value_parser = regex_arg)]
+    pub filter: Option<regex::Regex>,
+}
+
+fn regex_arg(s: &str) -> std::result::Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| e.to_string())
+}
+
+/// Whether a stack has a frame matching `re` (function and location, or a creation site).
+fn stack_matches(s: &leakhound_ingest::summary::StackReport, re: &regex::Regex) -> bool {
+    s.frames
+        .iter()
+        .chain(s.created_by_sites.iter().map(|c| &c.frame))
+        .any(|f| re.is_match(&format!("{} {}:{}", f.function, f.file, f.line)))
+}
+
+/// The Go standard library and runtime: a package path whose first element has no dot
+/// (`runtime`, `net/http`, `internal/poll`), other than `main`.
+fn is_std(function: &str) -> bool {
+    let slash = function.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let pkg_end = function[slash..]
+        .find('.')
+        .map(|i| slash + i)
+        .unwrap_or(function.len());
+    let pkg = &function[..pkg_end];
+    let first = pkg.split('/').next().unwrap_or(pkg);
+    !first.contains('.') && pkg != "main"
+}
+
+/// ANSI styles, or nothing.
+#[derive(Clone, Copy)]
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn wrap(self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    fn dim(self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+    fn red(self, s: &str) -> String {
+        self.wrap("1;31", s)
+    }
+}
+
+/// Colour on a terminal, unless `NO_COLOR` (any non-empty value) says otherwise.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Files under the paths (directories walked, sorted; `-` kept).
+fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" || !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut stack = vec![p.clone()];
+        let mut found = Vec::new();
+        let mut seen = BTreeSet::new();
+        while let Some(d) = stack.pop() {
+            // Each real directory once: a link loop ends.
+            if let Ok(c) = std::fs::canonicalize(&d)
+                && !seen.insert(c)
+            {
+                continue;
+            }
+            match std::fs::read_dir(&d) {
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        let path = e.path();
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else if path.is_file() {
+                            found.push(path);
+                        }
+                    }
+                }
+                Err(e) => errors.push(format!("{}: cannot read: {e}", d.display())),
+            }
+        }
+        found.sort();
+        out.extend(found);
+    }
+    (out, errors)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,12 +138,17 @@ pub enum InspectFormat {
     Json,
 }
 
-fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Result<()> {
+fn print_text(
+    out: &mut dyn Write,
+    r: &Report,
+    max_frames: usize,
+    st: Style,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "{}: {} goroutines ({} profile, {})",
-        r.source,
-        r.total,
+        st.bold(&r.source),
+        st.bold(&r.total.to_string()),
         r.profile,
         r.format.unwrap_or("?")
     )?;
@@ -68,10 +179,11 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
             }
         }
         head.push(']');
+        let mut head = st.bold(&head);
         if s.leaked_count == s.count {
-            head.push_str(" LEAKED (runtime-confirmed)");
+            head.push_str(&st.red(" LEAKED (runtime-confirmed)"));
         } else if s.leaked_count > 0 {
-            head.push_str(&format!(" {} LEAKED (runtime-confirmed)", s.leaked_count));
+            head.push_str(&st.red(&format!(" {} LEAKED (runtime-confirmed)", s.leaked_count)));
         }
         writeln!(out, "{head}  stack {}", s.stack_id)?;
         for l in &s.labels {
@@ -84,7 +196,12 @@ fn print_text(out: &mut dyn Write, r: &Report, max_frames: usize) -> std::io::Re
             max_frames.min(s.frames.len())
         };
         for f in &s.frames[..n] {
-            writeln!(out, "    {}\n        {}:{}", f.function, f.file, f.line)?;
+            let frame = format!("    {}\n        {}:{}", f.function, f.file, f.line);
+            if is_std(&f.function) {
+                writeln!(out, "{}", st.dim(&frame))?;
+            } else {
+                writeln!(out, "{frame}")?;
+            }
         }
         if n < s.frames.len() {
             writeln!(out, "    ... {} more frames", s.frames.len() - n)?;
@@ -113,13 +230,19 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
     if let Some(code) = crate::check::reached("inspect") {
         return Ok(code);
     }
-    let mut files = a.files.clone();
-    if files.is_empty() {
+    let (mut files, unreadable) = expand(&a.files);
+    if files.is_empty() && a.files.is_empty() {
         files.push("-".into());
     }
+    let style = Style {
+        on: !json && colour_wanted(),
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut failed = false;
+    let mut failed = !unreadable.is_empty();
+    for e in &unreadable {
+        eprintln!("error: {e}");
+    }
     let mut reports = Vec::new();
     for f in &files {
         let name = f.display().to_string();
@@ -143,11 +266,17 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
                     eprintln!("error: {name}: the dump is {c}; reporting the goroutines before it");
                     failed = true;
                 }
-                let r = report(if name == "-" { "stdin" } else { &name }, &snap);
+                let mut r = report(if name == "-" { "stdin" } else { &name }, &snap);
+                if let Some(re) = &a.r#match {
+                    r.stacks.retain(|s| stack_matches(s, re));
+                }
+                if let Some(re) = &a.filter {
+                    r.stacks.retain(|s| !stack_matches(s, re));
+                }
                 if json {
                     reports.push(r);
                 } else {
-                    print_text(&mut out, &r, a.frames)?;
+                    print_text(&mut out, &r, a.frames, style)?;
                     writeln!(out)?;
                 }
             }

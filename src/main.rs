@@ -9,6 +9,7 @@
 //! head`) ends the command quietly with 0, as `cat` and ripgrep do.
 
 mod actuate_cmd;
+mod alerts_out;
 mod analyze_cmd;
 mod backfill_cmd;
 mod check;
@@ -19,6 +20,7 @@ mod ingest_cmd;
 mod inspect_cmd;
 mod query_cmd;
 mod report_cmd;
+mod serve_pages;
 mod sql_cmd;
 mod status_cmd;
 

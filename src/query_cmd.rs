@@ -105,6 +105,106 @@ pub async fn run(a: QueryArgs) -> Result<ExitCode> {
     let store = a.store.open_existing()?;
     a.store.ensure_exists(&store).await?;
     let ctx = session::session_on(&store, &a.engine.engine).await?;
-    crate::sql_cmd::run_script(&ctx, &sql, a.format.into()).await?;
+    let format = a.format.into();
+    let mut rows = 0;
+    let mut results = Vec::new();
+    for s in leakhound_analyze::sql::split_statements(&sql)? {
+        let batches = leakhound_analyze::sql::run(&ctx, &s).await?;
+        rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        results.push(batches);
+    }
+    // No rows in a window the user did not choose: say so, and what range the store holds,
+    // rather than an empty table.
+    let defaulted: Vec<&queries::ParamDecl> = q
+        .params
+        .iter()
+        .filter(|p| p.ty == queries::ParamType::Timestamp && !params.contains_key(&p.name))
+        .collect();
+    if rows == 0 && !defaulted.is_empty() {
+        let note = empty_window_note(&ctx, name, &q, &params, now).await?;
+        if matches!(a.format, OutputFormat::Table) {
+            println!("{note}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("{note}");
+    }
+    for batches in results {
+        crate::sql_cmd::print(&batches, format)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "No rows between A and B (the default window); the store holds counts from X to Y", with a
+/// command line over that range.
+async fn empty_window_note(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+    q: &queries::NamedQuery,
+    given: &BTreeMap<String, String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    use std::fmt::Write as _;
+    let show =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let window: Vec<String> = q
+        .params
+        .iter()
+        .filter(|p| p.ty == queries::ParamType::Timestamp)
+        .map(|p| {
+            let raw = given.get(&p.name).unwrap_or(&p.default);
+            let at = crate::cli::time(raw)
+                .ok()
+                .and_then(|t| t.resolve(now))
+                .map(show)
+                .unwrap_or_else(|| raw.clone());
+            let how = if given.contains_key(&p.name) {
+                ""
+            } else {
+                ", default"
+            };
+            format!("{}={at} ({raw}{how})", p.name)
+        })
+        .collect();
+    let mut note = format!("(no rows) in the window {}", window.join(" "));
+    let mut range: Option<(i64, i64)> = None;
+    for table in ["goroutine_counts", "goroutine_samples"] {
+        let sql = format!(
+            "SELECT CAST(to_unixtime(MIN(ts)) AS BIGINT) AS lo, \
+                    CAST(to_unixtime(MAX(ts)) AS BIGINT) AS hi FROM {table}"
+        );
+        for b in leakhound_analyze::sql::run(ctx, &sql).await? {
+            use arrow::array::AsArray;
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let (lo, hi) = (
+                b.column(0).as_primitive::<arrow::datatypes::Int64Type>(),
+                b.column(1).as_primitive::<arrow::datatypes::Int64Type>(),
+            );
+            if arrow::array::Array::is_null(lo, 0) || arrow::array::Array::is_null(hi, 0) {
+                continue;
+            }
+            let (l, h) = (lo.value(0), hi.value(0));
+            range = Some(match range {
+                Some((a, b)) => (a.min(l), b.max(h)),
+                None => (l, h),
+            });
+        }
+    }
+    match range {
+        None => note.push_str("\nthe store holds no goroutine counts or samples"),
+        Some((lo, hi)) => {
+            let at = |t: i64| show(chrono::DateTime::from_timestamp(t, 0).unwrap_or_default());
+            let _ = write!(
+                note,
+                "\nthe store holds goroutines from {} to {}; over that range:\n  \
+                 leakhound query {name} -p from={} -p to={}",
+                at(lo),
+                at(hi),
+                at(lo),
+                at(hi + 1)
+            );
+        }
+    }
+    Ok(note)
 }

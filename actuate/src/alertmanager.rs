@@ -9,6 +9,9 @@
 //! - Level: `leakhound_level` (L1/L2/L3), else `severity` (critical → L3, warning → L2,
 //!   anything else → L1).
 //! - Only firing alerts act; resolved ones are acknowledged and counted.
+//! - leakhound's own alerts (`analyze --alertmanager`) carry `leakhound_event_id` (16 hex
+//!   digits): their trigger is that event, keyed as `actuate` keys it, so an event acted on from
+//!   the store is a replay when its alert arrives, and the other way round.
 
 use std::collections::BTreeMap;
 
@@ -134,9 +137,14 @@ impl Alert {
             )
         })?;
         let pod = label("pod");
+        // leakhound's own alert (`analyze --alertmanager`): the event it carries, keyed as
+        // `actuate` keys it (its target as the event names it, nothing defaulted), so the event
+        // is acted on once whichever way it arrives.
+        let own = label("leakhound_event_id")
+            .filter(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
         let mut workload = label("workload").or_else(|| label("deployment"));
         let mut workload_kind = label("workload_kind");
-        if workload.is_some() && workload_kind.is_none() {
+        if workload.is_some() && workload_kind.is_none() && own.is_none() {
             workload_kind = Some("Deployment".into());
         }
         if workload.is_none() && pod.is_none() {
@@ -149,9 +157,16 @@ impl Alert {
                 self.fingerprint
             ));
         }
+        let (kind, id) = match own {
+            Some(id) => (TriggerKind::Event, id),
+            None => (
+                TriggerKind::Alert,
+                format!("{}@{}", self.fingerprint, self.starts_at.to_rfc3339()),
+            ),
+        };
         Ok(Trigger {
-            kind: TriggerKind::Alert,
-            id: format!("{}@{}", self.fingerprint, self.starts_at.to_rfc3339()),
+            kind,
+            id,
             level: self.level(),
             target: Target {
                 cluster: label("cluster"),
@@ -211,6 +226,23 @@ mod tests {
             t.id
         );
         assert_ne!(a.delivery_key(&p.group_key), a.delivery_key("other"));
+    }
+
+    #[test]
+    fn leakhounds_own_alert_is_its_event() {
+        let mut p = Payload::parse(SAMPLE.as_bytes()).unwrap();
+        let a = &mut p.alerts[0];
+        a.labels
+            .insert("leakhound_event_id".into(), "00ff00ff00ff00ff".into());
+        let t = a.trigger().unwrap();
+        assert_eq!(t.kind, TriggerKind::Event);
+        assert_eq!(t.id, "00ff00ff00ff00ff");
+        // Anything else in that label is not an event id: an ordinary alert.
+        a.labels
+            .insert("leakhound_event_id".into(), "x/../00ff00ff00ff".into());
+        let t = a.trigger().unwrap();
+        assert_eq!(t.kind, TriggerKind::Alert);
+        assert!(t.id.starts_with("a1b2c3@"), "{}", t.id);
     }
 
     #[test]

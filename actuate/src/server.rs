@@ -7,7 +7,8 @@
 //!       on group key + fingerprint + startsAt + status (bounded: size and TTL, O(1) an alert)
 //!     ─ bounded queue (full: 503, retried) ─ 200 at once
 //!  worker (a thread of its own): queue ─▶ Engine (decisions serialised) ─▶ actions table
-//!  GET /metrics (Prometheus text) · GET /healthz
+//!  GET /metrics (Prometheus text; plus `ServerConfig::extra_metrics`) · GET /healthz
+//!  ServerConfig::pages (the binary's /events reports): behind the same auth
 //! ```
 //!
 //! A delivery whose actions were deferred or failed for a reason that may pass is forgotten by
@@ -146,6 +147,23 @@ pub struct ServerConfig {
     pub path: String,
     /// Connection cap and timeouts.
     pub limits: ConnLimits,
+    /// More pages, served behind the webhook's auth (the binary's `/events` and `/events/{id}`
+    /// reports, which read the store through the analyze crate).
+    pub pages: Option<Router>,
+    /// More `/metrics` text, appended to the receiver's own (the binary's leak state).
+    pub extra_metrics: Option<ExtraMetrics>,
+}
+
+/// A source of `/metrics` text computed per scrape (Prometheus exposition format).
+#[derive(Clone)]
+pub struct ExtraMetrics(
+    pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraMetrics(…)")
+    }
 }
 
 impl Default for ServerConfig {
@@ -159,6 +177,8 @@ impl Default for ServerConfig {
             dedup_max: 200_000,
             path: "/alertmanager".into(),
             limits: ConnLimits::default(),
+            pages: None,
+            extra_metrics: None,
         }
     }
 }
@@ -303,6 +323,7 @@ struct Job {
 
 #[derive(Clone)]
 struct AppState {
+    extra_metrics: Option<ExtraMetrics>,
     auth: Arc<Auth>,
     body_limit: usize,
     dedup: Arc<Dedup>,
@@ -444,6 +465,9 @@ async fn metrics_handler(State(st): State<AppState>) -> Response {
     );
     let _ = writeln!(text, "# TYPE leakhound_webhook_dedup_entries gauge");
     let _ = writeln!(text, "leakhound_webhook_dedup_entries {}", st.dedup.len());
+    if let Some(extra) = &st.extra_metrics {
+        text.push_str(&(extra.0)().await);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -644,6 +668,7 @@ impl Server {
             })
             .map_err(|e| Error::Server(format!("worker thread: {e}")))?;
         let state = AppState {
+            extra_metrics: cfg.extra_metrics.clone(),
             auth: Arc::new(cfg.auth.clone()),
             body_limit: cfg.body_limit,
             dedup,
@@ -653,11 +678,14 @@ impl Server {
         let hook = Router::new()
             .route(&cfg.path, post(webhook))
             .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
-        let app = Router::new()
+        let mut app = Router::new()
             .merge(hook)
             .route("/metrics", get(metrics_handler))
             .route("/healthz", get(healthz))
-            .with_state(state);
+            .with_state(state.clone());
+        if let Some(pages) = cfg.pages.clone() {
+            app = app.merge(pages.route_layer(middleware::from_fn_with_state(state, require_auth)));
+        }
         let acceptor = match &cfg.tls {
             Some(files) => Some(tls_acceptor(files)?),
             None => None,

@@ -43,6 +43,7 @@ pub mod engine;
 pub mod error;
 #[cfg(feature = "testkit")]
 pub mod fleetgen;
+pub mod html;
 pub mod levels;
 pub mod output;
 pub mod queries;

@@ -148,3 +148,90 @@ fn ids_of_a_large_stack_are_the_lowest_100() {
     assert_eq!(ids, (751..851).collect::<Vec<u64>>());
     assert_eq!(v["stacks"][1]["goroutine_ids"], serde_json::json!([1]));
 }
+
+/// panicparse's conveniences: a directory as input, `--match`/`--filter` on any frame, colour
+/// on a terminal only (a pseudo-terminal from util-linux `script`), never with `NO_COLOR`.
+#[test]
+fn directories_match_filter_and_colour_on_a_terminal_only() {
+    let dir = data().join("examples/shop/orders-7d9f8b6c5-x2kqp");
+    let d = dir.to_str().unwrap();
+    let v: Value = serde_json::from_str(&ok(&["inspect", "--format", "json", d])).unwrap();
+    let files = v.as_array().expect("one report per file of the directory");
+    assert_eq!(files.len(), 6, "six debug=2 dumps");
+    let tops = |v: &Value| -> Vec<String> {
+        v["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s["frames"][0]["function"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let one = dir.join("2026-11-28T04:38:25Z.debug2.txt");
+    let one = one.to_str().unwrap();
+    let all: Value = serde_json::from_str(&ok(&["inspect", "--format", "json", one])).unwrap();
+    let kept: Value = serde_json::from_str(&ok(&[
+        "inspect",
+        "--format",
+        "json",
+        "--match",
+        r"leakChanSend|patterns\.go:8",
+        one,
+    ]))
+    .unwrap();
+    assert!(!tops(&kept).is_empty());
+    assert!(
+        tops(&kept).iter().all(|f| f == "main.leakChanSend"),
+        "{:?}",
+        tops(&kept)
+    );
+    let dropped: Value = serde_json::from_str(&ok(&[
+        "inspect",
+        "--format",
+        "json",
+        "--filter",
+        "leakChanSend",
+        one,
+    ]))
+    .unwrap();
+    assert!(!tops(&dropped).iter().any(|f| f == "main.leakChanSend"));
+    assert_eq!(
+        tops(&kept).len() + tops(&dropped).len(),
+        tops(&all).len(),
+        "match and filter split the stacks"
+    );
+    assert_eq!(
+        run(&["inspect", "--match", "(", one]).status.code(),
+        Some(2)
+    );
+
+    // Piped: no escape codes. On a terminal: runtime frames dimmed; NO_COLOR: none.
+    assert!(!ok(&["inspect", one]).contains('\x1b'));
+    let tty = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &format!("{} inspect {one}", bin()), "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c.output().expect("util-linux `script`");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let coloured = tty(false);
+    assert!(
+        coloured.contains("\x1b[2m    runtime.gopark") || coloured.contains("\x1b[2m    net/http."),
+        "{coloured}"
+    );
+    assert!(coloured.contains("\x1b[1m"), "{coloured}");
+    assert!(
+        !coloured.contains("\x1b[2m    main."),
+        "user code is not dimmed"
+    );
+    assert!(!tty(true).contains('\x1b'));
+}

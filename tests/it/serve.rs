@@ -323,9 +323,9 @@ async fn serve_authenticates_validates_and_acts_once_per_alert() -> Result<()> {
     Ok(())
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -405,7 +405,7 @@ fn start_prometheus(target: &str, labels: &Value, rules: &Path, alertmanager: &s
 
 /// The shipped Alertmanager configuration, pointed at the receiver under test, with the
 /// token file of the test and timings in seconds.
-fn start_alertmanager(port: u16, webhook: &str, token_file: &Path) -> Result<Daemon> {
+pub(crate) fn start_alertmanager(port: u16, webhook: &str, token_file: &Path) -> Result<Daemon> {
     let dir = tempfile::tempdir()?;
     let path = repo().join("deploy/alertmanager/alertmanager-route.yaml");
     let mut cfg: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)
