@@ -16,6 +16,8 @@
 //! - [`fault`]: `LEAKHOUND_FAULT`, crashes at chosen points for tests and the fault bench.
 //! - [`rows`]: row types of each table and their Arrow batches.
 //! - [`writer`]: batches of rows into files, stacks deduplicated per partition.
+//! - [`context`]: the container context the Go agent sends (a header, or pushed fields), checked
+//!   as hostile input.
 //! - [`content_hash`]: the one content hash of an input (backfill and live ingest), which the
 //!   ingest log de-duplicates on.
 //! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
@@ -34,6 +36,7 @@ pub mod backfill;
 pub mod commit;
 pub mod compact;
 pub mod content_hash;
+pub mod context;
 pub mod error;
 pub mod fault;
 pub mod parse;
