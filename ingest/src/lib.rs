@@ -23,6 +23,8 @@
 //! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
 //! - [`compact`]: merging small files and retention.
 //! - [`residence`]: first-seen tracking of goroutine ids, ages per sample group.
+//! - [`push`]: snapshots pushed by the Go agent (through `serve`) landed exactly once, with the
+//!   same writer, rows and id tracking as a scrape.
 //! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
 //! - [`scrape`]: live ingest passes over targets (metrics, debug=1/2, leak profile), bodies
 //!   streamed into the parsers within one memory budget, rows committed in chunks; a run of
@@ -41,6 +43,7 @@ pub mod error;
 pub mod fault;
 pub mod parse;
 pub mod pathpattern;
+pub mod push;
 pub mod residence;
 pub mod rows;
 pub mod scrape;

@@ -14,7 +14,7 @@ use crate::support::*;
 static AGENTLEAKY: OnceLock<PathBuf> = OnceLock::new();
 
 /// Build `tests/goprogs/cmd/agentleaky` (cached by Go's build cache).
-fn agentleaky_binary() -> PathBuf {
+pub(crate) fn agentleaky_binary() -> PathBuf {
     AGENTLEAKY
         .get_or_init(|| {
             crate::goprog::go_build("tests/goprogs/cmd/agentleaky", ".", "agentleaky-test", None)
@@ -22,9 +22,9 @@ fn agentleaky_binary() -> PathBuf {
         .clone()
 }
 
-struct AgentLeaky {
+pub(crate) struct AgentLeaky {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for AgentLeaky {
@@ -36,7 +36,7 @@ impl Drop for AgentLeaky {
 
 impl AgentLeaky {
     /// Start agentleaky with `args`; returns once it listens (its leaks run before that).
-    fn start(args: &[&str]) -> AgentLeaky {
+    pub(crate) fn start(args: &[&str]) -> AgentLeaky {
         let mut child = Command::new(agentleaky_binary())
             .args(args)
             .stdout(Stdio::piped())

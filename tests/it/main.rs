@@ -21,6 +21,7 @@ mod inspect;
 mod k8s;
 mod pipeline;
 mod prometheus;
+mod push;
 mod realworld;
 mod rules;
 mod s3;
