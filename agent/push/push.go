@@ -98,6 +98,9 @@ type Stats struct {
 	LastError  string // why the last stream ended ("" while none did)
 }
 
+// MaxSnapshotBytes bounds one snapshot's bodies (serve's message limit is 32 MiB).
+const MaxSnapshotBytes = 30 << 20
+
 // processStart approximates the process start (package initialisation).
 var processStart = time.Now()
 
@@ -216,6 +219,17 @@ func (p *Pusher) Capture() {
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// One snapshot is one gRPC message: within what serve accepts (32 MiB), or it would be
+	// refused again at every resend. The full dump goes first; a debug=1 profile that large
+	// (it aggregates by stack) is not sent at all.
+	if d1.Len()+len(d2) > MaxSnapshotBytes && d2 != nil {
+		d2 = nil
+		p.stats.Debug2Shed++
+	}
+	if d1.Len() > MaxSnapshotBytes {
+		p.stats.Dropped++
+		return
+	}
 	p.seq++
 	p.lamport++
 	if d2 != nil {
