@@ -83,6 +83,11 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	// AgentID names this process (default namespace/pod/container/pid/start time).
 	AgentID string
+	// NoDebug2: never take a debug=2 dump (debug=1 only, whatever the server asks).
+	NoDebug2 bool
+	// OnAck, when set, is called (without locks held) for each snapshot acknowledged, with the
+	// time since its capture: what the bench's acknowledgement latency is.
+	OnAck func(seq uint64, sinceCapture time.Duration)
 }
 
 // Stats are the Pusher's counters.
@@ -202,8 +207,8 @@ func (p *Pusher) Capture() {
 	now := time.Now()
 
 	p.mu.Lock()
-	want := p.wantD2 || p.lastD2 < 0 ||
-		(sample.Goroutines-p.lastD2 >= p.o.GrowthMin && float64(sample.Goroutines) >= float64(p.lastD2)*p.o.GrowthRatio)
+	want := !p.o.NoDebug2 && (p.wantD2 || p.lastD2 < 0 ||
+		(sample.Goroutines-p.lastD2 >= p.o.GrowthMin && float64(sample.Goroutines) >= float64(p.lastD2)*p.o.GrowthRatio))
 	p.mu.Unlock()
 	var d2 []byte
 	if want && p.o.Fuse.Decide(sample).Full {
@@ -291,8 +296,15 @@ func context_(s agent.Sample) *pushpb.Context {
 	return c
 }
 
-// ack drops what the server acknowledged (p.mu held).
-func (p *Pusher) ack(c *pushpb.Control) {
+type acked struct {
+	seq uint64
+	at  int64 // capture, Unix µs
+}
+
+// ack drops what the server acknowledged (p.mu held); it returns what it dropped as
+// acknowledged when OnAck wants to know (call reportAcks after unlocking).
+func (p *Pusher) ack(c *pushpb.Control) []acked {
+	var out []acked
 	if c.Lamport > p.lamport {
 		p.lamport = c.Lamport
 	}
@@ -312,12 +324,23 @@ func (p *Pusher) ack(c *pushpb.Control) {
 		}
 		if gone {
 			p.bytes -= e.size
+			if p.o.OnAck != nil && e.snap.Seq <= c.AckSeq {
+				out = append(out, acked{e.snap.Seq, e.snap.CapturedUnixUs})
+			}
 		} else {
 			keep = append(keep, e)
 		}
 	}
 	p.buf = keep
 	p.notify()
+	return out
+}
+
+func (p *Pusher) reportAcks(a []acked) {
+	now := time.Now().UnixMicro()
+	for _, x := range a {
+		p.o.OnAck(x.seq, time.Duration(now-x.at)*time.Microsecond)
+	}
 }
 
 func (p *Pusher) token() (string, error) {
@@ -427,8 +450,9 @@ func (p *Pusher) stream(ctx context.Context) (healthy bool, err error) {
 			if c.Credit > 0 {
 				credit = int(c.Credit)
 			}
-			p.ack(c)
+			a := p.ack(c)
 			p.mu.Unlock()
+			p.reportAcks(a)
 		}
 	}()
 
