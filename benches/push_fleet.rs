@@ -3,15 +3,19 @@
 //! stream, capturing every 10 s (staggered) into one `leakhound serve --push-listen`: snapshots
 //! per second landed, acknowledgement latency (capture to ack: p50, p99, max), `serve`'s peak
 //! RSS (VmHWM). Then, in the same run, the pull path over the same N targets (the same
-//! process's agent handlers, one listener each): one `leakhound ingest` pass to start the
-//! tracking (it takes debug=2 of everyone) and one steady-state pass (debug=1 only), its wall
-//! time and peak RSS (`/usr/bin/time`).
+//! process, a pprof endpoint behind a token per agent, one listener each, serving the same
+//! shared capture): one `leakhound ingest` pass to start (it asks everyone for debug=2, which
+//! these endpoints answer with debug=1: not landed) and one steady-state pass (debug=1), its
+//! wall time and peak RSS (`/usr/bin/time`). /metrics is not served (404): each target is up
+//! by its profile.
 //!
 //! ```sh
-//! cargo bench --bench push_fleet      # LEAKHOUND_BENCH_AGENTS=1000, LEAKHOUND_BENCH_SECONDS=60
+//! cargo bench --profile dev --bench push_fleet   # LEAKHOUND_BENCH_AGENTS=1000, LEAKHOUND_BENCH_SECONDS=60
 //! ```
 //!
-//! Figures are of the dev profile unless run with `--profile release` (see docs/benchmarks.md).
+//! `--profile dev` builds the binary as CI does (a release build is ~39 min on 2 cores); the
+//! figures in docs/benchmarks.md say which profile they are of. Needs `/usr/bin/time` (Debian
+//! package `time`) and Go.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -21,7 +25,10 @@ fn bin() -> &'static str {
 }
 
 fn env_or(k: &str, d: u64) -> u64 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -39,7 +46,15 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 fn ingest_pass(store: &str, targets: &str) -> (f64, u64) {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "TIME %e %M", bin(), "ingest", "--store", store])
-        .args(["--targets-file", targets, "--passes", "1", "--concurrency", "64"])
+        .args([
+            "--targets-file",
+            targets,
+            "--passes",
+            "1",
+            "--concurrency",
+            "64",
+        ])
+        .args(["--deadline", "600s"])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .output()
@@ -73,7 +88,13 @@ fn main() {
     std::fs::write(d.join("atok"), "agent-bench-token\n").unwrap();
     let store = d.join("store-push");
     let mut serve = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--push-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--push-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--store", store.to_str().unwrap()])
         .args(["--bearer-token-file", d.join("ptok").to_str().unwrap()])
         .env("RUST_LOG", "error")

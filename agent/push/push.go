@@ -33,6 +33,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
@@ -83,6 +84,9 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	// AgentID names this process (default namespace/pod/container/pid/start time).
 	AgentID string
+	// WriteProfile writes the goroutine profile at debug 1 or 2 (default runtime/pprof's). The
+	// push bench shares one capture among its 1,000 agents of one process with it.
+	WriteProfile func(w io.Writer, debug int) error
 	// NoDebug2: never take a debug=2 dump (debug=1 only, whatever the server asks).
 	NoDebug2 bool
 	// OnAck, when set, is called (without locks held) for each snapshot acknowledged, with the
@@ -156,6 +160,9 @@ func New(o Options) (*Pusher, error) {
 	if o.GrowthMin <= 0 {
 		o.GrowthMin = 20
 	}
+	if o.WriteProfile == nil {
+		o.WriteProfile = pprof.Lookup("goroutine").WriteTo
+	}
 	if o.Sampler == nil {
 		o.Sampler = agent.NewSampler("", "")
 	}
@@ -203,7 +210,7 @@ func (p *Pusher) notify() {
 func (p *Pusher) Capture() {
 	sample := p.o.Sampler.Sample()
 	var d1 bytes.Buffer
-	_ = pprof.Lookup("goroutine").WriteTo(&d1, 1)
+	_ = p.o.WriteProfile(&d1, 1)
 	now := time.Now()
 
 	p.mu.Lock()
@@ -215,7 +222,7 @@ func (p *Pusher) Capture() {
 		select {
 		case p.fullDumps <- struct{}{}:
 			var b bytes.Buffer
-			_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+			_ = p.o.WriteProfile(&b, 2)
 			<-p.fullDumps
 			d2 = b.Bytes()
 		default:

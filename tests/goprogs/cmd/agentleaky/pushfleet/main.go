@@ -1,8 +1,11 @@
 // Command pushfleet is the push bench's fleet (benches/push_fleet.rs): N agents as goroutines
 // of one process, each with its own agent/push Pusher (its own gRPC connection and stream, its
 // own pod name) capturing every -interval (staggered over the interval) into one
-// leakhound serve, and its own agent.Handler on a listener of its own, so that a pull pass of
-// leakhound ingest can scrape the same N targets in the same run.
+// leakhound serve, and its own pprof endpoint (bearer token) on a listener of its own, so that
+// a pull pass of leakhound ingest can scrape the same N targets in the same run. Both sides
+// send one shared capture of this process's goroutine profile, refreshed every second:
+// 1,000 agents of one process each stopping the world for a profile of everyone's goroutines
+// would measure this process, not leakhound.
 //
 //	pushfleet -n 1000 -push HOST:PORT -push-token-file F -token-file F -interval 10s -duration 60s -targets FILE
 //
@@ -13,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -21,7 +25,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,14 +56,55 @@ func main() {
 		latencies []time.Duration
 	)
 	sampler := agent.NewSampler("", "")
+	// One capture of this process's profile a second, shared by every agent: 1,000 agents of
+	// one process each stopping the world for a profile of everyone's goroutines would
+	// measure this process, not serve (each real agent profiles its own small process).
+	var (
+		profMu sync.RWMutex
+		prof   []byte
+	)
+	refresh := func() {
+		var b bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		profMu.Lock()
+		prof = b.Bytes()
+		profMu.Unlock()
+	}
+	refresh()
+	go func() {
+		for range time.Tick(time.Second) {
+			refresh()
+		}
+	}()
+	writeProfile := func(w io.Writer, _ int) error {
+		profMu.RLock()
+		defer profMu.RUnlock()
+		_, err := w.Write(prof)
+		return err
+	}
+	tb, err := os.ReadFile(*token)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	tok := strings.TrimSpace(string(tb))
 	targets := make([]target, *n)
 	pushers := make([]*push.Pusher, *n)
 	for i := range *n {
-		h, err := agent.New(agent.Options{TokenFile: *token, RatePerSecond: 100, Burst: 100})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
+		// The pull side serves the same shared capture (agent.Handler would profile this whole
+		// process at each request, as 1,000 real services would not), behind the same token.
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer "+tok {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			if r.URL.Path != "/debug/pprof/goroutine" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_ = writeProfile(w, 1)
+		})
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -68,7 +115,7 @@ func main() {
 		targets[i] = target{URL: "http://" + ln.Addr().String(), NS: "bench", Pod: pod, Token: *token}
 		p, err := push.New(push.Options{
 			Addr: *addr, TokenFile: *pushToken, Target: push.Target{Namespace: "bench", Pod: pod},
-			Interval: *interval, NoDebug2: true, Sampler: sampler,
+			Interval: *interval, NoDebug2: true, Sampler: sampler, WriteProfile: writeProfile,
 			OnAck: func(_ uint64, d time.Duration) {
 				mu.Lock()
 				latencies = append(latencies, d)
