@@ -16,7 +16,8 @@
 //! snapshot lands only when its `seq` is above the agent's acknowledged one. A crash between
 //! the commit and the state's save would forget those acknowledgements; the state remembers
 //! the commit-log head it reflects, and on open the ingest keys of the commits after it are
-//! read back ([`crate::commit::read_after`]): a resent snapshot whose key is among them is a
+//! read back ([`crate::commit::read_after`]) into `unclaimed_keys` (saved with the state until
+//! a resend claims them, or for a day): a resent snapshot whose key is among them is a
 //! duplicate. The writer itself drops keys other writers commit while it runs.
 //!
 //! One `serve` per store lands pushes (two would each keep their own state).
@@ -87,6 +88,10 @@ pub struct AgentState {
     pub acked_seq: u64,
     pub lamport: u64,
     pub last_ts_us: i64,
+    /// When this server last heard from the agent (its own clock, µs): what forgetting it
+    /// goes by (the agent's clock may be off).
+    #[serde(default)]
+    pub last_seen_us: i64,
     /// Snapshots landed.
     pub snapshots: u64,
     /// `snapshots` when the last debug=2 landed.
@@ -102,6 +107,12 @@ pub struct PushState {
     pub head: u64,
     /// The server's Lamport clock.
     pub lamport: u64,
+    /// Ingest keys committed after the head a state was saved with (read back on open: a
+    /// crash between a commit and its state's save), not yet claimed by a resent snapshot;
+    /// each with when it was read back (µs). Kept across saves until claimed or a day old, so
+    /// an agent that comes back later, after other agents' commits, still finds its keys.
+    #[serde(default)]
+    pub unclaimed_keys: BTreeMap<String, i64>,
 }
 
 /// Options of the landing.
@@ -126,9 +137,6 @@ impl Default for LandOptions {
 pub struct Lander {
     writer: Writer,
     state: PushState,
-    /// Ingest keys committed after `state.head` (read on open): snapshots landed before a
-    /// crash that the saved state does not count yet.
-    recent_keys: HashSet<String>,
     opts: LandOptions,
 }
 
@@ -153,7 +161,7 @@ impl Lander {
     /// The store's push state, and the keys of what was committed after it was saved.
     pub async fn open(store: Store, opts: LandOptions) -> Result<Lander> {
         let path = state_path(&store);
-        let state: PushState = match store.raw().get(&path).await {
+        let mut state: PushState = match store.raw().get(&path).await {
             Ok(g) => {
                 let b = g.bytes().await.map_err(|e| Error::ObjectStore {
                     path: path.to_string(),
@@ -173,16 +181,21 @@ impl Lander {
             }
         };
         let mut writer = Writer::new(store.clone()).named("serve-push");
-        let recent_keys =
+        // What was committed after the state's head: snapshots landed before a crash that
+        // the saved state does not count yet (and other writers' inputs, never resent here).
+        let after: HashSet<String> =
             match crate::commit::read_after(&store.raw(), store.root(), state.head).await? {
                 Some(recs) => recs.into_iter().flat_map(|r| r.keys).collect(),
                 // Folded into a checkpoint: every key the ingest log holds.
                 None => writer.imported().await?.ok,
             };
+        let now_us = chrono::Utc::now().timestamp_micros();
+        for k in after {
+            state.unclaimed_keys.entry(k).or_insert(now_us);
+        }
         Ok(Lander {
             writer,
             state,
-            recent_keys,
             opts,
         })
     }
@@ -200,7 +213,7 @@ impl Lander {
         let mut touched: BTreeMap<String, AgentState> = BTreeMap::new();
         let mut lamport = self.state.lamport;
         let mut replies = Vec::with_capacity(snaps.len());
-        let mut keys = Vec::new();
+        let mut claimed = Vec::new();
         for s in snaps {
             lamport = lamport.max(s.lamport) + 1;
             let st = touched.entry(s.agent_id.clone()).or_insert_with(|| {
@@ -213,12 +226,19 @@ impl Lander {
             let outcome = if s.seq <= st.acked_seq {
                 Outcome::Duplicate
             } else {
-                match fold(&mut batch, st, s, &self.recent_keys, now_us, &self.opts) {
-                    Ok(Some(key)) => {
-                        keys.push(key);
-                        Outcome::Landed
+                match fold(
+                    &mut batch,
+                    st,
+                    s,
+                    &self.state.unclaimed_keys,
+                    now_us,
+                    &self.opts,
+                ) {
+                    Ok(Ok(())) => Outcome::Landed,
+                    Ok(Err(key)) => {
+                        claimed.push(key);
+                        Outcome::Duplicate
                     }
-                    Ok(None) => Outcome::Duplicate,
                     Err(why) => Outcome::Rejected(why),
                 }
             };
@@ -226,6 +246,7 @@ impl Lander {
             st.acked_seq = st.acked_seq.max(s.seq);
             st.lamport = st.lamport.max(s.lamport);
             st.last_ts_us = st.last_ts_us.max(s.ts_us);
+            st.last_seen_us = now_us;
             let want_debug2 = st
                 .last_debug2
                 .is_none_or(|l| st.snapshots.saturating_sub(l) + 1 >= self.opts.debug2_every);
@@ -243,7 +264,9 @@ impl Lander {
         };
         self.state.lamport = lamport;
         self.state.agents.extend(touched);
-        self.recent_keys.extend(keys);
+        for k in claimed {
+            self.state.unclaimed_keys.remove(&k);
+        }
         self.save(now_us).await?;
         Ok((replies, stats))
     }
@@ -251,7 +274,10 @@ impl Lander {
     async fn save(&mut self, now_us: i64) -> Result<()> {
         self.state
             .agents
-            .retain(|_, a| now_us.saturating_sub(a.last_ts_us) < FORGET_AFTER_US);
+            .retain(|_, a| now_us.saturating_sub(a.last_seen_us) < FORGET_AFTER_US);
+        self.state
+            .unclaimed_keys
+            .retain(|_, at| now_us.saturating_sub(*at) < FORGET_AFTER_US);
         self.state.head = self.writer.head().unwrap_or(self.state.head);
         let path = state_path(self.writer.store());
         let body = serde_json::to_vec(&self.state).unwrap_or_default();
@@ -264,8 +290,6 @@ impl Lander {
                 path: path.to_string(),
                 source: e,
             })?;
-        // What the saved state counts needs no keys any more.
-        self.recent_keys.clear();
         Ok(())
     }
 }
@@ -291,17 +315,17 @@ fn parse(
     Ok(snap)
 }
 
-/// Fold one snapshot into the batch and its agent's state; the ingest key it landed under,
-/// `None` when that key was committed already (before a crash), `Err` when a body is not what
-/// it says.
+/// Fold one snapshot into the batch and its agent's state: `Ok(Ok(()))` landed,
+/// `Ok(Err(key))` its key was committed already (before a crash: a duplicate), `Err` when a
+/// body is not what it says.
 fn fold(
     batch: &mut Batch,
     st: &mut AgentState,
     s: &Pushed,
-    recent: &HashSet<String>,
+    unclaimed: &BTreeMap<String, i64>,
     now_us: i64,
     opts: &LandOptions,
-) -> std::result::Result<Option<String>, String> {
+) -> std::result::Result<std::result::Result<(), String>, String> {
     let name = format!("push:{}#{}", s.agent_id, s.seq);
     let d1 = parse(&s.debug1, DumpFormat::Debug1, &name, opts)?;
     let d2 = match &s.debug2 {
@@ -321,8 +345,8 @@ fn fold(
         ProfileKind::Goroutine,
         Some("debug1"),
     );
-    if recent.contains(&key) {
-        return Ok(None);
+    if unclaimed.contains_key(&key) {
+        return Ok(Err(key));
     }
     let mut tracker = IdTracker::default();
     let ids = std::mem::take(&mut st.ids);
@@ -374,7 +398,94 @@ fn fold(
         rows: rows as i64,
         status: "ok",
         error: None,
-        ingest_key: Some(key.clone()),
+        ingest_key: Some(key),
     });
-    Ok(Some(key))
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(agent: &str, seq: u64, ts_us: i64) -> Pushed {
+        Pushed {
+            agent_id: agent.into(),
+            seq,
+            lamport: seq,
+            ts_us,
+            target: Target {
+                namespace: "shop".into(),
+                pod: agent.into(),
+                ..Default::default()
+            },
+            debug1: Bytes::from_static(
+                b"goroutine profile: total 2\n2 @ 0x1 0x2\n#\t0x1\tmain.f+0x1\t/src/main.go:7\n#\t0x2\tmain.main+0x2\t/src/main.go:3\n\n",
+            ),
+            debug2: None,
+            context: ContainerContext::default(),
+            process_start_us: None,
+        }
+    }
+
+    /// A crash between a commit and the save of the state that counts it: on open, the keys of
+    /// the commits after the saved head are read back, and each agent's resend is a duplicate
+    /// whenever it comes — after other agents' commits and saves too.
+    #[tokio::test]
+    async fn resends_after_a_lost_state_save_are_duplicates_whenever_they_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("store");
+        let store = Store::open(url.to_str().unwrap()).unwrap();
+        let t0 = 1_764_300_000_000_000;
+        let mut l = Lander::open(store.clone(), LandOptions::default())
+            .await
+            .unwrap();
+        let (r, _) = l.land(&[snap("a", 1, t0), snap("b", 1, t0)]).await.unwrap();
+        assert!(r.iter().all(|r| r.outcome == Outcome::Landed), "{r:?}");
+        // The same snapshots again: duplicates by seq.
+        let (r, _) = l.land(&[snap("a", 1, t0), snap("b", 1, t0)]).await.unwrap();
+        assert!(r.iter().all(|r| r.outcome == Outcome::Duplicate), "{r:?}");
+        drop(l);
+        // As if the save after that commit never happened.
+        let path = state_path(&store);
+        store
+            .raw()
+            .put(
+                &path,
+                PutPayload::from(b"{\"agents\":{},\"head\":0,\"lamport\":0}".to_vec()),
+            )
+            .await
+            .unwrap();
+        let mut l = Lander::open(store.clone(), LandOptions::default())
+            .await
+            .unwrap();
+        let (r, _) = l.land(&[snap("a", 1, t0)]).await.unwrap();
+        assert_eq!(r[0].outcome, Outcome::Duplicate);
+        assert_eq!(r[0].acked_seq, 1);
+        // Another agent's commit and save come between.
+        let (r, _) = l.land(&[snap("c", 1, t0)]).await.unwrap();
+        assert_eq!(r[0].outcome, Outcome::Landed);
+        drop(l);
+        // ... and a restart: b's resend is still recognised.
+        let mut l = Lander::open(store.clone(), LandOptions::default())
+            .await
+            .unwrap();
+        let (r, _) = l
+            .land(&[snap("b", 1, t0), snap("b", 2, t0 + 1)])
+            .await
+            .unwrap();
+        assert_eq!(r[0].outcome, Outcome::Duplicate, "{r:?}");
+        assert_eq!(r[1].outcome, Outcome::Landed, "{r:?}");
+        // Claimed keys leave the state.
+        assert!(
+            l.state().unclaimed_keys.is_empty(),
+            "{:?}",
+            l.state().unclaimed_keys
+        );
+        // A body that is not a debug=1 profile is rejected (and acknowledged).
+        let mut bad = snap("d", 1, t0);
+        bad.debug1 = Bytes::from_static(b"hello");
+        let (r, _) = l.land(&[bad]).await.unwrap();
+        assert!(matches!(r[0].outcome, Outcome::Rejected(_)), "{r:?}");
+        assert_eq!(r[0].acked_seq, 1);
+    }
 }
