@@ -16,7 +16,8 @@
 //     pids.current and /proc/self/status Threads and VmRSS, sampled with each profile and
 //     sent in the Leakhound-Context header; AGENT_PREFIX/context serves the same as JSON.
 //
-// Correlation of goroutines with traces is in the sub-package correlate.
+// Correlation of goroutines with traces is in the sub-package correlate; push mode (streaming
+// snapshots to leakhound serve over gRPC) in the sub-package push.
 //
 //	h, err := agent.New(agent.Options{TokenFile: "/var/run/secrets/leakhound/token",
 //		Metrics: promhttp.Handler()})

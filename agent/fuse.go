@@ -128,3 +128,7 @@ func (f FuseOptions) decide(s Sample) Decision {
 	}
 	return Decision{Full: true, Detail: fmt.Sprintf("goroutines=%d", n)}
 }
+
+// Decide judges a debug=2 dump against the sample as the handler does (without the
+// one-at-a-time rule, which the caller applies): for agent/push, which takes its dumps itself.
+func (f FuseOptions) Decide(s Sample) Decision { return f.decide(s) }

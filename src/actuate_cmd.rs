@@ -281,6 +281,13 @@ pub struct ServeArgs {
     /// A connection with no request in flight for this long is closed (HTTP/2 included).
     #[arg(long, env = "LEAKHOUND_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::cli::duration)]
     pub idle_timeout: Duration,
+    /// Also receive the Go agent's pushed snapshots (gRPC) on this address, with the same
+    /// credentials and TLS as the webhook; they land in --store like `ingest`'s rows.
+    #[arg(long, env = "LEAKHOUND_PUSH_LISTEN")]
+    pub push_listen: Option<SocketAddr>,
+    /// Push: snapshots an agent may send ahead of their acknowledgements.
+    #[arg(long, env = "LEAKHOUND_PUSH_CREDIT", default_value_t = 8)]
+    pub push_credit: u32,
 }
 
 async fn shutdown_signal() {
@@ -363,16 +370,40 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
     let engine = a.policy.engine(&store, prepared).await?;
     let dry_run = engine.dry_run();
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let push_cfg = a.push_listen.map(|at| {
+        (
+            at,
+            leakhound_actuate::push::PushConfig {
+                auth: cfg.auth.clone(),
+                tls: cfg.tls.clone(),
+                credit: a.push_credit.max(1),
+                ..Default::default()
+            },
+        )
+    });
     let server = Server::bind(a.listen, cfg, engine).await?;
     let addr = server.local_addr()?;
+    let push = match push_cfg {
+        Some((at, pc)) => {
+            Some(leakhound_actuate::push::PushServer::bind(at, pc, store.clone()).await?)
+        }
+        None => None,
+    };
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {scheme}://{addr}")?;
+        if let Some(p) = &push {
+            writeln!(out, "push listening on {scheme}://{}", p.local_addr()?)?;
+        }
         out.flush()?;
     }
+    let push = push.map(|p| tokio::spawn(p.run(shutdown_signal())));
     tracing::info!(%addr, dry_run, "Alertmanager webhook receiver started.");
     let stopped = server.run(shutdown_signal()).await?;
+    if let Some(p) = push {
+        p.await.context("the push listener's task")??;
+    }
     let pending = stopped.engine.audit().pending().len();
     // Whoever started us may have stopped reading stdout: not a reason to fail.
     {

@@ -24,6 +24,8 @@
 //! - [`audit`]: the `actions` table, read back for idempotency, cooldowns and the budget.
 //! - [`events`]: `leakhound actuate` over new leak events; [`alertmanager`], [`server`] and
 //!   [`conns`] (connection cap and timeouts): `leakhound serve`.
+//! - [`push`]: `serve --push-listen`, the gRPC service the Go agent pushes snapshots to
+//!   (landed by `leakhound_ingest::push`).
 //! - [`quantity`]: Kubernetes memory quantities.
 //! - [`clock`]: time is passed in, so cooldowns and windows are tested without sleeping.
 
@@ -37,6 +39,7 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod policy;
+pub mod push;
 pub mod quantity;
 pub mod resolve;
 pub mod server;

@@ -16,11 +16,15 @@
 //! - [`fault`]: `LEAKHOUND_FAULT`, crashes at chosen points for tests and the fault bench.
 //! - [`rows`]: row types of each table and their Arrow batches.
 //! - [`writer`]: batches of rows into files, stacks deduplicated per partition.
+//! - [`context`]: the container context the Go agent sends (a header, or pushed fields), checked
+//!   as hostile input.
 //! - [`content_hash`]: the one content hash of an input (backfill and live ingest), which the
 //!   ingest log de-duplicates on.
 //! - [`backfill`]: walking files and archives, identity from path patterns, the ingest log.
 //! - [`compact`]: merging small files and retention.
 //! - [`residence`]: first-seen tracking of goroutine ids, ages per sample group.
+//! - [`push`]: snapshots pushed by the Go agent (through `serve`) landed exactly once, with the
+//!   same writer, rows and id tracking as a scrape.
 //! - [`pathpattern`]: `{namespace}/{pod}/{timestamp}` path patterns.
 //! - [`scrape`]: live ingest passes over targets (metrics, debug=1/2, leak profile), bodies
 //!   streamed into the parsers within one memory budget, rows committed in chunks; a run of
@@ -34,10 +38,12 @@ pub mod backfill;
 pub mod commit;
 pub mod compact;
 pub mod content_hash;
+pub mod context;
 pub mod error;
 pub mod fault;
 pub mod parse;
 pub mod pathpattern;
+pub mod push;
 pub mod residence;
 pub mod rows;
 pub mod scrape;

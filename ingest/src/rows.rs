@@ -64,6 +64,8 @@ pub struct CountRow {
     pub content_hash: Option<String>,
     /// The capture was cut (see the `partial` column); `None` where the source cannot tell.
     pub partial: Option<bool>,
+    /// What the Go agent said of the container (see [`crate::context`]); all `None` elsewhere.
+    pub context: crate::context::ContainerContext,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +205,7 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
     let mut format = StringBuilder::new();
     let mut hash = StringBuilder::new();
     let mut partial = BooleanBuilder::new();
+    let mut ctx: [Int64Builder; 6] = std::array::from_fn(|_| Int64Builder::new());
     for r in rows {
         t.push(&r.target, r.ts_us);
         goroutines.append_value(r.goroutines);
@@ -221,6 +224,9 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         format.append_value(&r.format);
         hash.append_option(r.content_hash.as_deref());
         partial.append_option(r.partial);
+        for (b, v) in ctx.iter_mut().zip(r.context.columns()) {
+            b.append_option(v);
+        }
     }
     let mut cols = t.finish();
     cols.extend::<[ArrayRef; 16]>([
@@ -241,6 +247,7 @@ pub fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
         Arc::new(hash.finish()),
         Arc::new(partial.finish()),
     ]);
+    cols.extend(ctx.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     RecordBatch::try_new(Table::GoroutineCounts.schema(), cols)
         .map_err(arrow_err(Table::GoroutineCounts))
 }

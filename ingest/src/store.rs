@@ -522,6 +522,46 @@ pub(crate) fn encode_parquet(
 mod tests {
     use super::*;
 
+    /// A `goroutine_counts` file written before the container-context columns reads them as
+    /// nulls (and keeps its own values).
+    #[test]
+    fn counts_written_before_the_context_columns_read_them_as_null() {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::Int64Type;
+        let row = crate::rows::CountRow {
+            ts_us: 1_764_300_000_000_000,
+            goroutines: 7,
+            source: "scrape".into(),
+            format: "debug1".into(),
+            context: crate::context::ContainerContext {
+                os_threads: Some(9),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let full = crate::rows::counts_batch(&[row]).unwrap();
+        let old_width = full.num_columns() - 6;
+        let old = full.project(&(0..old_width).collect::<Vec<_>>()).unwrap();
+        assert!(old.column_by_name("os_threads").is_none());
+        let read = conform(Table::GoroutineCounts, &old).unwrap();
+        assert_eq!(read.schema(), Table::GoroutineCounts.schema());
+        for c in [
+            "mem_current_bytes",
+            "mem_max_bytes",
+            "cpu_throttled_us",
+            "pids_current",
+            "os_threads",
+            "rss_bytes",
+        ] {
+            assert_eq!(read.column_by_name(c).unwrap().null_count(), 1, "{c}");
+        }
+        let g = read.column_by_name("goroutines").unwrap();
+        assert_eq!(g.as_primitive::<Int64Type>().value(0), 7);
+        // The new file has them.
+        let t = full.column_by_name("os_threads").unwrap();
+        assert_eq!(t.as_primitive::<Int64Type>().value(0), 9);
+    }
+
     #[test]
     fn partition_paths() {
         let ts = 1_764_300_000_000_000; // 2025-11-28T03:20:00Z

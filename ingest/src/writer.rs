@@ -363,6 +363,12 @@ impl Writer {
         &self.store
     }
 
+    /// The last commit record this writer has taken into account (`None` before its first
+    /// commit or read of the log).
+    pub fn head(&self) -> Option<u64> {
+        self.head
+    }
+
     async fn stacks_in(&mut self, date: &str) -> Result<&mut HashSet<i64>> {
         if !self.known_stacks.contains_key(date) {
             let d = date.to_string();

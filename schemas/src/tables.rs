@@ -162,6 +162,17 @@ static GOROUTINE_COUNTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         // null where the source cannot tell (`/metrics`, Prometheus) and in files written
         // before the column existed.
         Field::new("partial", DataType::Boolean, true),
+        // The container context the Go agent (`agent/`) sends with a snapshot (the
+        // `Leakhound-Context` header when scraped, the snapshot's fields when pushed): cgroup v2
+        // `memory.current`, `memory.max` (null when unlimited), `cpu.stat` throttled_usec,
+        // `pids.current`; `/proc/self/status` Threads and VmRSS. Null where unknown, for
+        // targets without the agent, and in files written before the columns existed.
+        Field::new("mem_current_bytes", DataType::Int64, true),
+        Field::new("mem_max_bytes", DataType::Int64, true),
+        Field::new("cpu_throttled_us", DataType::Int64, true),
+        Field::new("pids_current", DataType::Int64, true),
+        Field::new("os_threads", DataType::Int64, true),
+        Field::new("rss_bytes", DataType::Int64, true),
     ]);
     Arc::new(Schema::new(f))
 });

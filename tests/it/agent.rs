@@ -14,7 +14,7 @@ use crate::support::*;
 static AGENTLEAKY: OnceLock<PathBuf> = OnceLock::new();
 
 /// Build `tests/goprogs/cmd/agentleaky` (cached by Go's build cache).
-fn agentleaky_binary() -> PathBuf {
+pub(crate) fn agentleaky_binary() -> PathBuf {
     AGENTLEAKY
         .get_or_init(|| {
             crate::goprog::go_build("tests/goprogs/cmd/agentleaky", ".", "agentleaky-test", None)
@@ -22,9 +22,9 @@ fn agentleaky_binary() -> PathBuf {
         .clone()
 }
 
-struct AgentLeaky {
+pub(crate) struct AgentLeaky {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for AgentLeaky {
@@ -36,7 +36,7 @@ impl Drop for AgentLeaky {
 
 impl AgentLeaky {
     /// Start agentleaky with `args`; returns once it listens (its leaks run before that).
-    fn start(args: &[&str]) -> AgentLeaky {
+    pub(crate) fn start(args: &[&str]) -> AgentLeaky {
         let mut child = Command::new(agentleaky_binary())
             .args(args)
             .stdout(Stdio::piped())
@@ -212,5 +212,84 @@ fn ingest_scrapes_the_agent_with_a_token_file_and_is_refused_without() {
     assert!(
         err.is_some_and(|e| e.contains("debug=2 answered with debug1")),
         "{st:?}"
+    );
+}
+
+/// The container context the agent sends in `Leakhound-Context` lands on the count row: the
+/// cgroup v2 values from the directory it is pointed at (fixture files the test writes: no
+/// cgroup v2 can be made on these hosts), OS threads and RSS from `/proc/self/status`. A plain
+/// `net/http/pprof` target (leaky) in the same pass has the columns null.
+#[test]
+fn ingest_lands_the_agents_container_context_and_null_for_plain_pprof() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    write(&token, "agent-token-ctx\n");
+    let cg = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg).unwrap();
+    write(&cg.join("cgroup.controllers"), "cpu memory pids\n");
+    write(&cg.join("memory.current"), "73400320\n");
+    write(&cg.join("memory.max"), "268435456\n");
+    write(
+        &cg.join("cpu.stat"),
+        "usage_usec 912345\nnr_periods 100\nnr_throttled 7\nthrottled_usec 52000\n",
+    );
+    write(&cg.join("pids.current"), "14\n");
+    let app = AgentLeaky::start(&[
+        "-token-file",
+        token.to_str().unwrap(),
+        "-leak",
+        "5",
+        "-cgroup-dir",
+        cg.to_str().unwrap(),
+    ]);
+    let plain = crate::goprog::Leaky::start(&[]);
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let targets = dir.path().join("targets.json");
+    write(
+        &targets,
+        serde_json::json!([
+            {"url": app.url, "namespace": "shop", "pod": "ctx-agent", "bearer_token_file": token},
+            {"url": plain.url, "namespace": "shop", "pod": "ctx-plain"},
+        ])
+        .to_string(),
+    );
+    ok(&[
+        "ingest",
+        "--store",
+        store,
+        "--targets-file",
+        targets.to_str().unwrap(),
+        "--passes",
+        "1",
+    ]);
+    let rows = sql_json(
+        store,
+        "SELECT pod, mem_current_bytes, mem_max_bytes, cpu_throttled_us, pids_current, \
+         os_threads, rss_bytes, \
+         (mem_current_bytes IS NULL AND mem_max_bytes IS NULL AND cpu_throttled_us IS NULL \
+          AND pids_current IS NULL AND os_threads IS NULL AND rss_bytes IS NULL) AS all_null \
+         FROM goroutine_counts ORDER BY pod",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (agent, plain_row) = (&rows[0], &rows[1]);
+    assert_eq!(agent["pod"], "ctx-agent");
+    assert_eq!(agent["mem_current_bytes"], 73_400_320, "{agent:?}");
+    assert_eq!(agent["mem_max_bytes"], 268_435_456, "{agent:?}");
+    assert_eq!(agent["cpu_throttled_us"], 52_000, "{agent:?}");
+    assert_eq!(agent["pids_current"], 14, "{agent:?}");
+    // The process's own: a Go program has a few OS threads and some MiB resident.
+    assert!(agent["os_threads"].as_i64().unwrap() >= 2, "{agent:?}");
+    assert!(agent["rss_bytes"].as_i64().unwrap() > 1 << 20, "{agent:?}");
+    assert_eq!(agent["all_null"], false);
+    assert_eq!(plain_row["pod"], "ctx-plain");
+    assert_eq!(plain_row["all_null"], true, "{plain_row:?}");
+    // Both scrapes were clean: no refused header.
+    assert_eq!(
+        sql_i64(
+            store,
+            "SELECT COUNT(*) FROM scrape_status WHERE up AND error IS NULL"
+        ),
+        2
     );
 }

@@ -25,6 +25,7 @@ mod inspect;
 mod k8s;
 mod pipeline;
 mod prometheus;
+mod push;
 mod realworld;
 mod report;
 mod rules;

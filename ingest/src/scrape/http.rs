@@ -142,11 +142,18 @@ impl Clients {
         if resp.content_length().is_some_and(|n| n as usize > limit) {
             return Err(FetchError::TooLarge { url, limit });
         }
+        // The Go agent's container context (kept raw; checked where it is used).
+        let context = resp.headers().get(crate::context::HEADER).map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| "not ASCII".to_string())
+        });
         Ok(Body {
             url,
             resp,
             limit,
             read: 0,
+            context,
         })
     }
 }
@@ -158,11 +165,19 @@ pub struct Body {
     resp: reqwest::Response,
     limit: usize,
     read: usize,
+    context: Option<Result<String, String>>,
 }
 
 impl Body {
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The `Leakhound-Context` header of the response, if it had one (`Err` when not ASCII).
+    pub fn context_header(&self) -> Option<Result<&str, &str>> {
+        self.context
+            .as_ref()
+            .map(|r| r.as_deref().map_err(String::as_str))
     }
 
     /// The next chunk (after gzip decoding), `None` at the end.

@@ -300,6 +300,8 @@ struct Scraped {
     debug2: Option<Fetched>,
     leak: Option<Fetched>,
     leak_supported: Option<bool>,
+    /// The Go agent's container context, from the debug=1 response (empty elsewhere).
+    context: crate::context::ContainerContext,
     errors: Vec<String>,
     bytes: i64,
 }
@@ -360,8 +362,13 @@ async fn scrape_one(
     let p = &t.pprof_path;
     let d1 = format!("{p}/goroutine?debug=1");
     match stream::fetch_snapshot(clients, t, &d1, opts.max_body, budget, left()).await {
-        Ok(f) => {
+        Ok(mut f) => {
             out.bytes += f.bytes;
+            match f.context.take() {
+                Some(Ok(c)) => out.context = c,
+                Some(Err(e)) => out.errors.push(e),
+                None => {}
+            }
             out.debug1 = Some(f);
         }
         Err(e) => out.errors.push(e.to_string()),
@@ -519,6 +526,7 @@ fn fold(
                 }
                 .into(),
                 content_hash: Some(hash),
+                context: scraped.context,
                 ..Default::default()
             }],
             &format!("{key}@{now_us}"),

@@ -79,6 +79,9 @@ pub struct Fetched {
     pub content_hash: String,
     pub bytes: i64,
     pub charge: Charge,
+    /// The Go agent's `Leakhound-Context` header, read ([`crate::context::parse_header`]);
+    /// `Err` says why it was refused. `None`: no such header (not the agent).
+    pub context: Option<Result<crate::context::ContainerContext, String>>,
 }
 
 /// Largest goroutine body one fetch may take: `max_body`, and no more than the budget can hold
@@ -147,6 +150,11 @@ pub async fn fetch_snapshot(
         .await
         .map_err(BodyError::Fetch)?;
     let url = body.url().to_string();
+    let context = body.context_header().map(|h| {
+        h.map_err(str::to_string)
+            .and_then(crate::context::parse_header)
+            .map_err(|e| format!("{url}: Leakhound-Context header refused ({e})"))
+    });
     // Each chunk travels with its charge; the parser's thread keeps the charges of what it
     // read until it has finished with it, even when this fetch was dropped (a timeout) before:
     // its memory and its charge go together.
@@ -253,6 +261,7 @@ pub async fn fetch_snapshot(
         snapshot,
         bytes,
         charge,
+        context,
     })
 }
 

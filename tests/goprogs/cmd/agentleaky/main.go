@@ -9,7 +9,12 @@
 // copies capture.sh makes of it stay as they were.
 //
 //	agentleaky -token-file F [-leak N] [-max-goroutines N] [-memory-limit BYTES] [-addr A]
+//	           [-push HOST:PORT -push-token-file F [-push-interval D] [-namespace NS -pod POD]]
 //	first stdout line: listening on http://127.0.0.1:PORT
+//
+// With -push it also streams its snapshots to leakhound serve (agent/push): every
+// -push-interval, and at each POST /push/capture (open); POST /push/stop stops the capturing
+// (what is buffered is still sent); GET /push/stats is the pusher's counters (JSON).
 //
 // Endpoints: /debug/pprof/goroutine, /debug/pprof/goroutineleak, /debug/leakhound/context,
 // /debug/leakhound/metrics, /metrics (all behind the token); /leaks (open: JSON started,
@@ -34,6 +39,7 @@ import (
 
 	"github.com/leakhound/leakhound/agent"
 	"github.com/leakhound/leakhound/agent/correlate"
+	"github.com/leakhound/leakhound/agent/push"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -78,6 +84,12 @@ func main() {
 		maxGoroutines = flag.Int("max-goroutines", 0, "fuse: above this many goroutines debug=2 is served as debug=1 (0: the agent's default)")
 		memoryLimit   = flag.Int64("memory-limit", 0, "fuse: memory limit in bytes instead of cgroup memory.max")
 		cgroupDir     = flag.String("cgroup-dir", "", "cgroup v2 directory (default: the process's)")
+		pushAddr      = flag.String("push", "", "push snapshots to leakhound serve's push listener at host:port (agent/push)")
+		pushToken     = flag.String("push-token-file", "", "with -push: the bearer token's file")
+		pushEvery     = flag.Duration("push-interval", 0, "with -push: capture every interval (0: only on POST /push/capture)")
+		pushBuffer    = flag.Int("push-buffer", 0, "with -push: snapshots buffered at most (0: the agent's default)")
+		namespace     = flag.String("namespace", "shop", "with -push: the snapshots' namespace")
+		pod           = flag.String("pod", "orders-push", "with -push: the snapshots' pod")
 	)
 	flag.Parse()
 	if *tokenFile == "" {
@@ -113,6 +125,9 @@ func main() {
 			"started": started, "goroutines": runtime.NumGoroutine(), "steady": true, "pid": os.Getpid(),
 		})
 	})
+	if *pushAddr != "" {
+		servePush(mux, *pushAddr, *pushToken, *pushEvery, *pushBuffer, *namespace, *pod, h.Sampler())
+	}
 	prop := propagation.TraceContext{}
 	mux.Handle("POST /api/orders", correlate.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
@@ -158,4 +173,45 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agentleaky: serve:", err)
 		os.Exit(1)
 	}
+}
+
+// servePush starts the pusher and its test endpoints on mux.
+func servePush(mux *http.ServeMux, addr, tokenFile string, every time.Duration, buffer int, ns, pod string, s *agent.Sampler) {
+	p, err := push.New(push.Options{
+		Addr: addr, TokenFile: tokenFile, Target: push.Target{Namespace: ns, Pod: pod},
+		Sampler: s, Buffer: buffer, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agentleaky:", err)
+		os.Exit(2)
+	}
+	go func() { _ = p.SendLoop(context.Background()) }()
+	stop := make(chan struct{})
+	var once sync.Once
+	if every > 0 {
+		go func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					p.Capture()
+				}
+			}
+		}()
+	}
+	mux.HandleFunc("POST /push/capture", func(w http.ResponseWriter, r *http.Request) {
+		p.Capture()
+		_ = json.NewEncoder(w).Encode(p.Stats())
+	})
+	mux.HandleFunc("POST /push/stop", func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(stop) })
+		_ = json.NewEncoder(w).Encode(p.Stats())
+	})
+	mux.HandleFunc("GET /push/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(p.Stats())
+	})
 }
