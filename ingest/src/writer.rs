@@ -334,6 +334,33 @@ fn split_format(f: &str) -> (&'static str, &str) {
     }
 }
 
+/// Count rows of one input written as they come, for an input too large to hold (a saved
+/// Prometheus history): one Parquet file per date partition, each written row group by row
+/// group ([`Store::stream_file`]), invisible until [`Writer::commit_stream`] commits them all
+/// with the input's ingest-log row. Memory holds a row group and an upload part per open
+/// partition, whatever the input's size.
+pub struct CountStream {
+    file: String,
+    open: BTreeMap<Partition, (object_store::path::Path, crate::store::StreamWriter)>,
+    rows: usize,
+    started: Instant,
+}
+
+impl CountStream {
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// The finished files of a [`CountStream`], committed with a batch.
+struct Streamed {
+    files: Vec<object_store::path::Path>,
+    rows: usize,
+    /// When the first of them was written.
+    at: Instant,
+}
+
 /// Data files of one commit attempt.
 struct Staged {
     files: Vec<object_store::path::Path>,
@@ -430,7 +457,89 @@ impl Writer {
     /// Write every table's rows of `batch` as invisible files, then commit them with one
     /// record. Rows of inputs a concurrent writer committed first are dropped (counted in
     /// `conflicts`); nothing is written twice.
-    pub async fn commit(&mut self, mut batch: Batch) -> Result<CommitStats> {
+    pub async fn commit(&mut self, batch: Batch) -> Result<CommitStats> {
+        self.commit_with(batch, None).await
+    }
+
+    /// Start writing the count rows of one input as they come ([`CountStream`]).
+    pub fn count_stream(&self) -> CountStream {
+        CountStream {
+            file: format!("{}{}.parquet", commit::TX_PREFIX, commit::new_txid()),
+            open: BTreeMap::new(),
+            rows: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Write `rows` into the stream's files (one per date partition, opened as needed).
+    pub async fn stream_counts(&self, s: &mut CountStream, rows: Vec<CountRow>) -> Result<()> {
+        let mut parts: BTreeMap<Partition, Vec<CountRow>> = BTreeMap::new();
+        for r in rows {
+            parts
+                .entry(Partition::for_ts(Table::GoroutineCounts, r.ts_us))
+                .or_default()
+                .push(r);
+        }
+        for (p, rows) in parts {
+            let b = counts_batch(&rows)?;
+            let (path, w) = match s.open.entry(p) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let opened =
+                        self.store
+                            .stream_file(Table::GoroutineCounts, e.key(), &s.file)?;
+                    e.insert(opened)
+                }
+            };
+            w.write(&b)
+                .await
+                .map_err(|e| crate::error::Error::Parquet {
+                    path: path.to_string(),
+                    source: e,
+                })?;
+            s.rows += rows.len();
+        }
+        Ok(())
+    }
+
+    /// Finish the stream's files and commit them with the input's ingest-log row `log`, in one
+    /// record, as [`Writer::commit`] commits a batch (the input's key committed meanwhile by
+    /// another writer: its files are deleted, a conflict).
+    pub async fn commit_stream(&mut self, s: CountStream, log: LogRow) -> Result<CommitStats> {
+        let mut files = Vec::new();
+        for (_, (path, w)) in s.open {
+            w.close().await.map_err(|e| crate::error::Error::Parquet {
+                path: path.to_string(),
+                source: e,
+            })?;
+            files.push(path);
+            fault::point("data-file");
+        }
+        let mut batch = Batch::default();
+        batch.content_hashes.push(s.file.clone());
+        batch.add_log(log);
+        let extra = Streamed {
+            files,
+            rows: s.rows,
+            at: s.started,
+        };
+        self.commit_with(batch, Some(extra)).await
+    }
+
+    /// Give up a stream: its files are deleted (best effort, as for a discarded attempt).
+    pub async fn abort_stream(&self, s: CountStream) {
+        for (_, (path, w)) in s.open {
+            if w.close().await.is_ok() {
+                let _ = self.store.raw().delete(&path).await;
+            }
+        }
+    }
+
+    async fn commit_with(
+        &mut self,
+        mut batch: Batch,
+        mut extra: Option<Streamed>,
+    ) -> Result<CommitStats> {
         batch.sync_owners();
         let (dropped, _) = self.catch_up(&mut batch, None).await?;
         let mut conflicts = dropped;
@@ -440,6 +549,9 @@ impl Writer {
             if batch.is_empty() {
                 if let Some(s) = staged.take() {
                     self.discard(s).await;
+                }
+                if let Some(x) = extra.take() {
+                    self.discard_files(x.files).await;
                 }
                 return Ok(CommitStats {
                     conflicts,
@@ -452,18 +564,29 @@ impl Writer {
             {
                 self.discard(s).await;
             }
+            if let Some(x) = extra.as_mut()
+                && x.at.elapsed() > MAX_STAGED
+            {
+                self.refresh(x).await?;
+            }
             let st = match staged.take() {
                 Some(s) => s,
                 None => self.write_data(&batch).await?,
             };
             fault::point("after-data-files");
             let root = self.store.root().clone();
+            let extra_files = extra.iter().flat_map(|x| x.files.iter());
             let rec = CommitRecord {
                 seq: self.head.unwrap_or(0) + 1,
                 kind: "batch".into(),
                 writer: self.name.clone(),
                 committed_at: chrono::Utc::now().to_rfc3339(),
-                files: st.files.iter().map(|f| commit::rel(&root, f)).collect(),
+                files: st
+                    .files
+                    .iter()
+                    .chain(extra_files)
+                    .map(|f| commit::rel(&root, f))
+                    .collect(),
                 replaces: Vec::new(),
                 keys: batch
                     .log
@@ -484,10 +607,15 @@ impl Writer {
                         known.extend(ids.iter().copied());
                     }
                 }
+                let mut stats = st.stats;
+                if let Some(x) = &extra {
+                    stats.files += x.files.len();
+                    stats.rows += x.rows;
+                }
                 return Ok(CommitStats {
                     conflicts,
                     retries,
-                    ..st.stats
+                    ..stats
                 });
             }
             // Another writer took this sequence number: see what it committed.
@@ -505,7 +633,36 @@ impl Writer {
     /// Delete the data files of an attempt that will not commit (best effort: what stays is
     /// invisible, and swept by `compact`).
     async fn discard(&self, st: Staged) {
-        for f in st.files {
+        self.discard_files(st.files).await;
+    }
+
+    /// Streamed files older than [`MAX_STAGED`] get new names (a copy, then the old one
+    /// deleted): a `compact` sweeping orphans must not take them before their commit.
+    async fn refresh(&self, x: &mut Streamed) -> Result<()> {
+        let txid = format!("{}{}.parquet", commit::TX_PREFIX, commit::new_txid());
+        for f in &mut x.files {
+            let mut parts: Vec<String> = f.parts().map(|p| p.as_ref().to_string()).collect();
+            if let Some(last) = parts.last_mut() {
+                *last = txid.clone();
+            }
+            let to = object_store::path::Path::from_iter(parts);
+            self.store
+                .raw()
+                .copy(f, &to)
+                .await
+                .map_err(|e| crate::error::Error::ObjectStore {
+                    path: to.to_string(),
+                    source: e,
+                })?;
+            let _ = self.store.raw().delete(f).await;
+            *f = to;
+        }
+        x.at = Instant::now();
+        Ok(())
+    }
+
+    async fn discard_files(&self, files: Vec<object_store::path::Path>) {
+        for f in files {
             if let Err(e) = self.store.raw().delete(&f).await {
                 tracing::debug!(path = %f, error = %e, "Could not delete an uncommitted file.");
             }
