@@ -22,7 +22,8 @@
 //! (`engine::analyze` over the live window, clusters, events written: what `leakhound analyze`
 //! does) in a child process: time, peak RSS, time per pod.
 //!
-//! `LEAKHOUND_FLEET_ONLY=import|analyze` runs one half; `LEAKHOUND_FLEET_NO_DUCKDB=1` skips DuckDB.
+//! `LEAKHOUND_FLEET_ONLY=import|analyze` runs one half; `LEAKHOUND_FLEET_NO_DUCKDB=1` skips DuckDB;
+//! `LEAKHOUND_FLEET_WHOLE_JSON=1` imports with the whole-document reader (before streaming).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,12 +83,16 @@ fn target(p: i64) -> Target {
     }
 }
 
-/// The goroutine count of pod `p` at minute `m` since the start: a daily wave, noise, and for
-/// one pod in 20 a leak of a goroutine every 10 minutes.
+/// The goroutine count of pod `p` at minute `m` since the start: a daily wave, noise; one pod
+/// in 20 leaks a goroutine every 10 minutes, and one in 100 leaks 40 a minute from 3 days in
+/// (the analyze stores' live window: events to write).
 fn value(p: i64, m: i64) -> i64 {
     let day = (m % 1440) as f64 / 1440.0 * std::f64::consts::TAU;
     let noise = ((p.wrapping_mul(2_654_435_761) ^ m.wrapping_mul(40_503)) % 7) as f64;
-    let leak = if p % 20 == 7 { (m / 10) as f64 } else { 0.0 };
+    let mut leak = if p % 20 == 7 { (m / 10) as f64 } else { 0.0 };
+    if p % 100 == 3 && m > 3 * 1440 {
+        leak += ((m - 3 * 1440) * 40) as f64;
+    }
     (200.0 + 40.0 * day.sin() + noise + leak) as i64
 }
 
@@ -169,7 +174,11 @@ fn child_import(store: &Path, files: &[PathBuf]) {
     let t = Instant::now();
     let s = rt.block_on(async {
         let st = Store::open(store.to_str().unwrap()).expect("store");
-        backfill::backfill(&st, files, &BackfillOptions::default(), &mut |_| {})
+        let opts = BackfillOptions {
+            stream_json: std::env::var_os("LEAKHOUND_FLEET_WHOLE_JSON").is_none(),
+            ..Default::default()
+        };
+        backfill::backfill(&st, files, &opts, &mut |_| {})
             .await
             .expect("backfill")
     });

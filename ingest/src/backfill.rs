@@ -9,7 +9,12 @@
 //! ```
 //!
 //! Each item is read once, streaming (a tar entry is never buffered whole), hashed as it is
-//! parsed. Its ingest key is the content hash *and* the identity it lands under (target,
+//! parsed. A file holding a saved Prometheus `query_range` answer is the exception: it is read
+//! twice, hashed first (its rows carry the hash), then parsed as a stream, series by series,
+//! its rows written in bounded batches as streamed Parquet files and committed with its log
+//! row on their own (`Run::stream_prometheus`): memory does not grow with the file. An answer
+//! whose rows must be merged across series (`go_threads` next to `go_goroutines`, a target in
+//! two series), and one inside a tar archive, are read whole, as before. Its ingest key is the content hash *and* the identity it lands under (target,
 //! snapshot time, profile kind, format): the same bytes at `podA/T1`, `podA/T2` and `podB/T1`
 //! are three snapshots; an item whose key the ingest log already holds is skipped, so re-running
 //! a backfill adds nothing. Two different dumps that would land at the same pod, instant,
@@ -63,6 +68,9 @@ pub struct BackfillOptions {
     pub max_decompressed: u64,
     /// Items per commit.
     pub batch_items: usize,
+    /// Read a saved Prometheus `query_range` file as a stream (the default); `false` reads
+    /// it whole, as before streaming (kept for the fleet bench's before/after).
+    pub stream_json: bool,
 }
 
 impl Default for BackfillOptions {
@@ -72,6 +80,7 @@ impl Default for BackfillOptions {
             overrides: Overrides::default(),
             max_decompressed: DEFAULT_MAX_DECOMPRESSED,
             batch_items: 256,
+            stream_json: true,
         }
     }
 }
@@ -459,6 +468,9 @@ impl Run<'_> {
         writer: &mut Writer,
         summary: &mut Summary,
     ) -> Result<Option<Outcome>> {
+        if !self.opts.stream_json {
+            return Ok(None);
+        }
         let Ok(mut f) = std::fs::File::open(file) else {
             return Ok(None);
         };
@@ -1064,13 +1076,14 @@ enum Parsed {
 }
 
 /// Rows per batch a streamed Prometheus file hands to the writer.
-const STREAM_BATCH: usize = 32 * 1024;
+const STREAM_BATCH: usize = 8 * 1024;
 
 /// How much of an item is looked at to tell Prometheus JSON from a dump.
 const HEAD: usize = 64 * 1024;
 
 /// Parse one item from `r`, reading it once: the head is peeked to tell a Prometheus
-/// `query_range` answer (read whole, capped) from a dump (parsed streaming).
+/// `query_range` answer (read whole, capped: an archive entry, or a file the streaming reader
+/// left to this one) from a dump (parsed streaming).
 fn parse_item(name: &str, r: &mut dyn Read, opts: &BackfillOptions) -> Result<Parsed> {
     let io = |e: std::io::Error| Error::Input {
         source_name: name.to_string(),

@@ -502,8 +502,10 @@ pub(crate) fn encode_parquet(
 /// file holds in memory before it goes out.
 pub const STREAM_ROW_GROUP: usize = 128 * 1024;
 
-/// Bytes one streamed file buffers before it uploads a part (S3's smallest part is 5 MiB).
-const STREAM_PART_BYTES: usize = 5 << 20;
+/// Bytes one streamed file buffers before it uploads a part: S3's smallest part (5 MiB); on a
+/// local directory (parts are writes to a staging file) 1 MiB.
+const STREAM_PART_BYTES_S3: usize = 5 << 20;
+const STREAM_PART_BYTES_LOCAL: usize = 1 << 20;
 
 /// A Parquet file written row group by row group as rows come ([`Store::stream_file`]).
 pub type StreamWriter =
@@ -513,7 +515,8 @@ impl Store {
     /// Open `<table>/<partition>/<file_name>` for writing as a stream: the same encoding as
     /// [`Store::write_file`], row groups of [`STREAM_ROW_GROUP`] rows, uploaded in parts (a
     /// multipart upload; the object appears whole when the writer is closed). Memory stays at a
-    /// row group and a part, whatever the file's size.
+    /// row group and a part, whatever the file's size (a stream writes one such file per date
+    /// partition its rows fall in).
     pub fn stream_file(
         &self,
         table: Table,
@@ -524,7 +527,11 @@ impl Store {
         let buf = object_store::buffered::BufWriter::with_capacity(
             self.raw.clone(),
             path.clone(),
-            STREAM_PART_BYTES,
+            if self.local_dir().is_some() {
+                STREAM_PART_BYTES_LOCAL
+            } else {
+                STREAM_PART_BYTES_S3
+            },
         );
         let props = parquet_props(table)
             .set_max_row_group_row_count(Some(STREAM_ROW_GROUP))
