@@ -473,14 +473,19 @@ impl Writer {
 
     /// Write `rows` into the stream's files (one per date partition, opened as needed).
     pub async fn stream_counts(&self, s: &mut CountStream, rows: Vec<CountRow>) -> Result<()> {
-        let mut parts: BTreeMap<Partition, Vec<CountRow>> = BTreeMap::new();
+        // Count rows are partitioned by UTC date: grouped by day number, the date is
+        // formatted once per day, not per row.
+        const DAY_US: i64 = 86_400_000_000;
+        debug_assert!(matches!(
+            Table::GoroutineCounts.partitioning(),
+            leakhound_schemas::tables::Partitioning::Date
+        ));
+        let mut days: BTreeMap<i64, Vec<CountRow>> = BTreeMap::new();
         for r in rows {
-            parts
-                .entry(Partition::for_ts(Table::GoroutineCounts, r.ts_us))
-                .or_default()
-                .push(r);
+            days.entry(r.ts_us.div_euclid(DAY_US)).or_default().push(r);
         }
-        for (p, rows) in parts {
+        for (day, rows) in days {
+            let p = Partition::for_ts(Table::GoroutineCounts, day * DAY_US);
             let b = counts_batch(&rows)?;
             let (path, w) = match s.open.entry(p) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
