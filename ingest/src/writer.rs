@@ -646,10 +646,10 @@ impl Writer {
     async fn refresh(&self, x: &mut Streamed) -> Result<()> {
         let txid = format!("{}{}.parquet", commit::TX_PREFIX, commit::new_txid());
         for f in &mut x.files {
-            let mut parts: Vec<String> = f.parts().map(|p| p.as_ref().to_string()).collect();
-            if let Some(last) = parts.last_mut() {
-                *last = txid.clone();
-            }
+            // The same folder (its parts as they are, not encoded again), a new file name.
+            let mut parts: Vec<object_store::path::PathPart<'_>> = f.parts().collect();
+            parts.pop();
+            parts.push(object_store::path::PathPart::from(txid.clone()));
             let to = object_store::path::Path::from_iter(parts);
             self.store
                 .raw()
@@ -879,5 +879,85 @@ fn collect_imported(b: &arrow::array::RecordBatch, out: &mut Imported) {
                 hash.to_string(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pod: &str, ts_us: i64) -> CountRow {
+        CountRow {
+            target: Target {
+                namespace: "shop".into(),
+                pod: pod.into(),
+                ..Default::default()
+            },
+            ts_us,
+            goroutines: 7,
+            source: "prometheus".into(),
+            format: "prometheus".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A stream's rows over two days land in one commit with its log row; streamed files older
+    /// than MAX_STAGED at commit get new names first (a sweep of orphans must not take them),
+    /// and the old names are gone.
+    #[test]
+    fn a_count_stream_commits_its_rows_once_and_renames_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut w = Writer::new(store.clone());
+            let mut s = w.count_stream();
+            let day = 86_400_000_000i64;
+            let t0 = 1_795_824_000_000_000i64;
+            let rows: Vec<CountRow> = (0..2000)
+                .map(|i| row(&format!("p-{}", i % 3), t0 + i * 60_000_000))
+                .collect();
+            assert!(rows.last().unwrap().ts_us >= t0 + day, "spans two days");
+            w.stream_counts(&mut s, rows[..1000].to_vec())
+                .await
+                .unwrap();
+            w.stream_counts(&mut s, rows[1000..].to_vec())
+                .await
+                .unwrap();
+            assert_eq!(s.rows(), 2000);
+            let Some(old) = Instant::now().checked_sub(MAX_STAGED + Duration::from_secs(1)) else {
+                return; // a machine up for less than MAX_STAGED: nothing to age
+            };
+            s.started = old;
+            let first_names: Vec<_> = s.open.values().map(|(p, _)| p.clone()).collect();
+            assert_eq!(first_names.len(), 2, "one file per date");
+            let log = LogRow {
+                ingested_at_us: t0,
+                source: "test".into(),
+                content_hash: "h".into(),
+                format: Some("prometheus".into()),
+                rows: 2000,
+                status: "ok",
+                ..Default::default()
+            };
+            let stats = w.commit_stream(s, log).await.unwrap();
+            assert_eq!((stats.rows, stats.conflicts), (2000, 0));
+            for p in &first_names {
+                assert!(store.raw().head(p).await.is_err(), "{p} renamed");
+            }
+            let n: usize = store
+                .read_columns(Table::GoroutineCounts, &["pod"], None)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            assert_eq!(n, 2000);
+            let (ok, _) = w.imported_hashes().await.unwrap();
+            assert!(ok.contains("h"));
+        });
     }
 }
