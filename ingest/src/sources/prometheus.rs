@@ -15,8 +15,9 @@
 //! second series for the same target, `go_threads` or heap series whose points join the
 //! goroutine rows, keys in another order) makes it stop with [`Streamed::NeedsMerge`], and the
 //! caller reads the document again with [`parse_query_range`], which holds it whole and merges
-//! rows per target and timestamp. Both accept and refuse the same documents, with the same
-//! errors.
+//! rows per target and timestamp. Both accept and refuse the same documents; a status, result
+//! type or series error reads the same from both, while the words of a JSON syntax or type
+//! error are the whole-document reader's (backfill reads a refused document again with it).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
