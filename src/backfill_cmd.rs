@@ -95,6 +95,7 @@ pub async fn run(a: BackfillArgs) -> Result<ExitCode> {
         },
         max_decompressed: a.max_decompressed,
         batch_items: a.batch_items.max(1),
+        ..Default::default()
     };
     let tty = std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::hidden();

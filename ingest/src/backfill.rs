@@ -9,7 +9,12 @@
 //! ```
 //!
 //! Each item is read once, streaming (a tar entry is never buffered whole), hashed as it is
-//! parsed. Its ingest key is the content hash *and* the identity it lands under (target,
+//! parsed. A file holding a saved Prometheus `query_range` answer is the exception: it is read
+//! twice, hashed first (its rows carry the hash), then parsed as a stream, series by series,
+//! its rows written in bounded batches as streamed Parquet files and committed with its log
+//! row on their own (`Run::stream_prometheus`): memory does not grow with the file. An answer
+//! whose rows must be merged across series (`go_threads` next to `go_goroutines`, a target in
+//! two series), and one inside a tar archive, are read whole, as before. Its ingest key is the content hash *and* the identity it lands under (target,
 //! snapshot time, profile kind, format): the same bytes at `podA/T1`, `podA/T2` and `podB/T1`
 //! are three snapshots; an item whose key the ingest log already holds is skipped, so re-running
 //! a backfill adds nothing. Two different dumps that would land at the same pod, instant,
@@ -63,6 +68,9 @@ pub struct BackfillOptions {
     pub max_decompressed: u64,
     /// Items per commit.
     pub batch_items: usize,
+    /// Read a saved Prometheus `query_range` file as a stream (the default); `false` reads
+    /// it whole, as before streaming (kept for the fleet bench's before/after).
+    pub stream_json: bool,
 }
 
 impl Default for BackfillOptions {
@@ -72,6 +80,7 @@ impl Default for BackfillOptions {
             overrides: Overrides::default(),
             max_decompressed: DEFAULT_MAX_DECOMPRESSED,
             batch_items: 256,
+            stream_json: true,
         }
     }
 }
@@ -112,7 +121,10 @@ pub struct Summary {
 }
 
 /// Import Prometheus history (`query_range`, paged) into the store. Pages already imported
-/// (same answer, same content hash) are skipped.
+/// (same answer, same content hash) are skipped. One page is fetched, parsed as a stream and
+/// committed at a time (rows in bounded batches, `Writer::count_stream`): memory holds one
+/// page's answer, whatever the range. A page that fails stops the import with its error; the
+/// pages before it are in the store, and a re-run skips them.
 pub async fn backfill_prometheus(
     store: &Store,
     base_url: &str,
@@ -120,20 +132,16 @@ pub async fn backfill_prometheus(
     progress: &mut dyn FnMut(i64, i64),
 ) -> Result<Summary> {
     let (from_s, to_s) = (range.from_s, range.to_s);
+    let input = |message: String| Error::Input {
+        source_name: base_url.to_string(),
+        message,
+    };
     let client = reqwest::Client::builder()
         .gzip(true)
         .user_agent(format!("leakhound/{}", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| Error::Input {
-            source_name: base_url.to_string(),
-            message: e.to_string(),
-        })?;
-    let pages = prometheus::fetch_query_range(&client, base_url, range, progress)
-        .await
-        .map_err(|message| Error::Input {
-            source_name: base_url.to_string(),
-            message,
-        })?;
+        .map_err(|e| input(e.to_string()))?;
+    let mut pages = prometheus::Pages::new(&client, base_url, range).map_err(input)?;
     let mut writer = Writer::new(store.clone()).named("backfill");
     let (done, _) = writer.imported_hashes().await?;
     // Points already stored (a re-run over an overlapping window pages differently, so page
@@ -181,46 +189,179 @@ pub async fn backfill_prometheus(
             }
         }
     }
-    let mut batch = Batch::default();
     let mut summary = Summary::default();
     let now_us = chrono::Utc::now().timestamp_micros();
-    for (hash, rows) in pages {
+    while let Some(page) = pages.next_page().await {
+        let page = page.map_err(input)?;
+        let url = pages.url().to_string();
+        let (start, end) = (page.start, page.end);
         summary.items += 1;
-        if done.contains(&hash) {
+        if done.contains(&page.hash) {
+            summary.already_imported += 1;
+            progress(end - from_s, to_s - from_s);
+            continue;
+        }
+        let (stream, parsed, first, mut sel) = pump(
+            &writer,
+            Box::new(std::io::Cursor::new(page.body.clone())),
+            page.hash.clone(),
+            Selector::new(std::mem::take(&mut stored)),
+        )
+        .await?;
+        let (stream, first) = match parsed {
+            Ok(prometheus::Streamed::Done { .. }) => (stream, first),
+            Err(prometheus::StreamError::Sink(e)) => {
+                writer.abort_stream(stream).await;
+                return Err(input(e));
+            }
+            // Rows to merge across series, or an answer refused: the whole-document reader,
+            // with its words.
+            _ => {
+                writer.abort_stream(stream).await;
+                sel.undo();
+                let rows = prometheus::parse_query_range(&page.body, &page.hash)
+                    .map_err(|e| input(format!("{url} [{start}, {end}]: {e}")))?;
+                let rows: Vec<_> = rows.into_iter().filter(|r| sel.keep(r)).collect();
+                let first = rows.first().map(|r| r.ts_us);
+                let mut stream = writer.count_stream();
+                for chunk in rows.chunks(STREAM_BATCH) {
+                    writer.stream_counts(&mut stream, chunk.to_vec()).await?;
+                }
+                (stream, first)
+            }
+        };
+        stored = sel.into_set();
+        progress(end - from_s, to_s - from_s);
+        if stream.rows() == 0 {
+            writer.abort_stream(stream).await;
             summary.already_imported += 1;
             continue;
         }
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| stored.insert((r.target.namespace.clone(), r.target.pod.clone(), r.ts_us)))
-            .collect();
-        if rows.is_empty() {
-            summary.already_imported += 1;
-            continue;
-        }
-        summary.imported += 1;
-        summary.rows += rows.len() as u64;
-        let first = rows.first().map(|r| r.ts_us);
-        let n = rows.len() as i64;
-        batch.add_counts(rows, &hash);
-        batch.add_log(LogRow {
+        let n = stream.rows();
+        let log = LogRow {
             ingested_at_us: now_us,
             source: format!("{base_url} query_range {}", range.query),
-            content_hash: hash,
+            content_hash: page.hash.clone(),
             format: Some("prometheus".into()),
             snapshot_ts_us: first,
-            rows: n,
+            rows: n as i64,
             status: "ok",
             ..Default::default()
-        });
-    }
-    if !batch.is_empty() {
-        let stats = writer.commit(batch).await?;
-        summary.files_written = stats.files as u64;
-        summary.imported -= stats.conflicts as u64;
-        summary.already_imported += stats.conflicts as u64;
+        };
+        let stats = writer.commit_stream(stream, log).await?;
+        summary.files_written += stats.files as u64;
+        if stats.conflicts > 0 {
+            summary.already_imported += 1;
+        } else {
+            summary.imported += 1;
+            summary.rows += n as u64;
+        }
     }
     Ok(summary)
+}
+
+/// Which rows of a Prometheus page land: those whose (namespace, pod, time) is not stored
+/// yet; the points it added can be taken back (a pass given up).
+struct Selector {
+    set: HashSet<(String, String, i64)>,
+    added: Vec<(String, String, i64)>,
+    /// Every row lands (a file: its key is its content).
+    all: bool,
+}
+
+impl Selector {
+    fn new(set: HashSet<(String, String, i64)>) -> Self {
+        Selector {
+            set,
+            added: Vec::new(),
+            all: false,
+        }
+    }
+
+    fn all() -> Self {
+        Selector {
+            all: true,
+            ..Selector::new(HashSet::new())
+        }
+    }
+
+    fn keep(&mut self, r: &crate::rows::CountRow) -> bool {
+        if self.all {
+            return true;
+        }
+        let k = (r.target.namespace.clone(), r.target.pod.clone(), r.ts_us);
+        if self.set.contains(&k) {
+            return false;
+        }
+        self.set.insert(k.clone());
+        self.added.push(k);
+        true
+    }
+
+    fn undo(&mut self) {
+        for k in self.added.drain(..) {
+            self.set.remove(&k);
+        }
+    }
+
+    fn into_set(self) -> HashSet<(String, String, i64)> {
+        self.set
+    }
+}
+
+/// Parse a `query_range` answer from `r` as a stream on a blocking thread and write the rows
+/// `sel` keeps into a new count stream as they come (bounded batches through a channel of
+/// one). Returns the stream, the parser's outcome, the first row's time and `sel`.
+async fn pump(
+    writer: &Writer,
+    r: Box<dyn Read + Send>,
+    tag: String,
+    sel: Selector,
+) -> Result<(
+    crate::writer::CountStream,
+    std::result::Result<prometheus::Streamed, prometheus::StreamError>,
+    Option<i64>,
+    Selector,
+)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<crate::rows::CountRow>>(1);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut r = r;
+        let mut sel = sel;
+        let out = prometheus::stream_query_range(&mut r, &tag, STREAM_BATCH, &mut |mut rows| {
+            if !sel.all {
+                rows.retain(|r| sel.keep(r));
+            }
+            if rows.is_empty() {
+                return Ok(());
+            }
+            tx.blocking_send(rows)
+                .map_err(|_| "the writer stopped".to_string())
+        });
+        (out, sel)
+    });
+    let mut stream = writer.count_stream();
+    let mut first = None;
+    let mut write_err = None;
+    while let Some(rows) = rx.recv().await {
+        if write_err.is_some() {
+            continue;
+        }
+        first = first.or(rows.first().map(|r| r.ts_us));
+        if let Err(e) = writer.stream_counts(&mut stream, rows).await {
+            write_err = Some(e);
+            // The parser's next send fails, and it stops.
+            rx.close();
+        }
+    }
+    let (parsed, sel) = parser.await.map_err(|e| Error::Input {
+        source_name: "query_range".into(),
+        message: format!("the parser failed: {e}"),
+    })?;
+    if let Some(e) = write_err {
+        writer.abort_stream(stream).await;
+        return Err(e);
+    }
+    Ok((stream, parsed, first, sel))
 }
 
 /// Run a backfill over `paths`.
@@ -263,9 +404,17 @@ pub async fn backfill(
             }
             Ok(Kind::Single) => {
                 summary.items += 1;
-                let o = match std::fs::File::open(&file) {
-                    Ok(f) => run.import_stream(&name, &mut BufReader::with_capacity(1 << 20, f)),
-                    Err(e) => Outcome::Failed(format!("cannot open: {e}")),
+                let o = match run
+                    .stream_prometheus(&file, &name, &mut writer, &mut summary)
+                    .await?
+                {
+                    Some(o) => o,
+                    None => match std::fs::File::open(&file) {
+                        Ok(f) => {
+                            run.import_stream(&name, &mut BufReader::with_capacity(1 << 20, f))
+                        }
+                        Err(e) => Outcome::Failed(format!("cannot open: {e}")),
+                    },
                 };
                 tally(&mut summary, &name, &o);
                 run.in_batch += 1;
@@ -304,6 +453,108 @@ impl Run<'_> {
         summary.imported = summary.imported.saturating_sub(c);
         summary.already_imported += c;
         Ok(())
+    }
+
+    /// Import a file holding a saved Prometheus `query_range` answer as a stream
+    /// (`prometheus::stream_query_range`): hashed first (a second read of the file), then its
+    /// rows written in bounded batches (`Writer::count_stream`) and committed on their own with
+    /// the file's log row. `None`: not such a file, or one the streaming reader leaves to the
+    /// whole-document reader (rows to merge across series, an error to word exactly); the
+    /// caller imports it the ordinary way.
+    async fn stream_prometheus(
+        &mut self,
+        file: &Path,
+        name: &str,
+        writer: &mut Writer,
+        summary: &mut Summary,
+    ) -> Result<Option<Outcome>> {
+        if !self.opts.stream_json {
+            return Ok(None);
+        }
+        let Ok(mut f) = std::fs::File::open(file) else {
+            return Ok(None);
+        };
+        let mut head = vec![0u8; 64];
+        let Ok(n) = read_up_to(&mut f, &mut head) else {
+            return Ok(None);
+        };
+        head.truncate(n);
+        let gz = head.starts_with(&GZIP_MAGIC);
+        if gz {
+            let mut inner = vec![0u8; 64];
+            let n = read_up_to(&mut MultiGzDecoder::new(head.as_slice()), &mut inner).unwrap_or(0);
+            inner.truncate(n);
+            head = inner;
+        }
+        if !prometheus::looks_like_json(&head) {
+            return Ok(None);
+        }
+        let Ok(hash) = crate::content_hash::of_file(file) else {
+            return Ok(None);
+        };
+        if self.imported.ok.contains(&hash) {
+            return Ok(Some(Outcome::AlreadyImported));
+        }
+        let Ok(f) = std::fs::File::open(file) else {
+            return Ok(None);
+        };
+        let max = self.opts.max_decompressed;
+        let raw = BufReader::with_capacity(1 << 20, f);
+        let r: Box<dyn Read + Send> = if gz {
+            Box::new(Capped::plain(MultiGzDecoder::new(raw), max))
+        } else {
+            Box::new(Capped::plain(raw, max))
+        };
+        let (stream, parsed, first, _) = pump(writer, r, hash.clone(), Selector::all()).await?;
+        let rows = match parsed {
+            Ok(prometheus::Streamed::Done { rows }) if rows > 0 => rows,
+            Err(prometheus::StreamError::Io(e)) => {
+                writer.abort_stream(stream).await;
+                let msg = Error::Input {
+                    source_name: name.to_string(),
+                    message: format!("cannot read: {e}"),
+                }
+                .to_string();
+                self.log_failure(name, &hash, &msg);
+                return Ok(Some(Outcome::Failed(strip_name(&msg, name))));
+            }
+            Err(prometheus::StreamError::Sink(e)) => {
+                writer.abort_stream(stream).await;
+                return Err(Error::Input {
+                    source_name: name.to_string(),
+                    message: e,
+                });
+            }
+            // Rows to merge, no rows, or a document refused: the whole-document reader
+            // imports it, or says why not in its words.
+            _ => {
+                writer.abort_stream(stream).await;
+                return Ok(None);
+            }
+        };
+        let log = LogRow {
+            ingested_at_us: self.now_us,
+            source: name.to_string(),
+            content_hash: hash.clone(),
+            format: Some("prometheus".into()),
+            snapshot_ts_us: first,
+            rows: rows as i64,
+            status: "ok",
+            ingest_key: Some(hash.clone()),
+            ..Default::default()
+        };
+        let stats = writer.commit_stream(stream, log).await?;
+        summary.files_written += stats.files as u64;
+        self.imported.ok.insert(hash);
+        if stats.conflicts > 0 {
+            // A concurrent backfill committed the same file first: theirs.
+            return Ok(Some(Outcome::AlreadyImported));
+        }
+        Ok(Some(Outcome::Imported {
+            goroutines: 0,
+            rows: rows as usize,
+            cut: None,
+        }))
     }
 
     /// Import one item read from `r` (a file or a tar entry), streaming: hashed while parsed.
@@ -824,11 +1075,15 @@ enum Parsed {
     Prometheus(Vec<crate::rows::CountRow>),
 }
 
+/// Rows per batch a streamed Prometheus file hands to the writer.
+const STREAM_BATCH: usize = 8 * 1024;
+
 /// How much of an item is looked at to tell Prometheus JSON from a dump.
 const HEAD: usize = 64 * 1024;
 
 /// Parse one item from `r`, reading it once: the head is peeked to tell a Prometheus
-/// `query_range` answer (read whole, capped) from a dump (parsed streaming).
+/// `query_range` answer (read whole, capped: an archive entry, or a file the streaming reader
+/// left to this one) from a dump (parsed streaming).
 fn parse_item(name: &str, r: &mut dyn Read, opts: &BackfillOptions) -> Result<Parsed> {
     let io = |e: std::io::Error| Error::Input {
         source_name: name.to_string(),

@@ -500,7 +500,63 @@ pub(crate) fn encode_parquet(
     table: Table,
     batch: &RecordBatch,
 ) -> std::result::Result<Vec<u8>, parquet::errors::ParquetError> {
-    let props = WriterProperties::builder()
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(parquet_props(table).build()))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(buf)
+}
+
+/// Rows per row group of a file written as a stream ([`Store::stream_file`]): what one open
+/// file holds in memory before it goes out.
+pub const STREAM_ROW_GROUP: usize = 128 * 1024;
+
+/// Bytes one streamed file buffers before it uploads a part: S3's smallest part (5 MiB); on a
+/// local directory (parts are writes to a staging file) 1 MiB.
+const STREAM_PART_BYTES_S3: usize = 5 << 20;
+const STREAM_PART_BYTES_LOCAL: usize = 1 << 20;
+
+/// A Parquet file written row group by row group as rows come ([`Store::stream_file`]).
+pub type StreamWriter =
+    parquet::arrow::async_writer::AsyncArrowWriter<object_store::buffered::BufWriter>;
+
+impl Store {
+    /// Open `<table>/<partition>/<file_name>` for writing as a stream: the same encoding as
+    /// [`Store::write_file`], row groups of [`STREAM_ROW_GROUP`] rows, uploaded in parts (a
+    /// multipart upload; the object appears whole when the writer is closed). Memory stays at a
+    /// row group and a part, whatever the file's size (a stream writes one such file per date
+    /// partition its rows fall in).
+    pub fn stream_file(
+        &self,
+        table: Table,
+        partition: &Partition,
+        file_name: &str,
+    ) -> Result<(Path, StreamWriter)> {
+        let path = self.partition_path(table, partition).join(file_name);
+        let buf = object_store::buffered::BufWriter::with_capacity(
+            self.raw.clone(),
+            path.clone(),
+            if self.local_dir().is_some() {
+                STREAM_PART_BYTES_LOCAL
+            } else {
+                STREAM_PART_BYTES_S3
+            },
+        );
+        let props = parquet_props(table)
+            .set_max_row_group_row_count(Some(STREAM_ROW_GROUP))
+            .build();
+        let w = StreamWriter::try_new(buf, table.schema(), Some(props)).map_err(|e| {
+            Error::Parquet {
+                path: path.to_string(),
+                source: e,
+            }
+        })?;
+        Ok((path, w))
+    }
+}
+
+fn parquet_props(table: Table) -> parquet::file::properties::WriterPropertiesBuilder {
+    WriterProperties::builder()
         // Snappy, not zstd: files here are small (a partition of minutes, 10-100 KB), and the
         // reader builds a codec per column chunk; parquet's zstd codec allocates a compressor
         // and a decompressor context (hundreds of KB, fresh pages) for each, which was a fifth of
@@ -510,12 +566,6 @@ pub(crate) fn encode_parquet(
             KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
             KeyValue::new(TABLE_KEY.to_string(), table.name().to_string()),
         ]))
-        .build();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
-    w.write(batch)?;
-    w.close()?;
-    Ok(buf)
 }
 
 #[cfg(test)]

@@ -334,6 +334,33 @@ fn split_format(f: &str) -> (&'static str, &str) {
     }
 }
 
+/// Count rows of one input written as they come, for an input too large to hold (a saved
+/// Prometheus history): one Parquet file per date partition, each written row group by row
+/// group ([`Store::stream_file`]), invisible until [`Writer::commit_stream`] commits them all
+/// with the input's ingest-log row. Memory holds a row group and an upload part per open
+/// partition, whatever the input's size.
+pub struct CountStream {
+    file: String,
+    open: BTreeMap<Partition, (object_store::path::Path, crate::store::StreamWriter)>,
+    rows: usize,
+    started: Instant,
+}
+
+impl CountStream {
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// The finished files of a [`CountStream`], committed with a batch.
+struct Streamed {
+    files: Vec<object_store::path::Path>,
+    rows: usize,
+    /// When the first of them was written.
+    at: Instant,
+}
+
 /// Data files of one commit attempt.
 struct Staged {
     files: Vec<object_store::path::Path>,
@@ -436,7 +463,94 @@ impl Writer {
     /// Write every table's rows of `batch` as invisible files, then commit them with one
     /// record. Rows of inputs a concurrent writer committed first are dropped (counted in
     /// `conflicts`); nothing is written twice.
-    pub async fn commit(&mut self, mut batch: Batch) -> Result<CommitStats> {
+    pub async fn commit(&mut self, batch: Batch) -> Result<CommitStats> {
+        self.commit_with(batch, None).await
+    }
+
+    /// Start writing the count rows of one input as they come ([`CountStream`]).
+    pub fn count_stream(&self) -> CountStream {
+        CountStream {
+            file: format!("{}{}.parquet", commit::TX_PREFIX, commit::new_txid()),
+            open: BTreeMap::new(),
+            rows: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Write `rows` into the stream's files (one per date partition, opened as needed).
+    pub async fn stream_counts(&self, s: &mut CountStream, rows: Vec<CountRow>) -> Result<()> {
+        // Count rows are partitioned by UTC date: grouped by day number, the date is
+        // formatted once per day, not per row.
+        const DAY_US: i64 = 86_400_000_000;
+        debug_assert!(matches!(
+            Table::GoroutineCounts.partitioning(),
+            leakhound_schemas::tables::Partitioning::Date
+        ));
+        let mut days: BTreeMap<i64, Vec<CountRow>> = BTreeMap::new();
+        for r in rows {
+            days.entry(r.ts_us.div_euclid(DAY_US)).or_default().push(r);
+        }
+        for (day, rows) in days {
+            let p = Partition::for_ts(Table::GoroutineCounts, day * DAY_US);
+            let b = counts_batch(&rows)?;
+            let (path, w) = match s.open.entry(p) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let opened =
+                        self.store
+                            .stream_file(Table::GoroutineCounts, e.key(), &s.file)?;
+                    e.insert(opened)
+                }
+            };
+            w.write(&b)
+                .await
+                .map_err(|e| crate::error::Error::Parquet {
+                    path: path.to_string(),
+                    source: e,
+                })?;
+            s.rows += rows.len();
+        }
+        Ok(())
+    }
+
+    /// Finish the stream's files and commit them with the input's ingest-log row `log`, in one
+    /// record, as [`Writer::commit`] commits a batch (the input's key committed meanwhile by
+    /// another writer: its files are deleted, a conflict).
+    pub async fn commit_stream(&mut self, s: CountStream, log: LogRow) -> Result<CommitStats> {
+        let mut files = Vec::new();
+        for (_, (path, w)) in s.open {
+            w.close().await.map_err(|e| crate::error::Error::Parquet {
+                path: path.to_string(),
+                source: e,
+            })?;
+            files.push(path);
+            fault::point("data-file");
+        }
+        let mut batch = Batch::default();
+        batch.content_hashes.push(s.file.clone());
+        batch.add_log(log);
+        let extra = Streamed {
+            files,
+            rows: s.rows,
+            at: s.started,
+        };
+        self.commit_with(batch, Some(extra)).await
+    }
+
+    /// Give up a stream: its files are deleted (best effort, as for a discarded attempt).
+    pub async fn abort_stream(&self, s: CountStream) {
+        for (_, (path, w)) in s.open {
+            if w.close().await.is_ok() {
+                let _ = self.store.raw().delete(&path).await;
+            }
+        }
+    }
+
+    async fn commit_with(
+        &mut self,
+        mut batch: Batch,
+        mut extra: Option<Streamed>,
+    ) -> Result<CommitStats> {
         batch.sync_owners();
         let (dropped, _) = self.catch_up(&mut batch, None).await?;
         let mut conflicts = dropped;
@@ -446,6 +560,9 @@ impl Writer {
             if batch.is_empty() {
                 if let Some(s) = staged.take() {
                     self.discard(s).await;
+                }
+                if let Some(x) = extra.take() {
+                    self.discard_files(x.files).await;
                 }
                 return Ok(CommitStats {
                     conflicts,
@@ -458,18 +575,29 @@ impl Writer {
             {
                 self.discard(s).await;
             }
+            if let Some(x) = extra.as_mut()
+                && x.at.elapsed() > MAX_STAGED
+            {
+                self.refresh(x).await?;
+            }
             let st = match staged.take() {
                 Some(s) => s,
                 None => self.write_data(&batch).await?,
             };
             fault::point("after-data-files");
             let root = self.store.root().clone();
+            let extra_files = extra.iter().flat_map(|x| x.files.iter());
             let rec = CommitRecord {
                 seq: self.head.unwrap_or(0) + 1,
                 kind: "batch".into(),
                 writer: self.name.clone(),
                 committed_at: chrono::Utc::now().to_rfc3339(),
-                files: st.files.iter().map(|f| commit::rel(&root, f)).collect(),
+                files: st
+                    .files
+                    .iter()
+                    .chain(extra_files)
+                    .map(|f| commit::rel(&root, f))
+                    .collect(),
                 replaces: Vec::new(),
                 keys: batch
                     .log
@@ -490,10 +618,15 @@ impl Writer {
                         known.extend(ids.iter().copied());
                     }
                 }
+                let mut stats = st.stats;
+                if let Some(x) = &extra {
+                    stats.files += x.files.len();
+                    stats.rows += x.rows;
+                }
                 return Ok(CommitStats {
                     conflicts,
                     retries,
-                    ..st.stats
+                    ..stats
                 });
             }
             // Another writer took this sequence number: see what it committed.
@@ -511,7 +644,36 @@ impl Writer {
     /// Delete the data files of an attempt that will not commit (best effort: what stays is
     /// invisible, and swept by `compact`).
     async fn discard(&self, st: Staged) {
-        for f in st.files {
+        self.discard_files(st.files).await;
+    }
+
+    /// Streamed files older than [`MAX_STAGED`] get new names (a copy, then the old one
+    /// deleted): a `compact` sweeping orphans must not take them before their commit.
+    async fn refresh(&self, x: &mut Streamed) -> Result<()> {
+        let txid = format!("{}{}.parquet", commit::TX_PREFIX, commit::new_txid());
+        for f in &mut x.files {
+            // The same folder (its parts as they are, not encoded again), a new file name.
+            let mut parts: Vec<object_store::path::PathPart<'_>> = f.parts().collect();
+            parts.pop();
+            parts.push(object_store::path::PathPart::from(txid.clone()));
+            let to = object_store::path::Path::from_iter(parts);
+            self.store
+                .raw()
+                .copy(f, &to)
+                .await
+                .map_err(|e| crate::error::Error::ObjectStore {
+                    path: to.to_string(),
+                    source: e,
+                })?;
+            let _ = self.store.raw().delete(f).await;
+            *f = to;
+        }
+        x.at = Instant::now();
+        Ok(())
+    }
+
+    async fn discard_files(&self, files: Vec<object_store::path::Path>) {
+        for f in files {
             if let Err(e) = self.store.raw().delete(&f).await {
                 tracing::debug!(path = %f, error = %e, "Could not delete an uncommitted file.");
             }
@@ -723,5 +885,85 @@ fn collect_imported(b: &arrow::array::RecordBatch, out: &mut Imported) {
                 hash.to_string(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pod: &str, ts_us: i64) -> CountRow {
+        CountRow {
+            target: Target {
+                namespace: "shop".into(),
+                pod: pod.into(),
+                ..Default::default()
+            },
+            ts_us,
+            goroutines: 7,
+            source: "prometheus".into(),
+            format: "prometheus".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A stream's rows over two days land in one commit with its log row; streamed files older
+    /// than MAX_STAGED at commit get new names first (a sweep of orphans must not take them),
+    /// and the old names are gone.
+    #[test]
+    fn a_count_stream_commits_its_rows_once_and_renames_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut w = Writer::new(store.clone());
+            let mut s = w.count_stream();
+            let day = 86_400_000_000i64;
+            let t0 = 1_795_824_000_000_000i64;
+            let rows: Vec<CountRow> = (0..2000)
+                .map(|i| row(&format!("p-{}", i % 3), t0 + i * 60_000_000))
+                .collect();
+            assert!(rows.last().unwrap().ts_us >= t0 + day, "spans two days");
+            w.stream_counts(&mut s, rows[..1000].to_vec())
+                .await
+                .unwrap();
+            w.stream_counts(&mut s, rows[1000..].to_vec())
+                .await
+                .unwrap();
+            assert_eq!(s.rows(), 2000);
+            let Some(old) = Instant::now().checked_sub(MAX_STAGED + Duration::from_secs(1)) else {
+                return; // a machine up for less than MAX_STAGED: nothing to age
+            };
+            s.started = old;
+            let first_names: Vec<_> = s.open.values().map(|(p, _)| p.clone()).collect();
+            assert_eq!(first_names.len(), 2, "one file per date");
+            let log = LogRow {
+                ingested_at_us: t0,
+                source: "test".into(),
+                content_hash: "h".into(),
+                format: Some("prometheus".into()),
+                rows: 2000,
+                status: "ok",
+                ..Default::default()
+            };
+            let stats = w.commit_stream(s, log).await.unwrap();
+            assert_eq!((stats.rows, stats.conflicts), (2000, 0));
+            for p in &first_names {
+                assert!(store.raw().head(p).await.is_err(), "{p} renamed");
+            }
+            let n: usize = store
+                .read_columns(Table::GoroutineCounts, &["pod"], None)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            assert_eq!(n, 2000);
+            let (ok, _) = w.imported_hashes().await.unwrap();
+            assert!(ok.contains("h"));
+        });
     }
 }

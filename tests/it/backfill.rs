@@ -729,3 +729,95 @@ fn a_big_tar_entry_is_streamed_not_buffered() {
         1
     );
 }
+
+/// A large saved `query_range` file is imported as a stream: every point lands (the count is
+/// exact) and peak RSS stays far below what the file held whole took (a 20 MB file took 2.5 GB
+/// when answers were read whole, issue 22). 16 MiB of JSON by default;
+/// `LEAKHOUND_TEST_BIG_PROM_MIB` for another size.
+#[test]
+fn a_big_query_range_file_is_streamed_not_held() {
+    let mib: usize = std::env::var("LEAKHOUND_TEST_BIG_PROM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let file = dir.path().join("history.json");
+    // Two days at 1-minute resolution per pod, as many pods as the size asks.
+    let points_per_pod = 2 * 1440;
+    let mut points = 0u64;
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        write!(
+            w,
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":["#
+        )
+        .unwrap();
+        let mut written = 0usize;
+        let mut pod = 0usize;
+        while written < mib << 20 {
+            let mut s = format!(
+                r#"{}{{"metric":{{"__name__":"go_goroutines","namespace":"shop","pod":"api-{pod}","instance":"10.0.{}.{}:8080"}},"values":["#,
+                if pod > 0 { "," } else { "" },
+                pod / 256,
+                pod % 256
+            );
+            for m in 0..points_per_pod {
+                let sep = if m > 0 { "," } else { "" };
+                s.push_str(&format!(
+                    r#"{sep}[{},"{}"]"#,
+                    1_795_824_000 + 60 * m,
+                    100 + m % 37
+                ));
+            }
+            s.push_str("]}");
+            w.write_all(s.as_bytes()).unwrap();
+            written += s.len();
+            points += points_per_pod as u64;
+            pod += 1;
+        }
+        w.write_all(b"]}}").unwrap();
+    }
+    let mut child =
+        crate::store_trust::spawn(&["backfill", "--store", store, file.to_str().unwrap()], &[]);
+    // VmHWM is the process's peak resident set so far: polled until the process ends.
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(l) = s.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = l
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak_mib = peak_kib / 1024;
+    eprintln!(
+        "backfill of a {mib} MiB query_range file ({points} points): peak RSS {peak_mib} MiB"
+    );
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM goroutine_counts"),
+        points as i64
+    );
+    assert!(
+        peak_mib < (mib as u64 * 4).max(192),
+        "peak RSS {peak_mib} MiB for a {mib} MiB file: held, not streamed"
+    );
+}
