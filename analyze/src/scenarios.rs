@@ -612,8 +612,18 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
             detail = format!(
                 "{} deploys, {replicas} replicas, lives {}-{} h{}",
                 deploys.len(),
-                deploys.windows(2).map(|w| (w[1] - w[0]) / 60).min().unwrap_or(0) / 60,
-                deploys.windows(2).map(|w| (w[1] - w[0]) / 60).max().unwrap_or(0) / 60,
+                deploys
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) / 60)
+                    .min()
+                    .unwrap_or(0)
+                    / 60,
+                deploys
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) / 60)
+                    .max()
+                    .unwrap_or(0)
+                    / 60,
                 if leaks {
                     format!(", leak {rate:.3}/s per life")
                 } else {
@@ -770,11 +780,12 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         rows: g.rows,
         detail,
         dumps: g.dumps,
-        deadline_s: leak.as_ref().and(
-            deadline
-                .or_else(|| deadline_s(kind))
-                .or_else(|| leak.as_ref().and_then(|l| l.end_s.map(|e| e - l.onset_s + 1_800))),
-        ),
+        deadline_s: leak
+            .as_ref()
+            .and(deadline.or_else(|| deadline_s(kind)).or_else(|| {
+                leak.as_ref()
+                    .and_then(|l| l.end_s.map(|e| e - l.onset_s + 1_800))
+            })),
         leak,
     })
 }

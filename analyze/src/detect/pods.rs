@@ -1,7 +1,7 @@
 //! What the detectors that compare pods share ([`super::lives`], [`super::siblings`],
 //! [`super::daily_trend`]): a pod's version from its name ([`version_of`]), a workload's pod
-//! lives from the minute series ([`lives_by_workload`]), small least squares ([`solve`]) and
-//! robust noise ([`noise_sigma`], [`trimmed_mean`]).
+//! lives from the minute series ([`lives_by_workload`]), small least squares ([`solve`]), a
+//! median and robust noise ([`noise_sigma`]).
 
 use std::collections::BTreeMap;
 
@@ -108,13 +108,6 @@ pub fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f
     Some(x)
 }
 
-/// Entry (i, i) of the inverse of `a` (the variance factor of coefficient i).
-pub fn inverse_diag<const N: usize>(a: [[f64; N]; N], i: usize) -> Option<f64> {
-    let mut e = [0.0; N];
-    e[i] = 1.0;
-    solve(a, e).map(|x| x[i])
-}
-
 /// The noise sigma of a minute series from its first differences (1.4826 MAD / √2): robust to
 /// spikes and blind to slow patterns. Assumes independent minutes; correlated noise is larger.
 pub fn noise_sigma(values: &[f64]) -> f64 {
@@ -127,18 +120,6 @@ pub fn noise_sigma(values: &[f64]) -> f64 {
     let mut a: Vec<f64> = d.iter().map(|x| (x - m).abs()).collect();
     let mad = *a.select_nth_unstable_by(mid, f64::total_cmp).1;
     1.4826 * mad / std::f64::consts::SQRT_2
-}
-
-/// The mean of `values` without the lowest and highest `trim` share of them.
-pub fn trimmed_mean(values: &[f64], trim: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let k = (v.len() as f64 * trim).floor() as usize;
-    let kept = &v[k..v.len() - k];
-    (!kept.is_empty()).then(|| kept.iter().sum::<f64>() / kept.len() as f64)
 }
 
 /// The median of `values` (reordered).
@@ -162,7 +143,10 @@ mod tests {
     #[test]
     fn versions_come_from_deployment_pod_names_only() {
         assert_eq!(version_of("web", "web-7d9f8c6b5-x2k4q"), Some("7d9f8c6b5"));
-        assert_eq!(version_of("web", "web-7d9f8c6b54-x2k4q"), Some("7d9f8c6b54"));
+        assert_eq!(
+            version_of("web", "web-7d9f8c6b54-x2k4q"),
+            Some("7d9f8c6b54")
+        );
         // StatefulSet, DaemonSet, another workload's pod, vowels (not generated).
         assert_eq!(version_of("web", "web-0"), None);
         assert_eq!(version_of("web", "web-x2k4q"), None);
@@ -186,15 +170,24 @@ mod tests {
             }
         }
         let c = solve(a, b).unwrap();
-        assert!((c[0] - 2.0).abs() < 1e-9 && (c[1] - 3.0).abs() < 1e-9, "{c:?}");
+        assert!(
+            (c[0] - 2.0).abs() < 1e-9 && (c[1] - 3.0).abs() < 1e-9,
+            "{c:?}"
+        );
         assert!(solve([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0]).is_none());
-        assert!((inverse_diag([[2.0, 0.0], [0.0, 4.0]], 1).unwrap() - 0.25).abs() < 1e-12);
-        assert_eq!(trimmed_mean(&[1.0, 2.0, 3.0, 100.0, 0.0], 0.2), Some(2.0));
         assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), Some(2.5));
-        // A spike does not move the noise estimate of a flat series much.
-        let mut v: Vec<f64> = (0..100).map(|i| if i % 2 == 0 { 10.0 } else { 12.0 }).collect();
+        // Noise of sd 2 around a slow ramp: σ ≈ 2, and a spike hardly moves it.
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let mut v: Vec<f64> = (0..2_000)
+            .map(|i| 100.0 + 0.01 * i as f64 + 2.0 * rng.normal())
+            .collect();
         let quiet = noise_sigma(&v);
-        v[50] = 1_000.0;
-        assert!((noise_sigma(&v) - quiet).abs() < 0.5, "{}", noise_sigma(&v));
+        assert!((quiet - 2.0).abs() < 0.2, "{quiet}");
+        v[1_000] = 10_000.0;
+        assert!(
+            (noise_sigma(&v) - quiet).abs() < 0.05 * quiet,
+            "{}",
+            noise_sigma(&v)
+        );
     }
 }

@@ -227,7 +227,10 @@ mod tests {
         let sib: Vec<&Life<'_>> = lives.iter().collect();
         let t = *ts.last().unwrap();
         let (slope, t_stat, ..) = divergence(&c, &sib, t).unwrap();
-        assert!((slope - 0.02).abs() < 0.005 && t_stat > MIN_T, "{slope} {t_stat}");
+        assert!(
+            (slope - 0.02).abs() < 0.005 && t_stat > MIN_T,
+            "{slope} {t_stat}"
+        );
         let (slope, t_stat, ..) = divergence(&lives[0], &sib[1..], t).unwrap();
         assert!(slope.abs() < 0.005 && t_stat < MIN_T, "{slope} {t_stat}");
     }

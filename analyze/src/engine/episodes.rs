@@ -124,7 +124,10 @@ pub(crate) fn episodes(
             for f in fs.iter().filter(|f| f.fired) {
                 backed.entry(scope.key()).or_default().push(f.eval_s);
                 if scope.pod.is_some() {
-                    backed.entry(workload_key(scope)).or_default().push(f.eval_s);
+                    backed
+                        .entry(workload_key(scope))
+                        .or_default()
+                        .push(f.eval_s);
                 }
             }
         }
