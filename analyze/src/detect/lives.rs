@@ -37,6 +37,9 @@
 //! The t-statistic assumes independent minutes (the noise of the scenario suite); correlated
 //! noise makes it optimistic, hence the high `MIN_T`.
 
+// Small dense matrices: index loops read as the algebra they implement.
+#![allow(clippy::needless_range_loop)]
+
 use futures::future::BoxFuture;
 
 use super::pods::{Life, lives_by_workload, solve};

@@ -3,6 +3,9 @@
 //! lives from the minute series ([`lives_by_workload`]), small least squares ([`solve`]), a
 //! median and robust noise ([`noise_sigma`]).
 
+// Small dense matrices: index loops read as the algebra they implement.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeMap;
 
 use crate::engine::Scope;

@@ -208,7 +208,8 @@ mod tests {
         };
         let mut rng = crate::rng::SplitMix64::new(3);
         let ts: Vec<i64> = (0..240).map(|m| 86_400 + m * 60).collect();
-        let wave = |t: i64| 1_000.0 * (1.0 + 0.4 * (t as f64 / 86_400.0 * 6.283).sin());
+        let wave =
+            |t: i64| 1_000.0 * (1.0 + 0.4 * (t as f64 / 86_400.0 * std::f64::consts::TAU).sin());
         let mut pods: Vec<Vec<f64>> = (0..4)
             .map(|_| {
                 ts.iter()
