@@ -102,7 +102,13 @@ pub(crate) fn day_over_day(
     let (a0, a1) = range(t - DAY_S - WINDOW_S, t - DAY_S);
     let (b0, b1) = range(t - WINDOW_S, t);
     let need = (0.9 * WINDOW_S as f64 / 60.0) as usize;
-    if a1 - a0 < need || b1 - b0 < need || ts.first().is_none_or(|f| *f > t - DAY_S - WINDOW_S) {
+    // Both windows whole: the life began before yesterday's and goes on at today's end (a pod
+    // gone, or not scraped, since is not judged on part of a window).
+    if a1 - a0 < need
+        || b1 - b0 < need
+        || ts.first().is_none_or(|f| *f > t - DAY_S - WINDOW_S)
+        || b1.checked_sub(1).is_none_or(|i| ts[i] < t - 120)
+    {
         return None;
     }
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
@@ -201,6 +207,15 @@ mod tests {
     #[test]
     fn a_few_goroutines_an_hour_are_found_within_the_bound_and_the_daily_wave_is_not() {
         assert_eq!(first_hit(0.0), None);
+        // A life that ended (a pod replaced by a deploy) is not judged on part of a window.
+        let ts: Vec<i64> = (0..2 * 1_440).map(|m| m * 60).collect();
+        let vs: Vec<f64> = ts
+            .iter()
+            .map(|t| 1_000.0 + 100.0 * (*t as f64 / DAY_S as f64 * std::f64::consts::TAU).sin())
+            .collect();
+        let smooth = running_median(&vs);
+        assert!(day_over_day(&ts, &vs, &smooth, 2 * DAY_S - 60).is_some());
+        assert!(day_over_day(&ts, &vs, &smooth, 2 * DAY_S + 3_600).is_none());
         // A spike of 20 minutes is gone from the running median.
         let mut v = vec![10.0; 200];
         v[100..120].iter_mut().for_each(|x| *x = 1_000.0);
