@@ -3,8 +3,8 @@
 //! against the labels. Behind the `testkit` feature (the detection bench, tests, the `it` tests).
 //!
 //! Scoring, per detector (and for `leakhound`, the union of the detectors that say they count
-//! into the product score, `Detector::in_product_score`: the growth rule and STL + IF, what the
-//! product alerts on):
+//! into the product score, `Detector::in_product_score`: every detector but the seed's baseline
+//! rule, what the product alerts on):
 //! - an episode (one `event_id`) that reaches L2 or L3 is a **true detection** when the scenario
 //!   leaks, the episode is about a leaking pod (or the leaking workload as a whole), and it
 //!   reaches L2+ between the onset and 30 minutes after the leak's end; otherwise it is a **false
