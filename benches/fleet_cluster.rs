@@ -240,8 +240,8 @@ fn main() {
     if let Some(i) = QUERIES.iter().position(|q| *q == "goroutines_over_time") {
         for (label, row) in &results {
             println!(
-                "{label}: goroutines_over_time scanned {:.1} M count rows/s",
-                count_rows as f64 / row[i] / 1e6
+                "{label}: goroutines_over_time scanned {:.0} K count rows/s",
+                count_rows as f64 / row[i] / 1e3
             );
         }
     }

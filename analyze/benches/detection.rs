@@ -147,7 +147,22 @@ fn run(
         );
     }
     // Per kind, for the product: what misses and what false-alarms.
-    println!("per kind (leakhound): detected/leaks, false alarms, max delay");
+    let late: Vec<&str> = results
+        .iter()
+        .filter(|r| r.late(backtest::PRODUCT))
+        .map(|r| r.scenario.as_str())
+        .collect();
+    println!(
+        "deadlines (leakhound): {} of {} leaks found before their kind's deadline{}",
+        results.iter().filter(|r| r.leak).count() - late.len(),
+        results.iter().filter(|r| r.leak).count(),
+        if late.is_empty() {
+            String::new()
+        } else {
+            format!("; late or missed: {}", late.join(", "))
+        }
+    );
+    println!("per kind (leakhound): detected/leaks, false alarms, max delay, late/deadline");
     for kind in kinds {
         let rs: Vec<&ScenarioResult> = results.iter().filter(|r| &r.kind == kind).collect();
         let o: Vec<_> = rs
@@ -155,8 +170,14 @@ fn run(
             .filter_map(|r| r.per_detector.get(backtest::PRODUCT))
             .collect();
         let leaks = rs.iter().filter(|r| r.leak).count();
+        let deadline = rs
+            .iter()
+            .filter_map(|r| r.deadline_s)
+            .max()
+            .map(|d| format!(" (deadline up to {}m)", d / 60))
+            .unwrap_or_default();
         println!(
-            "  {:<22} {}/{} fa={} max delay {}",
+            "  {:<22} {}/{} fa={} max delay {} late={}{}",
             kind,
             o.iter().filter(|x| x.detected).count(),
             leaks,
@@ -165,7 +186,9 @@ fn run(
                 .filter_map(|x| x.delay_s)
                 .max()
                 .map(|d| format!("{}m", d / 60))
-                .unwrap_or("-".into())
+                .unwrap_or("-".into()),
+            rs.iter().filter(|r| r.late(backtest::PRODUCT)).count(),
+            deadline
         );
     }
 }

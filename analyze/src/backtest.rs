@@ -3,14 +3,16 @@
 //! against the labels. Behind the `testkit` feature (the detection bench, tests, the `it` tests).
 //!
 //! Scoring, per detector (and for `leakhound`, the union of the detectors that say they count
-//! into the product score, `Detector::in_product_score`: the growth rule and STL + IF, what the
-//! product alerts on):
+//! into the product score, `Detector::in_product_score`: every detector but the seed's baseline
+//! rule, what the product alerts on):
 //! - an episode (one `event_id`) that reaches L2 or L3 is a **true detection** when the scenario
 //!   leaks, the episode is about a leaking pod (or the leaking workload as a whole), and it
 //!   reaches L2+ between the onset and 30 minutes after the leak's end; otherwise it is a **false
 //!   alarm**;
 //! - a leak is **detected** when it has a true detection; the **delay** is from onset to the first;
-//! - precision = detected / (detected + false alarms), recall = detected / leaks.
+//! - precision = detected / (detected + false alarms), recall = detected / leaks;
+//! - a leak is **late** when it was missed or found after its scenario's deadline
+//!   (`Scenario::deadline_s`, per kind in `scenarios`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +34,8 @@ pub struct ScenarioResult {
     pub scenario: String,
     pub kind: String,
     pub leak: bool,
+    /// The scenario's deadline for its leak (`Scenario::deadline_s`).
+    pub deadline_s: Option<i64>,
     /// Per detector: detected?, delay (s), false alarms, L2+ episodes.
     pub per_detector: BTreeMap<String, DetectorOutcome>,
 }
@@ -254,6 +258,7 @@ pub fn score(s: &Scenario, events: &[LeakEvent]) -> ScenarioResult {
         scenario: s.name.clone(),
         kind: s.kind.to_string(),
         leak: s.leak.is_some(),
+        deadline_s: s.deadline_s,
         per_detector: BTreeMap::new(),
     };
     let mut names: Vec<String> = detect::all().iter().map(|d| d.to_string()).collect();
@@ -317,6 +322,17 @@ pub async fn run_scenario(
     // Replay from two hours in (the rules need their history) to the end.
     let analysis = analyze(&store, s.start_s + 7_200, s.end_s, Emit::Changes, cfg).await?;
     Ok(score(s, &analysis.events))
+}
+
+impl ScenarioResult {
+    /// Whether `detector` missed the leak or found it after the deadline (false without a leak).
+    pub fn late(&self, detector: &str) -> bool {
+        self.leak
+            && self.per_detector.get(detector).is_none_or(|o| {
+                o.delay_s
+                    .is_none_or(|d| self.deadline_s.is_some_and(|dl| d > dl))
+            })
+    }
 }
 
 /// Sum per detector over scenario results.

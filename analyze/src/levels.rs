@@ -23,6 +23,10 @@
 //! - **L3, sustained leak**: sustained, still growing, and the goroutines stay (residence or
 //!   alive share at danger, any measure at danger, or no residence data to say otherwise).
 //!
+//! - A firing of a detector known to misfire (the seed's baseline rule) that no other detector
+//!   backs (none fired on the scope, its workload or one of its pods within the hour) stays L1
+//!   unless the captures show that what grew stays (residence or alive share at danger).
+//!
 //! Growth in goroutines per second is rarely above 10/s even in bad leaks, so growth alone
 //! seldom leaves "safe"; what makes a leak a leak is that it goes on and the goroutines stay.
 //! SLA penalty per event: L1 0, L2 0.3 x minutes, L3 1.0 x minutes, minutes being the episode's
@@ -86,6 +90,9 @@ pub struct Evidence {
     pub recurrences: u32,
     /// The detector's own rule already demands persistence (the baseline rule's 3 periods).
     pub detector_sustains: bool,
+    /// The detector is known to misfire (`Detector::needs_corroboration`) and no other detector
+    /// fired on the scope within the hour: it stays L1 unless the captures show what grew stays.
+    pub uncorroborated: bool,
 }
 
 pub fn level(e: &Evidence, t: &LevelThresholds) -> Level {
@@ -106,6 +113,10 @@ pub fn level(e: &Evidence, t: &LevelThresholds) -> Level {
     };
     // Young goroutines only: churn, not a leak.
     if stay == Some(0) && growth == 0 {
+        return Level::L1;
+    }
+    // A detector known to misfire, alone: only the captures can raise it.
+    if e.uncorroborated && stay != Some(2) {
         return Level::L1;
     }
     let still_growing = e.value_now > e.value_at_onset;
@@ -190,6 +201,23 @@ mod tests {
             ..young
         };
         assert_eq!(level(&fast, &t), Level::L3);
+        // A detector known to misfire, alone: L1 from the counts, L3 when the captures show
+        // that what grew stays.
+        let alone = Evidence {
+            uncorroborated: true,
+            ..ev()
+        };
+        assert_eq!(level(&alone, &t), Level::L1);
+        assert_eq!(
+            level(
+                &Evidence {
+                    uncorroborated: true,
+                    ..stay
+                },
+                &t
+            ),
+            Level::L3
+        );
     }
 
     #[test]

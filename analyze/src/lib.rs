@@ -12,8 +12,11 @@
 //! Where things are:
 //! - **A detector** goes in [`detect`]: a module implementing [`detect::Detector`], a line in
 //!   [`detect::REGISTRY`], a variant of [`detect::DetectorKind`] (in `leakhound-schemas`). The
-//!   three today: [`detect::baseline`], [`detect::growth`] (SQL in `queries/`), and
-//!   [`detect::stl_iforest`] (over [`anomaly`], the STL + Isolation Forest algorithm).
+//!   six today: [`detect::baseline`], [`detect::growth`] (SQL in `queries/`),
+//!   [`detect::stl_iforest`] (over [`anomaly`], the STL + Isolation Forest algorithm), and over
+//!   the minute series [`detect::lives`] (a workload across its pod lives),
+//!   [`detect::siblings`] (one pod diverging from its siblings) and [`detect::daily_trend`]
+//!   (very slow leaks, day over day).
 //! - [`engine`]: one analysis — evaluation times, the enabled detectors, the daily-pattern check
 //!   (`engine::series::recurring_rise`), captures and residence (`engine::captures`), the
 //!   episode state machine (`engine::episodes`), clusters and the writes (`engine::sink`).

@@ -21,6 +21,20 @@
 //! | `leak_fixed_by_deploy` | yes, until the deploy | a leak, then new pods without it |
 //! | `recorded_leak` | yes | a real recording of `tests/goprogs` leaky: traffic bursts, then unclosed bodies and blocked senders (`tests/goprogs/record.sh`) |
 //! | `recorded_bursts` | no | the same program and bursts, no leak |
+//! | `frequent_deploy` | no | a new version every 2–8 h (2–4 replicas, pods named as a Deployment's, each version's level 0.8–1.25x), daily traffic |
+//! | `frequent_deploy_leak` | yes, from a deploy on | the same, and from the first deploy after 20 h on every pod life leaks 0.01–0.05/s |
+//! | `canary_leak` | yes (the canary) | 5 pods of one version; a canary of a new version starts on day 1 and leaks 0.015–0.06/s from its start |
+//! | `very_slow_leak` | yes | 2–6 goroutines an hour under mild daily traffic (±5–15 %), from day 2, 5 days |
+//! | `heavy_tail_bursts` | no | rare spikes (every 2–12 h) of Pareto height (1–15x) lasting 2–15 minutes, 4 days |
+//!
+//! **Deadlines** ([`Scenario::deadline_s`], [`deadline_s`]): the longest delay from a leak's onset
+//! to its first L2+ that a senior SRE would accept for its kind; the bench counts every leak
+//! found later as late. `fast_leak` 30 min (1–10 goroutines/s exhausts a pod within hours);
+//! `recorded_leak` 3 h; `one_pod_of_many` and `canary_leak` 4 h (a canary is rolled back within
+//! the working day); `slow_leak`, `oom_sawtooth` 6 h; `leak_fixed_by_deploy` before the fixing
+//! deploy plus the 30 minutes the scoring allows; `frequent_deploy_leak` before the end of the
+//! third leaking life (each life is short, and a deploy does not clear a leak in the code);
+//! `very_slow_leak` 24 h (2–6 goroutines an hour takes weeks to hurt).
 //!
 //! Recordings are replayed one sample per minute on a seed-drawn base, scale and noise.
 //!
@@ -66,6 +80,21 @@ pub struct Scenario {
     pub detail: String,
     /// The debug=2 captures ingest would have taken, per pod in time order.
     pub dumps: Vec<DumpPoint>,
+    /// The longest acceptable delay from the leak's onset to its first L2+ ([`deadline_s`], or
+    /// the scenario's own where it depends on the draw); None without a leak.
+    pub deadline_s: Option<i64>,
+}
+
+/// The deadline of a leaking kind whose deadline does not depend on the draw (see the header).
+pub fn deadline_s(kind: &str) -> Option<i64> {
+    Some(match kind {
+        "fast_leak" => 30 * 60,
+        "recorded_leak" => 3 * HOUR,
+        "one_pod_of_many" | "canary_leak" => 4 * HOUR,
+        "slow_leak" | "oom_sawtooth" => 6 * HOUR,
+        "very_slow_leak" => 24 * HOUR,
+        _ => return None,
+    })
 }
 
 /// What one debug=2 capture of a pod held.
@@ -97,7 +126,30 @@ pub const KINDS: &[&str] = &[
     "leak_fixed_by_deploy",
     "recorded_leak",
     "recorded_bursts",
+    "frequent_deploy",
+    "frequent_deploy_leak",
+    "canary_leak",
+    "very_slow_leak",
+    "heavy_tail_bursts",
 ];
+
+/// Kubernetes' alphabet for generated names (no vowels, no look-alikes).
+const K8S_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A Deployment pod's name: `{workload}-{pod-template-hash}-{5 random}`.
+fn k8s_pod_name(rng: &mut StdRng, workload: &str, hash: &str) -> String {
+    let suffix: String = (0..5)
+        .map(|_| K8S_ALPHABET[rng.random_range(0..K8S_ALPHABET.len())] as char)
+        .collect();
+    format!("{workload}-{hash}-{suffix}")
+}
+
+/// A pod-template hash (10 characters).
+fn k8s_hash(rng: &mut StdRng) -> String {
+    (0..10)
+        .map(|_| K8S_ALPHABET[rng.random_range(0..K8S_ALPHABET.len())] as char)
+        .collect()
+}
 
 const RECORDED_LEAK: &str = include_str!("../../tests/data/recordings/leaky-leak-with-bursts.csv");
 const RECORDED_BURSTS: &str = include_str!("../../tests/data/recordings/leaky-bursts-only.csv");
@@ -230,6 +282,7 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         last_dump: Default::default(),
     };
     let mut detail = String::new();
+    let mut deadline: Option<i64> = None;
     let base: f64 = g.rng.random_range(150.0..2000.0);
     let noise: f64 = g.rng.random_range(0.01..0.04);
     let amp: f64 = g.rng.random_range(0.25..0.6);
@@ -241,6 +294,11 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         end_s: e,
     };
     let wl = g.workload.clone();
+    let pod_named = |name: String, s: i64, e: i64| PodLife {
+        name,
+        start_s: s,
+        end_s: e,
+    };
     let (end, leak) = match kind {
         "diurnal" => {
             let end = start + 3 * DAY;
@@ -505,6 +563,172 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
                 }),
             )
         }
+        "frequent_deploy" | "frequent_deploy_leak" => {
+            let end = start + 3 * DAY;
+            let leaks = kind == "frequent_deploy_leak";
+            let replicas = g.rng.random_range(2..=4);
+            let amp = g.rng.random_range(0.1..0.4);
+            let rate = g.rng.random_range(0.01..0.05);
+            // Deploy times: every 2-8 hours, on the minute.
+            let mut deploys = vec![start];
+            while let Some(&last) = deploys.last() {
+                let next = last + g.rng.random_range(120..=480) * 60;
+                if next >= end {
+                    break;
+                }
+                deploys.push(next);
+            }
+            let onset = leaks
+                .then(|| deploys.iter().copied().find(|d| *d >= start + 20 * HOUR))
+                .flatten();
+            let mut pods = Vec::new();
+            for (k, &from) in deploys.iter().enumerate() {
+                let hash = k8s_hash(&mut g.rng);
+                let level = base * g.rng.random_range(0.8..1.25);
+                // The old pods go two minutes after the new ones start (a rolling update).
+                let to = deploys.get(k + 1).map_or(end, |n| (n + 120).min(end));
+                let leaking = onset.is_some_and(|o| from >= o);
+                for _ in 0..replicas {
+                    let name = k8s_pod_name(&mut g.rng, &wl, &hash);
+                    if leaking {
+                        pods.push(name.clone());
+                    }
+                    let b = level * g.rng.random_range(0.95..1.05);
+                    let life = PodLife {
+                        name,
+                        start_s: from,
+                        end_s: to,
+                    };
+                    g.leaking_pod(&life, noise, &mut |t| {
+                        let l = if leaking {
+                            rate * (t - from) as f64
+                        } else {
+                            0.0
+                        };
+                        (b * diurnal(t, amp, phase) + l, l)
+                    });
+                }
+            }
+            detail = format!(
+                "{} deploys, {replicas} replicas, lives {}-{} h{}",
+                deploys.len(),
+                deploys
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) / 60)
+                    .min()
+                    .unwrap_or(0)
+                    / 60,
+                deploys
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) / 60)
+                    .max()
+                    .unwrap_or(0)
+                    / 60,
+                if leaks {
+                    format!(", leak {rate:.3}/s per life")
+                } else {
+                    String::new()
+                }
+            );
+            let leak = onset.map(|o| {
+                // The end of the third leaking life.
+                let third = deploys
+                    .iter()
+                    .copied()
+                    .filter(|d| *d > o)
+                    .nth(2)
+                    .unwrap_or(end);
+                deadline = Some(third - o);
+                LeakLabel {
+                    pods,
+                    onset_s: o,
+                    end_s: None,
+                }
+            });
+            (end, leak)
+        }
+        "canary_leak" => {
+            let end = start + 2 * DAY + 12 * HOUR;
+            let onset = start + DAY + g.rng.random_range(0..12 * 60) * 60;
+            let rate = g.rng.random_range(0.015..0.06);
+            let (old, new) = (k8s_hash(&mut g.rng), k8s_hash(&mut g.rng));
+            for _ in 0..5 {
+                let b = base * g.rng.random_range(0.9..1.1);
+                let name = k8s_pod_name(&mut g.rng, &wl, &old);
+                g.pod(&pod_named(name, start, end), noise, &mut |t| {
+                    b * diurnal(t, amp, phase)
+                });
+            }
+            let canary = k8s_pod_name(&mut g.rng, &wl, &new);
+            let b = base * g.rng.random_range(0.9..1.1);
+            g.leaking_pod(&pod_named(canary.clone(), onset, end), noise, &mut |t| {
+                let l = rate * (t - onset) as f64;
+                (b * diurnal(t, amp, phase) + l, l)
+            });
+            detail = format!("canary {rate:.3}/s");
+            (
+                end,
+                Some(LeakLabel {
+                    pods: vec![canary],
+                    onset_s: onset,
+                    end_s: None,
+                }),
+            )
+        }
+        "very_slow_leak" => {
+            let end = start + 5 * DAY;
+            let onset = start + 2 * DAY + g.rng.random_range(0..12 * 60) * 60;
+            let per_hour = g.rng.random_range(2.0..6.0);
+            let amp = g.rng.random_range(0.05..0.15);
+            g.leaking_pod(&pod(&wl, 0, start, end), noise, &mut |t| {
+                let l = if t >= onset {
+                    per_hour * (t - onset) as f64 / 3_600.0
+                } else {
+                    0.0
+                };
+                (base * diurnal(t, amp, phase) + l, l)
+            });
+            detail = format!("{per_hour:.1}/h on {base:.0}");
+            (
+                end,
+                Some(LeakLabel {
+                    pods: vec![format!("{wl}-0")],
+                    onset_s: onset,
+                    end_s: None,
+                }),
+            )
+        }
+        "heavy_tail_bursts" => {
+            let end = start + 4 * DAY;
+            let amp = g.rng.random_range(0.05..0.3);
+            let mut bursts = Vec::new();
+            let mut t = start + g.rng.random_range(1..6) * HOUR;
+            while t < end {
+                let len = g.rng.random_range(2..=15) * 60;
+                // Pareto (alpha 1.2) from 1x, capped at 15x.
+                let u: f64 = g.rng.random_range(f64::EPSILON..1.0);
+                let height = u.powf(-1.0 / 1.2).min(15.0);
+                bursts.push((t, t + len, height));
+                t += g.rng.random_range(2 * 60..12 * 60) * 60;
+            }
+            detail = format!(
+                "{} bursts, highest {:.1}x",
+                bursts.len(),
+                bursts.iter().map(|b| b.2).fold(0.0, f64::max)
+            );
+            for i in 0..3 {
+                let b = base * g.rng.random_range(0.9..1.1);
+                g.pod(&pod(&wl, i, start, end), noise, &mut |t| {
+                    let h: f64 = bursts
+                        .iter()
+                        .filter(|(s, e, _)| t >= *s && t < *e)
+                        .map(|b| b.2)
+                        .sum();
+                    b * diurnal(t, amp, phase) * (1.0 + h)
+                });
+            }
+            (end, None)
+        }
         "recorded_leak" | "recorded_bursts" => {
             let (values, onset) = recording(if kind == "recorded_leak" {
                 RECORDED_LEAK
@@ -554,9 +778,15 @@ pub fn generate(kind: &str, seed: u64) -> Option<Scenario> {
         start_s: start,
         end_s: end,
         rows: g.rows,
-        leak,
         detail,
         dumps: g.dumps,
+        deadline_s: leak
+            .as_ref()
+            .and(deadline.or_else(|| deadline_s(kind)).or_else(|| {
+                leak.as_ref()
+                    .and_then(|l| l.end_s.map(|e| e - l.onset_s + 1_800))
+            })),
+        leak,
     })
 }
 

@@ -114,7 +114,7 @@ pub struct LeakEvent {
     /// Null for a workload-wide event.
     pub pod: Option<String>,
     pub level: Level,
-    /// baseline_rule | growth_rule | stl_iforest
+    /// baseline_rule | growth_rule | stl_iforest | lives | siblings | daily_trend
     pub detector: String,
     pub detected_at: Time,
     pub onset: Time,

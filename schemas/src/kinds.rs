@@ -20,14 +20,25 @@ pub enum DetectorKind {
     GrowthRule,
     /// Robust STL + Isolation Forest (`analyze/src/anomaly/`).
     StlIforest,
+    /// A workload judged across its pod lives: slope per life at the same age, pooled over lives
+    /// and replicas (`analyze/src/detect/lives.rs`).
+    Lives,
+    /// One pod diverging from its siblings at the same time and load, a canary among them
+    /// (`analyze/src/detect/siblings.rs`).
+    Siblings,
+    /// A trend over whole daily cycles, the daily pattern cancelled (`analyze/src/detect/daily_trend.rs`).
+    DailyTrend,
 }
 
 impl DetectorKind {
     /// Every detector, in the order they run and are listed.
-    pub const ALL: [DetectorKind; 3] = [
+    pub const ALL: [DetectorKind; 6] = [
         DetectorKind::BaselineRule,
         DetectorKind::GrowthRule,
         DetectorKind::StlIforest,
+        DetectorKind::Lives,
+        DetectorKind::Siblings,
+        DetectorKind::DailyTrend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +46,9 @@ impl DetectorKind {
             DetectorKind::BaselineRule => "baseline_rule",
             DetectorKind::GrowthRule => "growth_rule",
             DetectorKind::StlIforest => "stl_iforest",
+            DetectorKind::Lives => "lives",
+            DetectorKind::Siblings => "siblings",
+            DetectorKind::DailyTrend => "daily_trend",
         }
     }
 }
@@ -176,7 +190,7 @@ mod tests {
         let e = "foo".parse::<DetectorKind>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown detector \"foo\"; known: baseline_rule, growth_rule, stl_iforest"
+            "unknown detector \"foo\"; known: baseline_rule, growth_rule, stl_iforest, lives, siblings, daily_trend"
         );
     }
 }

@@ -306,7 +306,7 @@ static LEAK_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("pod", DataType::Utf8, true),
         // L1 | L2 | L3
         Field::new("level", DataType::Utf8, false),
-        // baseline_rule | growth_rule | stl_iforest
+        // baseline_rule | growth_rule | stl_iforest | lives | siblings | daily_trend
         Field::new("detector", DataType::Utf8, false),
         Field::new("onset", ts_type(), false),
         Field::new("window_start", ts_type(), false),

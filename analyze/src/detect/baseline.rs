@@ -2,6 +2,8 @@
 //! `baseline_factor` x the P95 of the previous 2 hours for `baseline_periods` evaluations.
 //! It measures no growth (its events carry the growth rule's) and is not counted into the
 //! product score: it is the seed's, kept for comparison (recall ~0.1 on the scenario suite).
+//! Known to misfire (a heavy-tailed burst holds above 1.8x the P95 for 3 periods): what it
+//! alone raises stays L1 unless another detector or the captures agree (`needs_corroboration`).
 
 use futures::future::BoxFuture;
 
@@ -22,6 +24,10 @@ impl Detector for BaselineRule {
 
     fn measures_growth(&self) -> bool {
         false
+    }
+
+    fn needs_corroboration(&self) -> bool {
+        true
     }
 
     fn in_product_score(&self) -> bool {

@@ -11,6 +11,14 @@
 //! | [`baseline`] | `baseline_rule`: the seed's P95-of-2h x 1.8 for 3 periods | `queries/rule_baseline.sql` |
 //! | [`growth`] | `growth_rule`: least-squares slope over the last hour of a pod's life | `queries/rule_growth.sql` |
 //! | [`stl_iforest`] | `stl_iforest`: robust STL + Isolation Forest | minute series, [`crate::anomaly`] |
+//! | [`lives`] | `lives`: a workload's pod lives at the same age, pooled (frequent deploys, restarts) | minute series |
+//! | [`siblings`] | `siblings`: one pod diverging from its siblings (a canary, one pod of many) | minute series |
+//! | [`daily_trend`] | `daily_trend`: the last 12 h against the same hours yesterday (very slow leaks) | minute series |
+//!
+//! [`pods`] holds what the last three share (versions from pod names, pod lives, least squares).
+//! The seed's `baseline_rule` is a reference, not an authority (`Detector::needs_corroboration`):
+//! what it alone raises stays L1 unless another detector fired on the scope within the hour or
+//! the captures show that what grew stays (`levels`).
 //!
 //! **Adding a detector**: a variant of [`DetectorKind`] (in `leakhound-schemas`, with its name),
 //! a module here implementing [`Detector`], and its line in [`REGISTRY`]. The engine, the CLI's
@@ -20,7 +28,11 @@
 //! score) is asked of the trait, not decided by name.
 
 pub mod baseline;
+pub mod daily_trend;
 pub mod growth;
+pub mod lives;
+pub mod pods;
+pub mod siblings;
 pub mod stl_iforest;
 
 use std::collections::BTreeMap;
@@ -91,6 +103,13 @@ pub trait Detector: Send + Sync {
         true
     }
 
+    /// Whether its firings stay L1 unless another detector (one that needs no corroboration)
+    /// fired on the same scope within the hour before, or the captures show that what grew
+    /// stays (residence or alive share at danger): a detector known to misfire.
+    fn needs_corroboration(&self) -> bool {
+        false
+    }
+
     /// Whether the backtest counts its L2/L3 episodes into the product score (`leakhound`: what
     /// the product alerts on). A choice each detector states, never a default.
     fn in_product_score(&self) -> bool;
@@ -104,6 +123,9 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &baseline::BaselineRule,
     &growth::GrowthRule,
     &stl_iforest::StlIforest,
+    &lives::Lives,
+    &siblings::Siblings,
+    &daily_trend::DailyTrend,
 ];
 
 /// The registered detector of `kind`.
@@ -150,8 +172,14 @@ mod tests {
             .collect();
         assert_eq!(
             product,
-            [DetectorKind::GrowthRule, DetectorKind::StlIforest],
-            "the product alerts on the growth rule and STL + IF"
+            [
+                DetectorKind::GrowthRule,
+                DetectorKind::StlIforest,
+                DetectorKind::Lives,
+                DetectorKind::Siblings,
+                DetectorKind::DailyTrend
+            ],
+            "the product alerts on every detector but the seed's baseline rule"
         );
     }
 }

@@ -5,7 +5,8 @@
 //! a miss counts against it, and more than `episode_gap_evals` misses in a row close it. Every
 //! firing of an episode is levelled (`levels::level`) from the evidence: consecutive firings,
 //! growth since the onset, the residence of what grew (`captures::residence_at`), and how many
-//! sustained episodes of the scope ended in the last day (the OOM sawtooth). An episode's
+//! sustained episodes of the scope ended in the last day (the OOM sawtooth), and, for a
+//! detector known to misfire, whether another fired on the scope within the hour. An episode's
 //! `event_id` hashes the scope, the detector and its onset; a live run whose first evaluation
 //! fires continues the stored episode of the same scope and detector if it was seen within the
 //! gap (`prior_events`), adopting its id, onset and level.
@@ -74,6 +75,8 @@ pub(crate) struct EpisodeInputs<'a> {
     pub growth_of: &'a HashMap<(Scope, i64), f64>,
     /// Detectors whose findings carry no growth of their own.
     pub borrows_growth: &'a [DetectorKind],
+    /// Detectors known to misfire: alone, L1 (`Detector::needs_corroboration`).
+    pub needs_corroboration: &'a [DetectorKind],
 }
 
 /// Episodes and events from `findings`; returns the events in (detected_at, event_id) order and
@@ -90,6 +93,7 @@ pub(crate) fn episodes(
         caps,
         growth_of,
         borrows_growth,
+        needs_corroboration,
     } = *input;
     let Some(&first) = eval_times.first() else {
         return (Vec::new(), 0);
@@ -103,6 +107,42 @@ pub(crate) fn episodes(
             .push(f);
     }
     let scopes = by_key.len();
+    // When detectors that need no corroboration fired, per scope key and per workload key.
+    let workload_key = |s: &Scope| {
+        Scope {
+            pod: None,
+            ..s.clone()
+        }
+        .key()
+    };
+    let mut backed: HashMap<String, Vec<i64>> = HashMap::new();
+    if !needs_corroboration.is_empty() {
+        for ((scope, detector), fs) in &by_key {
+            if needs_corroboration.contains(detector) {
+                continue;
+            }
+            for f in fs.iter().filter(|f| f.fired) {
+                backed.entry(scope.key()).or_default().push(f.eval_s);
+                if scope.pod.is_some() {
+                    backed
+                        .entry(workload_key(scope))
+                        .or_default()
+                        .push(f.eval_s);
+                }
+            }
+        }
+    }
+    let backed_at = |scope: &Scope, t: i64| {
+        let mut keys = vec![scope.key()];
+        if scope.pod.is_some() {
+            keys.push(workload_key(scope));
+        }
+        keys.iter().any(|k| {
+            backed
+                .get(k)
+                .is_some_and(|ts| ts.iter().any(|x| *x <= t && *x > t - 3_600))
+        })
+    };
     let mut events = Vec::new();
     for ((scope, detector), mut fs) in by_key {
         fs.sort_by_key(|f| f.eval_s);
@@ -172,6 +212,8 @@ pub(crate) fn episodes(
                 alive_over_5m_share: r.alive_share,
                 recurrences: sustained_ends.iter().filter(|t| **t >= day_ago).count() as u32,
                 detector_sustains: f.sustained,
+                uncorroborated: needs_corroboration.contains(&detector)
+                    && !backed_at(&scope, f.eval_s),
             };
             let lvl = level(&evidence, &cfg.levels);
             if lvl >= Level::L2 {
@@ -296,6 +338,7 @@ mod tests {
                 caps: &caps,
                 growth_of,
                 borrows_growth: borrows,
+                needs_corroboration: &[],
             },
         );
         assert_eq!(scopes, 1);
@@ -388,5 +431,44 @@ mod tests {
             &[DetectorKind::GrowthRule],
         );
         assert_eq!(events[0].growth_per_s, 2.5);
+    }
+
+    /// The seed's baseline rule alone stays L1 (a heavy-tailed burst); with the growth rule
+    /// firing on the same pod within the hour it levels as before.
+    #[test]
+    fn a_detector_known_to_misfire_stays_l1_alone() {
+        let cfg = AnalyzeConfig::default();
+        let eval_times: Vec<i64> = (0..5).map(|k| T + k * STEP).collect();
+        let baseline = |k: i64| Finding {
+            detector: DetectorKind::BaselineRule,
+            sustained: true,
+            ..finding(k, true)
+        };
+        let caps = Captures::new();
+        let levels = |findings: Vec<Finding>| {
+            let (events, _) = episodes(
+                findings,
+                &EpisodeInputs {
+                    eval_times: &eval_times,
+                    emit: Emit::Changes,
+                    cfg: &cfg,
+                    priors: &Priors::new(),
+                    caps: &caps,
+                    growth_of: &HashMap::new(),
+                    borrows_growth: &[],
+                    needs_corroboration: &[DetectorKind::BaselineRule],
+                },
+            );
+            events
+                .iter()
+                .filter(|e| e.detector == "baseline_rule")
+                .map(|e| e.level)
+                .max()
+        };
+        let alone: Vec<Finding> = (0..5).map(baseline).collect();
+        assert_eq!(levels(alone.clone()), Some(Level::L1));
+        let mut backed = alone;
+        backed.push(finding(1, true));
+        assert_eq!(levels(backed), Some(Level::L3));
     }
 }

@@ -199,6 +199,11 @@ pub async fn analyze(
         .filter(|d| !d.measures_growth())
         .map(|d| d.kind())
         .collect();
+    let needs_corroboration: Vec<DetectorKind> = enabled
+        .iter()
+        .filter(|d| d.needs_corroboration())
+        .map(|d| d.kind())
+        .collect();
     let (events, scopes) = episodes::episodes(
         findings,
         &episodes::EpisodeInputs {
@@ -209,6 +214,7 @@ pub async fn analyze(
             caps: &caps,
             growth_of: &growth_of,
             borrows_growth: &borrows_growth,
+            needs_corroboration: &needs_corroboration,
         },
     );
     Ok(Analysis {
