@@ -8,7 +8,7 @@
 //!     ▼
 //!  leakhound cluster scheduler --store URL                        (this crate: run_scheduler)
 //!     │ plans per query with a fresh session whose object store for the store's URL is
-//!     │ the store's *visible* view (commit log read once per query: LazyVisibleStore), so
+//!     │ the store's *visible* view (commit log read once per query: VisibleStore::lazy), so
 //!     │ uncommitted and replaced files are never listed, exactly as in-process
 //!     ▼
 //!  leakhound cluster executor --store URL --scheduler HOST:PORT   (this crate: run_executor)

@@ -227,12 +227,9 @@ impl Store {
     /// uncommitted compaction outputs are hidden (see `visibility`). Loaded once: a reader sees
     /// the store as it was when it called this.
     /// What [`Store::reader`] gives, with the commit log read on first use rather than now
-    /// ([`crate::visibility::LazyVisibleStore`]): for sessions built where nothing can wait.
+    /// ([`VisibleStore::lazy`]): for sessions built where nothing can wait.
     pub fn lazy_reader(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(crate::visibility::LazyVisibleStore::new(
-            self.raw.clone(),
-            self.root.clone(),
-        ))
+        Arc::new(VisibleStore::lazy(self.raw.clone(), self.root.clone()))
     }
 
     pub async fn reader(&self) -> Result<Arc<dyn ObjectStore>> {

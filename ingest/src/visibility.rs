@@ -162,16 +162,51 @@ impl Visibility {
 }
 
 /// An `ObjectStore` that hides what [`Visibility`] says readers must not see. Everything but
-/// listing is passed through.
+/// listing is passed through. The visibility is given ([`VisibleStore::new`]) or read from the
+/// commit log on first use ([`VisibleStore::lazy`]: for a session that must be built
+/// synchronously — a Ballista scheduler builds one per query in a plain closure,
+/// `leakhound-cluster`); either way one store instance sees one snapshot.
 #[derive(Debug)]
 pub struct VisibleStore {
     inner: Arc<dyn ObjectStore>,
-    vis: Arc<Visibility>,
+    root: Path,
+    vis: Arc<tokio::sync::OnceCell<Arc<Visibility>>>,
 }
 
 impl VisibleStore {
     pub fn new(inner: Arc<dyn ObjectStore>, vis: Arc<Visibility>) -> Self {
-        VisibleStore { inner, vis }
+        VisibleStore {
+            inner,
+            root: Path::default(),
+            vis: Arc::new(tokio::sync::OnceCell::new_with(Some(vis))),
+        }
+    }
+
+    /// The visibility of the store at `root`, loaded on the first call that needs it.
+    pub fn lazy(inner: Arc<dyn ObjectStore>, root: Path) -> Self {
+        VisibleStore {
+            inner,
+            root,
+            vis: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    async fn load(
+        cell: &tokio::sync::OnceCell<Arc<Visibility>>,
+        inner: &Arc<dyn ObjectStore>,
+        root: &Path,
+    ) -> object_store::Result<Arc<Visibility>> {
+        cell.get_or_try_init(|| async {
+            Visibility::load(inner, root)
+                .await
+                .map(Arc::new)
+                .map_err(|e| object_store::Error::Generic {
+                    store: "leakhound commit log",
+                    source: Box::new(e),
+                })
+        })
+        .await
+        .cloned()
     }
 }
 
@@ -224,121 +259,10 @@ impl ObjectStore for VisibleStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let vis = self.vis.clone();
-        self.inner
-            .list(prefix)
-            .try_filter(move |m| futures::future::ready(vis.visible(&m.location)))
-            .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let mut r = self.inner.list_with_delimiter(prefix).await?;
-        r.objects.retain(|m| self.vis.visible(&m.location));
-        Ok(r)
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
-/// A [`VisibleStore`] that loads its [`Visibility`] on first use instead of up front: for a
-/// session that must be built synchronously (a Ballista scheduler builds one per query, in a
-/// plain closure; `leakhound-cluster`). The first call loads the commit log; every call after it
-/// sees that snapshot, so one query sees one consistent store, as with [`VisibleStore`].
-#[derive(Debug)]
-pub struct LazyVisibleStore {
-    inner: Arc<dyn ObjectStore>,
-    root: Path,
-    vis: Arc<tokio::sync::OnceCell<Arc<Visibility>>>,
-}
-
-impl LazyVisibleStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, root: Path) -> Self {
-        LazyVisibleStore {
-            inner,
-            root,
-            vis: Arc::new(tokio::sync::OnceCell::new()),
-        }
-    }
-
-    async fn load(
-        cell: &tokio::sync::OnceCell<Arc<Visibility>>,
-        inner: &Arc<dyn ObjectStore>,
-        root: &Path,
-    ) -> object_store::Result<Arc<Visibility>> {
-        cell.get_or_try_init(|| async {
-            Visibility::load(inner, root)
-                .await
-                .map(Arc::new)
-                .map_err(|e| object_store::Error::Generic {
-                    store: "leakhound commit log",
-                    source: Box::new(e),
-                })
-        })
-        .await
-        .cloned()
-    }
-}
-
-impl std::fmt::Display for LazyVisibleStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LazyVisibleStore({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for LazyVisibleStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let (inner, root, cell) = (self.inner.clone(), self.root.clone(), self.vis.clone());
         let prefix = prefix.cloned();
         futures::stream::once(async move {
-            let vis = LazyVisibleStore::load(&cell, &inner, &root).await?;
+            let vis = VisibleStore::load(&cell, &inner, &root).await?;
             Ok::<_, object_store::Error>(
                 inner
                     .list(prefix.as_ref())
@@ -350,7 +274,7 @@ impl ObjectStore for LazyVisibleStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let vis = LazyVisibleStore::load(&self.vis, &self.inner, &self.root).await?;
+        let vis = VisibleStore::load(&self.vis, &self.inner, &self.root).await?;
         let mut r = self.inner.list_with_delimiter(prefix).await?;
         r.objects.retain(|m| vis.visible(&m.location));
         Ok(r)
