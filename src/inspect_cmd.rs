@@ -23,7 +23,7 @@ use clap::Args;
 pub struct InspectArgs {
     /// Dumps or profiles; `-` (or nothing) reads stdin.
     pub files: Vec<PathBuf>,
-    /// text or json.
+    /// text, or json: JSON Lines, one report object per input (one file: one JSON document).
     #[arg(long, env = "LEAKHOUND_INSPECT_FORMAT", value_enum, default_value_t = InspectFormat::Text)]
     pub format: InspectFormat,
     /// Frames printed per stack in text output (0 = all).
@@ -287,13 +287,12 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
         }
     }
     if json {
-        // One file: the report object; several: an array of them.
-        if reports.len() == 1 {
-            serde_json::to_writer_pretty(&mut out, &reports[0])?;
-        } else {
-            serde_json::to_writer_pretty(&mut out, &reports)?;
+        // JSON Lines: one report object per input, whatever their number, so a reader handles
+        // one shape (`jq -s` gathers them; one file's output is one JSON document, as before).
+        for r in &reports {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
         }
-        writeln!(out)?;
     }
     out.flush()?;
     Ok(if failed {

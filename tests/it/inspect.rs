@@ -155,9 +155,18 @@ fn ids_of_a_large_stack_are_the_lowest_100() {
 fn directories_match_filter_and_colour_on_a_terminal_only() {
     let dir = data().join("examples/shop/orders-7d9f8b6c5-x2kqp");
     let d = dir.to_str().unwrap();
-    let v: Value = serde_json::from_str(&ok(&["inspect", "--format", "json", d])).unwrap();
-    let files = v.as_array().expect("one report per file of the directory");
+    // JSON Lines: one report object per file, the same shape as one file's output.
+    let files: Vec<Value> = ok(&["inspect", "--format", "json", d])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     assert_eq!(files.len(), 6, "six debug=2 dumps");
+    assert!(
+        files
+            .iter()
+            .all(|f| f["stacks"].is_array() && f["source"].is_string()),
+        "every line is a report object"
+    );
     let tops = |v: &Value| -> Vec<String> {
         v["stacks"]
             .as_array()
