@@ -157,13 +157,27 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         return Ok(code);
     }
     let started = std::time::Instant::now();
+    // Progress of a replay on a terminal (stderr), never when piped: the stage it is in.
+    let bar = crate::cli::spinner(a.replay);
+    if let Some(bar) = &bar {
+        let b = bar.clone();
+        cfg.progress = Some(engine::StageHook(std::sync::Arc::new(move |s: &str| {
+            b.set_message(s.to_string())
+        })));
+    }
     let analysis = engine::analyze(&store, from, to, emit, &cfg).await?;
+    if let Some(bar) = &bar {
+        bar.set_message("root-cause clusters");
+    }
     let mut events: Vec<_> = analysis
         .events
         .into_iter()
         .filter(|e| e.level >= min_level)
         .collect();
     let clusters = engine::attach_clusters(&store, &mut events, a.max_clusters).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let files = if a.no_write || events.is_empty() {
         0
     } else {

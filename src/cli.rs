@@ -116,6 +116,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A spinner with the elapsed time and a message on stderr, for long runs — only when `wanted`
+/// and stderr is a terminal (never when piped or redirected, so logs and CI output stay clean).
+pub fn spinner(wanted: bool) -> Option<indicatif::ProgressBar> {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
+}
+
 /// `--engine`: where the SQL runs.
 #[derive(Debug, Args)]
 pub struct EngineArgs {

@@ -35,7 +35,15 @@ pub async fn run(a: CompactArgs) -> Result<ExitCode> {
     if let Some(code) = crate::check::reached("compact") {
         return Ok(code);
     }
-    let s = compact::compact(&store, &opts).await?;
+    let bar = crate::cli::spinner(true);
+    if let Some(bar) = &bar {
+        bar.set_message(format!("compacting {}", store.url()));
+    }
+    let s = compact::compact(&store, &opts).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let s = s?;
     println!(
         "compact {}: {} partitions compacted ({} files merged, {} rows), {} replaced files deleted, {} orphans deleted, {} staging files deleted, {} partitions dropped by retention, {} partitions left to a concurrent compaction",
         store.url(),

@@ -405,3 +405,48 @@ fn the_sql_prompt_keeps_a_history() {
     let history = std::fs::read_to_string(home.join(".leakhound_history")).unwrap();
     assert!(history.contains("select 41 + 1 as answer;"), "{history}");
 }
+
+/// Progress on long runs (issue 16): `analyze --replay` and `compact` show the stage they are in
+/// on a terminal (a pseudo-terminal from util-linux `script`), and nothing when stderr is piped.
+#[test]
+fn long_runs_show_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let demo = data().join("demo/shop");
+    ok(&[
+        "backfill",
+        "--store",
+        store,
+        "--path-pattern",
+        "{namespace}/{workload}/{pod}/{timestamp}",
+        demo.to_str().unwrap(),
+    ]);
+    let replay = format!(
+        "{} analyze --store {store} --replay --from 2026-12-03T16:05:00Z --to 2026-12-03T16:45:00Z --detectors growth_rule,baseline_rule --no-write",
+        bin()
+    );
+    let compact = format!("{} compact --store {store}", bin());
+    for (cmd, stage) in [(&replay, "detector growth_rule"), (&compact, "compacting")] {
+        let out = std::process::Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env_remove("LEAKHOUND_STORE")
+            .output()
+            .expect("util-linux `script`");
+        assert!(out.status.success(), "{cmd}: {out:?}");
+        let tty = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            tty.contains(stage),
+            "{cmd} on a terminal: no {stage:?} in\n{tty}"
+        );
+        // Piped: the same command, no progress on stderr.
+        let args: Vec<&str> = cmd.split(' ').skip(1).collect();
+        let piped = run(&args);
+        assert!(piped.status.success(), "{piped:?}");
+        let stderr = String::from_utf8_lossy(&piped.stderr);
+        assert!(
+            !stderr.contains(stage),
+            "{cmd} piped printed progress: {stderr}"
+        );
+    }
+}

@@ -75,6 +75,24 @@ pub struct AnalyzeConfig {
     pub stl: crate::anomaly::StlIfConfig,
     /// Where the loading SQL runs (`--engine`).
     pub engine: crate::session::Engine,
+    /// Told each stage of a run as it starts (`analyze --replay`'s progress on a terminal).
+    pub progress: Option<StageHook>,
+}
+
+/// A callback told the stage a run is in ("detector growth_rule (2/6)", …).
+#[derive(Clone)]
+pub struct StageHook(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for StageHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StageHook")
+    }
+}
+
+fn stage(cfg: &AnalyzeConfig, what: &str) {
+    if let Some(h) = &cfg.progress {
+        (h.0)(what);
+    }
 }
 
 impl Default for AnalyzeConfig {
@@ -94,6 +112,7 @@ impl Default for AnalyzeConfig {
             namespace: "%".into(),
             stl: Default::default(),
             engine: Default::default(),
+            progress: None,
         }
     }
 }
@@ -143,6 +162,7 @@ pub async fn analyze(
         .collect();
     // The minute series, as far back as the detector that looks furthest needs.
     let history = enabled.iter().filter_map(|d| d.series_history_s(cfg)).max();
+    stage(cfg, "loading the series");
     let series = match history {
         Some(h) => series::minute_series(&ctx, first - h, to_s, &cfg.namespace).await?,
         None => BTreeMap::new(),
@@ -156,7 +176,11 @@ pub async fn analyze(
         cfg,
     };
     let mut findings: Vec<Finding> = Vec::new();
-    for d in &enabled {
+    for (i, d) in enabled.iter().enumerate() {
+        stage(
+            cfg,
+            &format!("detector {} ({}/{})", d.kind(), i + 1, enabled.len()),
+        );
         let mut fs: Vec<Finding> = d
             .findings(&input)
             .await?
@@ -176,6 +200,7 @@ pub async fn analyze(
     // From 6 hours before: an episode's capture before its onset. A live run continuing a
     // stored episode that began earlier also loads, for that episode's pods only, the hour of
     // captures before its stored onset, so that its residence stays that of what grew.
+    stage(cfg, "loading the captures");
     let caps_from = first - 6 * 3_600;
     let mut caps = captures::captures(&ctx, caps_from, to_s, &cfg.namespace).await?;
     let continued_since = first - step * (cfg.episode_gap_evals as i64 + 1);
@@ -204,6 +229,7 @@ pub async fn analyze(
         .filter(|d| d.needs_corroboration())
         .map(|d| d.kind())
         .collect();
+    stage(cfg, "episodes and levels");
     let (events, scopes) = episodes::episodes(
         findings,
         &episodes::EpisodeInputs {
