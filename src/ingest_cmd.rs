@@ -42,6 +42,10 @@ pub struct IngestArgs {
     /// Cluster name recorded on every row.
     #[arg(long, env = "LEAKHOUND_CLUSTER")]
     pub cluster: Option<String>,
+    /// With --discover: the bearer token (a file, e.g. a mounted Secret) sent to the pods
+    /// annotated leakhound.io/auth: bearer (the Go agent's handler), and to no other pod.
+    #[arg(long, env = "LEAKHOUND_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<PathBuf>,
     /// Loop: one pass every this long (e.g. 60s, 1m30s). Without it, one pass.
     #[arg(long, env = "LEAKHOUND_EVERY", value_parser = crate::cli::duration)]
     pub every: Option<Duration>,
@@ -139,6 +143,19 @@ pub async fn run(a: IngestArgs) -> Result<ExitCode> {
         shard: a.shard,
         ..Default::default()
     };
+    if let Some(f) = &a.agent_token_file {
+        if !a.discover {
+            return Err(usage(
+                "--agent-token-file is for --discover (static targets name their own bearer_token_file)",
+            ));
+        }
+        // As at scrape time: a token file that cannot be read, or is empty, is refused now.
+        let token = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("--agent-token-file {}: {e}", f.display()))?;
+        if token.trim().is_empty() {
+            anyhow::bail!("--agent-token-file {}: empty", f.display());
+        }
+    }
     if let Some(code) = crate::check::reached("ingest") {
         return Ok(code);
     }
@@ -147,6 +164,7 @@ pub async fn run(a: IngestArgs) -> Result<ExitCode> {
             namespaces: a.namespaces.clone(),
             label_selector: a.selector.clone(),
             cluster: a.cluster.clone(),
+            agent_token_file: a.agent_token_file.clone(),
         };
         Some((
             scrape::discovery::client(a.kubeconfig.as_deref()).await?,

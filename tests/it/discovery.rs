@@ -216,3 +216,131 @@ async fn scenario(client: &kube::Client, ns: &str, other_ns: &str) -> Result<()>
     }
     Ok(())
 }
+
+/// Issue 20: a pod annotated `leakhound.io/auth: bearer` (the Go agent behind a token) is
+/// scraped with the token of `--agent-token-file` (a mounted Secret in the chart) — its rows
+/// land, which the agent allows only with the token — and is skipped, not scraped without it,
+/// when ingest has none; an auth annotation of another kind is refused.
+#[tokio::test]
+async fn discovery_sends_the_agent_token_only_to_pods_that_ask_for_it() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let client = admin_client().await?;
+    let ns = unique_name("disc-auth");
+    create_namespace(&client, &ns).await?;
+    let r = auth_scenario(&client, &ns).await;
+    delete_namespace(&client, &ns).await;
+    r
+}
+
+async fn auth_scenario(client: &kube::Client, ns: &str) -> Result<()> {
+    let port = free_port();
+    let none = BTreeMap::new();
+    let mut agent = deployment("agent", 1, &none)?;
+    annotate(
+        &mut agent,
+        &[
+            ("leakhound.io/scrape", "true".to_string()),
+            ("leakhound.io/port", port.to_string()),
+            ("leakhound.io/auth", "bearer".to_string()),
+        ],
+    );
+    let mut odd = deployment("odd", 1, &none)?;
+    annotate(
+        &mut odd,
+        &[
+            ("leakhound.io/scrape", "true".to_string()),
+            ("leakhound.io/port", port.to_string()),
+            ("leakhound.io/auth", "basic".to_string()),
+        ],
+    );
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    deps.create(&PostParams::default(), &agent).await?;
+    deps.create(&PostParams::default(), &odd).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let agent_pod = wait_ready_pods(&pods, "app=agent", 1).await?;
+    wait_ready_pods(&pods, "app=odd", 1).await?;
+    let ips = pod_ips(&pods, "app=agent").await?;
+    let ip = &ips[&agent_pod[0]];
+
+    let dir = tempfile::tempdir()?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-agent-token\n")?;
+    let token_s = token.to_str().context("path")?;
+    let _server = crate::agent::AgentLeaky::start(&[
+        "-addr",
+        &format!("{ip}:{port}"),
+        "-token-file",
+        token_s,
+        "-leak",
+        "5",
+    ]);
+    let store = dir.path().join("store");
+    let store = store.to_str().context("store path")?;
+    let kubeconfig = kubeconfigs()?.admin.to_str().context("path")?.to_string();
+    let ingest = |extra: &[&str]| {
+        let mut args = vec![
+            "ingest",
+            "--store",
+            store,
+            "--discover",
+            "--kubeconfig",
+            &kubeconfig,
+            "--namespace",
+            ns,
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    ingest(&["--agent-token-file", token_s]);
+    let status = sql_json(
+        store,
+        "SELECT pod, up, error FROM scrape_status ORDER BY pod",
+    );
+    ensure!(
+        status.len() == 1 && status[0]["pod"] == agent_pod[0].as_str() && status[0]["up"] == true,
+        "with the token only the agent pod, up: {status:?}"
+    );
+    ensure!(
+        sql_i64(
+            store,
+            &format!(
+                "SELECT COUNT(*) FROM goroutine_counts WHERE pod = '{}'",
+                agent_pod[0]
+            )
+        ) >= 1
+    );
+    // Without a token file: the agent pod is skipped (no new scrape_status row), not scraped.
+    ingest(&[]);
+    ensure!(
+        sql_i64(store, "SELECT COUNT(*) FROM scrape_status") == 1,
+        "scraped without its token: {:?}",
+        sql_json(store, "SELECT pod, up, error FROM scrape_status")
+    );
+    // The flag is for --discover, and its file must hold a token.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "")?;
+    let out = run(&[
+        "ingest",
+        "--store",
+        store,
+        "--discover",
+        "--kubeconfig",
+        &kubeconfig,
+        "--agent-token-file",
+        empty.to_str().context("path")?,
+    ]);
+    ensure!(out.status.code() == Some(1), "an empty token file: {out:?}");
+    let out = run(&[
+        "ingest",
+        "--store",
+        store,
+        "--target",
+        "http://127.0.0.1:1",
+        "--agent-token-file",
+        token_s,
+    ]);
+    ensure!(out.status.code() == Some(2), "without --discover: {out:?}");
+    Ok(())
+}

@@ -126,6 +126,7 @@ fn all_on_values(
         "rbac": { "scope": scope },
         // A CronJob's passes sharded over an Indexed Job of 4 pods (issue 19).
         "ingest": { "enabled": true, "mode": ingest_mode, "every": "60s",
+                    "agentTokenSecret": "payments-agent-token",
                     "shards": if ingest_mode == "cronjob" { 4 } else { 1 } },
         "analyze": { "enabled": true },
         "actuate": { "enabled": true },

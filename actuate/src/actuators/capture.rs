@@ -53,6 +53,9 @@ impl CaptureActuator {
                 namespaces: vec![ns.clone()],
                 label_selector: None,
                 cluster: target.cluster.clone(),
+                // Agent pods (leakhound.io/auth: bearer) are skipped: actuate holds no agent
+                // token yet, so their capture before an eviction says so instead.
+                agent_token_file: None,
             };
             let (found, skipped) =
                 discovery::discover(client, &opts)

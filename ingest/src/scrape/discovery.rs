@@ -26,6 +26,10 @@ pub const ANNOTATION_SCHEME: &str = "leakhound.io/scheme";
 pub const ANNOTATION_PATH: &str = "leakhound.io/path";
 pub const ANNOTATION_METRICS_PATH: &str = "leakhound.io/metrics-path";
 pub const ANNOTATION_CONTAINER: &str = "leakhound.io/container";
+/// `bearer`: the pod serves its profiles behind a bearer token (the Go agent, `agent/`); ingest
+/// sends the token of `--agent-token-file` (a Secret mounted into the ingest pod), and to no pod
+/// that does not ask for it. `none` (the default): no credentials.
+pub const ANNOTATION_AUTH: &str = "leakhound.io/auth";
 
 #[derive(Debug, Clone, Default)]
 pub struct DiscoveryOptions {
@@ -33,6 +37,9 @@ pub struct DiscoveryOptions {
     pub namespaces: Vec<String>,
     pub label_selector: Option<String>,
     pub cluster: Option<String>,
+    /// The bearer token sent to pods annotated `leakhound.io/auth: bearer` (a file: read at
+    /// scrape time, never logged or stored).
+    pub agent_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +162,28 @@ pub async fn discover(
             ));
             continue;
         };
+        let bearer_token_file = match ann.get(ANNOTATION_AUTH).map(String::as_str) {
+            None | Some("none") => None,
+            Some("bearer") => match &opts.agent_token_file {
+                Some(f) => Some(f.clone()),
+                // Never scraped without the credentials it asks for (it would answer 401 every
+                // minute); said once per pass.
+                None => {
+                    skipped.push((
+                        key,
+                        format!("{ANNOTATION_AUTH}: bearer, and ingest has no --agent-token-file"),
+                    ));
+                    continue;
+                }
+            },
+            Some(other) => {
+                skipped.push((
+                    key,
+                    format!("{ANNOTATION_AUTH} {other:?} is neither bearer nor none"),
+                ));
+                continue;
+            }
+        };
         let scheme = ann
             .get(ANNOTATION_SCHEME)
             .map(String::as_str)
@@ -219,6 +248,7 @@ pub async fn discover(
                 .and_then(|s| s.start_time.as_ref())
                 .map(|t| t.0.to_string()),
             container_restarts: Some(restarts),
+            bearer_token_file,
             ..Default::default()
         });
     }
