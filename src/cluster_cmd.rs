@@ -68,18 +68,14 @@ pub struct ExecutorArgs {
     pub heartbeat: std::time::Duration,
 }
 
+/// `HOST:PORT`, by the rules `--engine ballista://HOST:PORT` follows (one parser for both).
 fn host_port(s: &str) -> Result<(String, u16), String> {
-    let bad = || format!("{s:?} is not HOST:PORT");
-    let url = url::Url::parse(&format!("df://{s}")).map_err(|_| bad())?;
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
-    let port = url.port().ok_or_else(bad)?;
-    if !url.path().trim_matches('/').is_empty()
-        || !url.username().is_empty()
-        || url.query().is_some()
-    {
-        return Err(bad());
+    match format!("ballista://{s}").parse() {
+        Ok(leakhound_analyze::session::Engine::Ballista { host, port }) => {
+            Ok((host.trim_matches(['[', ']']).to_string(), port))
+        }
+        _ => Err(format!("{s:?} is not HOST:PORT")),
     }
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
 pub async fn run(c: ClusterCommand) -> Result<ExitCode> {

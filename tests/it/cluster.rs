@@ -99,13 +99,7 @@ fn scenario_files(dir: &std::path::Path) -> (Vec<String>, i64) {
 fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_a_lost_executor() {
     let moto = start_moto();
     create_bucket(&moto.endpoint, "leakhound");
-    let env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = moto.client_env();
     let store = "s3://leakhound/cluster-store";
     let dir = tempfile::tempdir().unwrap();
     // The golden fixture (the bundled captures) and a scenario's counts, in one store.

@@ -23,6 +23,19 @@ fn moto_binary() -> String {
         .unwrap_or_else(|_| "/var/tmp/leakhound-venv/bin/moto_server".to_string())
 }
 
+impl Moto {
+    /// The environment a `leakhound` process needs to use this server as its S3.
+    pub(crate) fn client_env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+    }
+}
+
 pub(crate) fn start_moto() -> Moto {
     let bin = moto_binary();
     assert!(
@@ -57,13 +70,7 @@ pub(crate) fn create_bucket(endpoint: &str, bucket: &str) {
 fn backfill_query_compact_on_s3() {
     let moto = start_moto();
     create_bucket(&moto.endpoint, "leakhound");
-    let env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = moto.client_env();
     let store = "s3://leakhound/prod-store";
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.json");
@@ -134,13 +141,7 @@ fn backfill_query_compact_on_s3() {
 fn two_writers_at_once_on_s3_land_each_row_once() {
     let moto = start_moto();
     create_bucket(&moto.endpoint, "leakhound");
-    let env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = moto.client_env();
     let dir = tempfile::tempdir().unwrap();
     crate::store_trust::two_writers_at_once("s3://leakhound/concurrent", &env, dir.path());
 }
