@@ -65,6 +65,11 @@ pub struct AnalyzeArgs {
     /// The growth rule's slope threshold, goroutines per second.
     #[arg(long, env = "LEAKHOUND_GROWTH_MIN_PER_S", default_value_t = 0.5)]
     pub growth_min_per_s: f64,
+    /// Analyse the workloads in groups of at most this many count rows each (peak memory
+    /// follows the largest group, not the fleet; a workload larger than that is a group of its
+    /// own); 0: the fleet at once. In-process engine only.
+    #[arg(long, env = "LEAKHOUND_GROUP_ROWS", default_value_t = 2_000_000)]
+    pub group_rows: u64,
     /// Consecutive firings before an episode counts as sustained (L2/L3).
     #[arg(long, env = "LEAKHOUND_SUSTAIN_EVALS", default_value_t = 3)]
     pub sustain_evals: u32,
@@ -124,6 +129,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         namespace: a.namespace.clone(),
         baseline_factor: a.baseline_factor,
         growth_min_per_s: a.growth_min_per_s,
+        group_rows: a.group_rows,
         ..Default::default()
     };
     cfg.levels.sustain_evals = a.sustain_evals;
