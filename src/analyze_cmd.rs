@@ -202,7 +202,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
             for e in &events {
                 writeln!(
                     out,
-                    "{} {} {}/{}{} {} score {:.2} growth {:.3}/s goroutines {}{}",
+                    "{} {} {}/{}{} {} score {:.2} growth {:.3}/s goroutines {}{}{}",
                     e.detected_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     e.level.as_str(),
@@ -218,7 +218,8 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
                     e.goroutines,
                     e.residence_p99_s
                         .map(|r| format!(" residence p99 {r:.0}s"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    memory_text(e)
                 )?;
                 for c in &e.clusters {
                     writeln!(
@@ -252,4 +253,19 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// ` memory 212/256 MiB, limit in 38 min` (the Go agent's context), or nothing.
+pub(crate) fn memory_text(e: &leakhound_schemas::events::LeakEvent) -> String {
+    let Some(m) = e.memory_bytes else {
+        return String::new();
+    };
+    let limit = e
+        .memory_limit_bytes
+        .map_or("no limit".to_string(), |l| format!("{} MiB", l >> 20));
+    let ttl = e
+        .time_to_limit_s
+        .map(|t| format!(", limit in {:.0} min", t / 60.0))
+        .unwrap_or_default();
+    format!(" memory {}/{limit}{ttl}", m >> 20)
 }

@@ -17,6 +17,7 @@
 //! | [`columns`] | typed columns of query results, scope rows, running a named query |
 //! | [`series`] | minute series per pod and workload; [`series::recurring_rise`] (the daily pattern) |
 //! | [`captures`] | debug=2 captures per pod; residence of what grew (`captures::residence_at`) |
+//! | [`context`] | memory and limit per pod from the Go agent's context; an episode's memory trend |
 //! | [`episodes`] | the episode state machine (pure), stored events for live continuity |
 //! | [`sink`] | clusters attached to events; the results written in one commit |
 //!
@@ -30,6 +31,7 @@
 
 pub mod captures;
 pub mod columns;
+pub mod context;
 pub mod episodes;
 pub mod series;
 pub mod sink;
@@ -229,6 +231,8 @@ pub async fn analyze(
         .filter(|d| d.needs_corroboration())
         .map(|d| d.kind())
         .collect();
+    // Memory per pod from the agent's context, for the memory raise (`levels`).
+    let memory = context::memory(&ctx, first - 3_600, to_s, &cfg.namespace).await?;
     stage(cfg, "episodes and levels");
     let (events, scopes) = episodes::episodes(
         findings,
@@ -241,6 +245,7 @@ pub async fn analyze(
             growth_of: &growth_of,
             borrows_growth: &borrows_growth,
             needs_corroboration: &needs_corroboration,
+            memory: &memory,
         },
     );
     Ok(Analysis {
