@@ -73,6 +73,11 @@ pub struct PolicyArgs {
     /// "Now", RFC 3339, Unix seconds or now-2h (default: the clock). For replays and tests.
     #[arg(long, env = "LEAKHOUND_NOW", value_parser = crate::cli::time)]
     pub now: Option<TimeSpec>,
+    /// The Go agent's bearer token (a file, re-read at each capture), sent when capturing pods
+    /// annotated leakhound.io/auth: bearer (found through discovery) and to no other pod;
+    /// without it those pods are not captured (the capture fails and says why).
+    #[arg(long, env = "LEAKHOUND_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<PathBuf>,
 }
 
 impl PolicyArgs {
@@ -132,6 +137,14 @@ impl PolicyArgs {
             }
             capture.push(spec);
         }
+        // As ingest's: a token file that cannot be read, or is empty, is refused now.
+        if let Some(f) = &self.agent_token_file {
+            let token = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--agent-token-file {}: {e}", f.display()))?;
+            if token.trim().is_empty() {
+                anyhow::bail!("--agent-token-file {}: empty", f.display());
+            }
+        }
         Ok(Prepared {
             policy,
             capture,
@@ -157,7 +170,8 @@ impl PolicyArgs {
         };
         let engine = Engine::new(store, policy, client, !self.apply, clock)
             .await?
-            .with_capture_targets(capture);
+            .with_capture_targets(capture)
+            .with_agent_token_file(self.agent_token_file.clone());
         Ok(engine)
     }
 }
