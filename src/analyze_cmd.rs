@@ -81,6 +81,10 @@ pub struct AnalyzeArgs {
     /// Level thresholds: growth per second, warning/danger.
     #[arg(long, default_values_t = [10.0, 50.0], num_args = 2, value_names = ["WARN", "DANGER"])]
     pub growth_levels: Vec<f64>,
+    /// Goroutines growing while memory heads for the container's limit (the Go agent's
+    /// context) raise the level by one when the limit is this near at memory's slope.
+    #[arg(long, env = "LEAKHOUND_MEMORY_HORIZON", default_value = "24h", value_parser = crate::cli::duration)]
+    pub memory_horizon: Duration,
 }
 
 /// `--format` of `analyze`.
@@ -133,6 +137,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.levels.alive_danger_share = a.alive_share[1];
     cfg.levels.growth_warn_per_s = a.growth_levels[0];
     cfg.levels.growth_danger_per_s = a.growth_levels[1];
+    cfg.levels.memory_horizon_s = a.memory_horizon.as_secs_f64();
 
     let (from, to, emit) = if a.replay {
         // clap requires both with --replay.

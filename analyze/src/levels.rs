@@ -35,7 +35,8 @@
 //!   least the last 15 minutes, at most the hour; the current process only; 3 samples over 2
 //!   minutes at least) rose by at least `memory_min_rise_share` (1 %) of the limit over the
 //!   window — flat or noisy memory is no growth — and
-//! - at that slope the limit is reached within `memory_horizon_s` (24 h): `time_to_limit_s`,
+//! - at that slope the limit is reached within `memory_horizon_s` (24 h, `analyze
+//!   --memory-horizon`): `time_to_limit_s`,
 //!   which events carry (null without a limit, or without such growth).
 //!
 //! So a firing not yet sustained, L1 from the goroutines alone, is L2 when memory has been

@@ -3,7 +3,8 @@
 //! memory (the process's real RSS: each leaked goroutine holds its stack) growing with its
 //! goroutines; `leakhound analyze --replay` over those rows gives events that carry the memory,
 //! the limit and the time until the limit at the memory's slope — and, for the same program
-//! with no limit, the memory with a null limit and time to the limit.
+//! with no limit, the memory with a null limit and time to the limit. With thresholds that
+//! keep the goroutines alone at L2, the memory heading for the limit raises it to L3.
 //!
 //! The limit is the agent's cgroup `memory.max` read from a directory the test writes (no
 //! cgroup v2 can be made on these hosts; `memory.current` left out, so memory is the real
@@ -175,6 +176,54 @@ fn a_leaking_agents_events_carry_the_time_until_its_memory_limit() {
         assert!(e["memory_limit_bytes"].is_null(), "{e}");
         assert!(e["time_to_limit_s"].is_null(), "{e}");
     }
+    // The raise by one, on the same rows: with residence and alive share held at warning (their
+    // danger thresholds out of reach) and growth at warning, the goroutines alone make L2; the
+    // memory heading for the limit makes the limited pod's L3 — not with a horizon shorter
+    // than its time to the limit, and never for the pod without a limit.
+    let levels = |horizon: &str| -> Vec<(String, String)> {
+        let out = ok(&[
+            "analyze",
+            "--store",
+            store,
+            "--replay",
+            "--from",
+            &start.to_string(),
+            "--to",
+            &(start + CAPTURES * 60).to_string(),
+            "--detectors",
+            "growth_rule",
+            "--residence-s",
+            "30",
+            "1000000",
+            "--alive-share",
+            "0.001",
+            "2",
+            "--memory-horizon",
+            horizon,
+            "--no-write",
+            "--format",
+            "jsonl",
+        ]);
+        let mut max: std::collections::BTreeMap<String, String> = Default::default();
+        for l in out.lines() {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            let (pod, level) = (e["pod"].as_str().unwrap(), e["level"].as_str().unwrap());
+            let m = max.entry(pod.to_string()).or_default();
+            if level > m.as_str() {
+                *m = level.to_string();
+            }
+        }
+        max.into_iter().collect()
+    };
+    let l = |p: &str, v: &str| (p.to_string(), v.to_string());
+    assert_eq!(
+        levels("24h"),
+        [l("orders-mem", "L3"), l("orders-nolimit", "L2")]
+    );
+    assert_eq!(
+        levels("1m"),
+        [l("orders-mem", "L2"), l("orders-nolimit", "L2")]
+    );
     // The report shows it.
     let text = ok(&[
         "report",
