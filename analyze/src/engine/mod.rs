@@ -17,6 +17,7 @@
 //! | [`columns`] | typed columns of query results, scope rows, running a named query |
 //! | [`series`] | minute series per pod and workload; [`series::recurring_rise`] (the daily pattern) |
 //! | [`captures`] | debug=2 captures per pod; residence of what grew (`captures::residence_at`) |
+//! | [`context`] | memory and limit per pod from the Go agent's context; an episode's memory trend |
 //! | [`episodes`] | the episode state machine (pure), stored events for live continuity |
 //! | [`sink`] | clusters attached to events; the results written in one commit |
 //! | [`groups`] | the bounded step: workloads in groups of at most `group_rows`, each on its own |
@@ -31,6 +32,7 @@
 
 pub mod captures;
 pub mod columns;
+pub mod context;
 pub mod episodes;
 pub mod groups;
 pub mod series;
@@ -316,6 +318,8 @@ async fn analyze_group(
         .filter(|d| d.needs_corroboration())
         .map(|d| d.kind())
         .collect();
+    // Memory per pod from the agent's context, for the memory raise (`levels`).
+    let memory = context::memory(ctx, first - 3_600, to_s, &cfg.namespace).await?;
     stage(cfg, &format!("{label}episodes and levels"));
     Ok(episodes::episodes(
         findings,
@@ -328,6 +332,7 @@ async fn analyze_group(
             growth_of: &growth_of,
             borrows_growth: &borrows_growth,
             needs_corroboration: &needs_corroboration,
+            memory: &memory,
         },
     ))
 }
