@@ -234,13 +234,11 @@ fn run_child(phase: &str, args: &[String]) -> (u64, f64, u64) {
     let o = Command::new(std::env::current_exe().unwrap())
         .env("LEAKHOUND_FLEET_PHASE", phase)
         .args(args)
+        .stderr(std::process::Stdio::inherit())
         .output()
         .expect("run child");
     if !o.status.success() {
-        panic!(
-            "{phase} child failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        panic!("{phase} child failed (its stderr above)");
     }
     parse_result(&o.stdout).unwrap_or_else(|| panic!("{phase}: no RESULT line"))
 }
