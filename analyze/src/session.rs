@@ -109,6 +109,8 @@ pub async fn session_on(store: &Store, engine: &Engine) -> Result<SessionContext
             SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await?
         }
     };
+    // leakhound's functions (the cluster's scheduler and executors register the same ones).
+    ctx.register_udaf(crate::anomaly::udaf::udaf().as_ref().clone());
     for table in Table::ALL {
         let url = ListingTableUrl::parse(store.table_url(table))?;
         // Partition values repeat for every row of a file: a dictionary of one value.

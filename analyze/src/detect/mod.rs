@@ -77,6 +77,8 @@ pub struct Inputs<'a> {
     pub to_s: i64,
     pub eval_times: &'a [i64],
     pub series: &'a BTreeMap<Scope, Series>,
+    /// Where `series` starts: `from_s` less the longest history an enabled detector asked for.
+    pub series_from_s: i64,
     pub cfg: &'a AnalyzeConfig,
 }
 

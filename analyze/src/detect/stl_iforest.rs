@@ -31,13 +31,18 @@ impl Detector for StlIforest {
     }
 
     fn findings<'a>(&'a self, input: &'a Inputs<'a>) -> BoxFuture<'a, Result<Vec<Finding>>> {
-        Box::pin(async move { Ok(findings(input.series, input.eval_times, input.cfg)) })
+        Box::pin(async move {
+            // On a cluster the scoring runs on the executors, as SQL (`leak_stl_iforest`).
+            if input.cfg.engine != crate::session::Engine::InProcess {
+                return crate::anomaly::udaf::findings_on_engine(input).await;
+            }
+            Ok(findings(input.series, input.eval_times, input.cfg))
+        })
     }
 }
 
-/// When each workload's set of pods changed (a pod appeared or went), from the pod series: a
-/// rollout swaps pods, and the workload's sum moves with it.
-fn pod_set_changes(series: &BTreeMap<Scope, Series>) -> HashMap<Scope, Vec<i64>> {
+/// The first and last minute of any of `series` (the span pod appearances are judged in).
+pub(crate) fn span(series: &BTreeMap<Scope, Series>) -> (i64, i64) {
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     for s in series.values() {
         if let (Some(a), Some(b)) = (s.ts_s.first(), s.ts_s.last()) {
@@ -45,6 +50,16 @@ fn pod_set_changes(series: &BTreeMap<Scope, Series>) -> HashMap<Scope, Vec<i64>>
             last = last.max(*b);
         }
     }
+    (first, last)
+}
+
+/// When each workload's set of pods changed (a pod appeared or went within `(first, last)`,
+/// the span of every series loaded), from the pod series: a rollout swaps pods, and the
+/// workload's sum moves with it.
+fn pod_set_changes(
+    series: &BTreeMap<Scope, Series>,
+    (first, last): (i64, i64),
+) -> HashMap<Scope, Vec<i64>> {
     let mut out: HashMap<Scope, Vec<i64>> = HashMap::new();
     for (scope, s) in series {
         if scope.pod.is_none() {
@@ -71,7 +86,18 @@ pub fn findings(
     eval_times: &[i64],
     cfg: &AnalyzeConfig,
 ) -> Vec<Finding> {
-    let churn = pod_set_changes(series);
+    findings_within(series, span(series), eval_times, &cfg.stl)
+}
+
+/// [`findings`] on some of the series (whole workloads: each with all its pods), `span` being
+/// that of every series loaded: what `leak_stl_iforest` computes per group on an executor.
+pub(crate) fn findings_within(
+    series: &BTreeMap<Scope, Series>,
+    span: (i64, i64),
+    eval_times: &[i64],
+    stl: &crate::anomaly::StlIfConfig,
+) -> Vec<Finding> {
+    let churn = pod_set_changes(series, span);
     let mut out = Vec::new();
     for (scope, s) in series {
         let (Some(first), Some(last)) = (s.ts_s.first(), s.ts_s.last()) else {
@@ -115,7 +141,7 @@ pub fn findings(
                 },
                 &s.resets_s,
                 &at[i..j],
-                &cfg.stl,
+                stl,
             );
             if seg_start != i64::MIN {
                 for v in &mut vs {

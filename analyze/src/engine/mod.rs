@@ -163,8 +163,9 @@ pub async fn analyze(
     // The minute series, as far back as the detector that looks furthest needs.
     let history = enabled.iter().filter_map(|d| d.series_history_s(cfg)).max();
     stage(cfg, "loading the series");
+    let series_from_s = first - history.unwrap_or(0);
     let series = match history {
-        Some(h) => series::minute_series(&ctx, first - h, to_s, &cfg.namespace).await?,
+        Some(_) => series::minute_series(&ctx, series_from_s, to_s, &cfg.namespace).await?,
         None => BTreeMap::new(),
     };
     let input = Inputs {
@@ -173,6 +174,7 @@ pub async fn analyze(
         to_s,
         eval_times: &eval_times,
         series: &series,
+        series_from_s,
         cfg,
     };
     let mut findings: Vec<Finding> = Vec::new();
