@@ -1,8 +1,9 @@
 //! A DataFusion session over a store: in this process (the default), or on an Apache Ballista
 //! cluster (`--engine ballista://HOST:PORT`, [`Engine`]; the scheduler and executors are
-//! `leakhound cluster ...`, crate `leakhound-cluster`). The same tables, schemas and settings
-//! either way: on Ballista the client sends the plan and the settings; the scheduler lists the
-//! store's visible files and the executors read them.
+//! `leakhound cluster ...`, crate `leakhound-cluster`). The same tables, schemas, functions
+//! (`leak_stl_iforest`, also registered on the cluster) and settings either way: on Ballista
+//! the client sends the plan and the settings; the scheduler lists the store's visible files
+//! and the executors read them (and run the functions).
 
 use std::sync::Arc;
 

@@ -3,6 +3,11 @@
 //! (STL and the forest refitted every 3 hours and cached in between). A workload-wide series
 //! starts over at each change of its pod set: a rollout that raises the level for good is a
 //! deploy, not a leak, and a leak in the new pods shows in their own series.
+//!
+//! In-process (the default) this module scores in its own loop ([`findings`]). On a cluster
+//! (`--engine ballista://…`) the same scoring runs on the executors: one statement with
+//! `leak_stl_iforest` per workload group (`anomaly::udaf`, which calls [`findings_within`] on
+//! each group), the same findings to the bit.
 
 use std::collections::{BTreeMap, HashMap};
 
