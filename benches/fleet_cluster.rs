@@ -1,14 +1,18 @@
-//! The fleet bench of issue 19: the five named queries and one live `analyze` step over a
+//! The fleet bench of issue 19: the five named queries, one live `analyze` step, and the
+//! STL + Isolation Forest scoring alone (`analyze --replay --detectors stl_iforest` over the
+//! last `LEAKHOUND_FLEET_SCORE_HOURS`, 2 by default, with its 3 days of history) over a
 //! synthetic fleet (`leakhound_analyze::fleetgen`: N pods x D days, a count a minute, a capture
 //! every 30 minutes), run in-process and on a Ballista cluster of 1 and 2 executors
 //! (`leakhound cluster ...`, real processes on loopback), each as a user runs it: one
-//! `leakhound query` / `leakhound analyze` process per run, wall time.
+//! `leakhound query` / `leakhound analyze` process per run, wall time. On a cluster the scoring
+//! runs on the executors (`leak_stl_iforest`); the bench prints series scored and count rows
+//! scanned per second, in all and per executor.
 //!
 //! `cargo bench --bench fleet_cluster` (`--profile dev` for a quick run).
 //! `LEAKHOUND_FLEET_PODS` (default 5000), `LEAKHOUND_FLEET_DAYS` (30), `LEAKHOUND_FLEET_SAMPLE_MIN`
 //! (30), `LEAKHOUND_FLEET_STORE` (a directory: built once, reused by later runs),
 //! `LEAKHOUND_FLEET_EXECUTORS` (`0,1,2`; 0 = in-process), `LEAKHOUND_FLEET_SLOTS` (2 per executor),
-//! `LEAKHOUND_FLEET_ROUNDS` (1: best of N).
+//! `LEAKHOUND_FLEET_ROUNDS` (1: best of N), `LEAKHOUND_FLEET_SCORE_HOURS` (2).
 //!
 //! On one machine the executors share its cores with each other and with the scheduler: what
 //! this measures there is the cluster's overhead and per-executor throughput (count rows
@@ -170,11 +174,20 @@ fn main() {
         chrono_rfc3339(end_s.saturating_sub(1)),
     );
     let count_rows = pods * days * 1440;
+    // The scoring run: its evaluations, the series it scores (every pod and every workload:
+    // fleetgen puts pod p in namespace p % 20, workload p % 50) and the count rows it reads.
+    let score_hours = env_num("LEAKHOUND_FLEET_SCORE_HOURS", 2).max(1);
+    let score_from = end_s - score_hours * 3_600;
+    let workloads: std::collections::BTreeSet<(i64, i64)> =
+        (0..pods).map(|p| (p % 20, p % 50)).collect();
+    let series = pods + workloads.len() as i64;
+    let score_rows = pods * ((score_hours * 3_600 + 3 * 86_400).min(days * 86_400) / 60);
 
     // results[engine][query] = seconds
     let mut names: Vec<String> = QUERIES.iter().map(|q| q.to_string()).collect();
     names.push("analyze (one live step)".into());
-    let mut results: Vec<(String, Vec<f64>)> = Vec::new();
+    names.push(format!("stl_iforest scoring ({score_hours} h)"));
+    let mut results: Vec<(usize, String, Vec<f64>)> = Vec::new();
     for &n in &executors {
         let (_services, engine) = if n == 0 {
             (Vec::new(), "inprocess".to_string())
@@ -218,32 +231,68 @@ fn main() {
         let s = time(&args, rounds);
         eprintln!("  analyze: {s:.2}s");
         row.push(s);
-        results.push((label, row));
+        let args: Vec<String> = [
+            "analyze",
+            "--store",
+            &store,
+            "--engine",
+            &engine,
+            "--replay",
+            "--from",
+            &score_from.to_string(),
+            "--to",
+            &end_s.to_string(),
+            "--detectors",
+            "stl_iforest",
+            "--format",
+            "jsonl",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let s = time(&args, rounds);
+        eprintln!("  stl_iforest scoring: {s:.2}s");
+        row.push(s);
+        results.push((n, label, row));
     }
 
     println!(
         "\nfleet_cluster: {pods} pods x {days} days ({count_rows} count rows, a capture every {sample_min} min), {slots} slots per executor, best of {rounds}"
     );
     print!("{:<26}", "");
-    for (label, _) in &results {
+    for (_, label, _) in &results {
         print!("{label:>14}");
     }
     println!();
     for (i, name) in names.iter().enumerate() {
         print!("{name:<26}");
-        for (_, row) in &results {
+        for (_, _, row) in &results {
             print!("{:>13.2}s", row[i]);
         }
         println!();
     }
     // Per-executor throughput of the full scan over the counts (goroutines_over_time).
     if let Some(i) = QUERIES.iter().position(|q| *q == "goroutines_over_time") {
-        for (label, row) in &results {
+        for (_, label, row) in &results {
             println!(
                 "{label}: goroutines_over_time scanned {:.0} K count rows/s",
                 count_rows as f64 / row[i] / 1e3
             );
         }
+    }
+    // The scoring's throughput, in all and per executor (in-process: one process).
+    let s = names.len() - 1;
+    for (n, label, row) in &results {
+        let per = (*n).max(1) as f64;
+        println!(
+            "{label}: stl_iforest scored {series} series x {} evaluations in {:.2}s: {:.1} series/s ({:.1} per executor), {:.0} K count rows read/s ({:.0} K per executor)",
+            score_hours * 12 + 1,
+            row[s],
+            series as f64 / row[s],
+            series as f64 / row[s] / per,
+            score_rows as f64 / row[s] / 1e3,
+            score_rows as f64 / row[s] / 1e3 / per,
+        );
     }
 }
 

@@ -1,8 +1,9 @@
 //! A DataFusion session over a store: in this process (the default), or on an Apache Ballista
 //! cluster (`--engine ballista://HOST:PORT`, [`Engine`]; the scheduler and executors are
-//! `leakhound cluster ...`, crate `leakhound-cluster`). The same tables, schemas and settings
-//! either way: on Ballista the client sends the plan and the settings; the scheduler lists the
-//! store's visible files and the executors read them.
+//! `leakhound cluster ...`, crate `leakhound-cluster`). The same tables, schemas, functions
+//! (`leak_stl_iforest`, also registered on the cluster) and settings either way: on Ballista
+//! the client sends the plan and the settings; the scheduler lists the store's visible files
+//! and the executors read them (and run the functions).
 
 use std::sync::Arc;
 
@@ -109,6 +110,8 @@ pub async fn session_on(store: &Store, engine: &Engine) -> Result<SessionContext
             SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await?
         }
     };
+    // leakhound's functions (the cluster's scheduler and executors register the same ones).
+    ctx.register_udaf(crate::anomaly::udaf::udaf().as_ref().clone());
     for table in Table::ALL {
         let url = ListingTableUrl::parse(store.table_url(table))?;
         // Partition values repeat for every row of a file: a dictionary of one value.

@@ -18,9 +18,12 @@
 //!
 //! What a stock Ballista scheduler lacks for leakhound is the visibility rule: it would list
 //! every Parquet file under a table, uncommitted writes and compacted-away inputs included
-//! (rows doubled or half-written). leakhound registers no UDFs today; a function added to
-//! `analyze::session` must be registered here too (the scheduler's session builder and the
-//! executors' function registry), or the first query using it fails on the cluster.
+//! (rows doubled or half-written). A stock executor also lacks leakhound's functions: every
+//! function `analyze::session` registers ([`functions`]: `leak_stl_iforest`, the `stl_iforest`
+//! detector's scoring) is registered here too, in the scheduler's session (to decode the
+//! client's plan) and in the executors' function registry (to run it), or the first query
+//! using it fails on the cluster. With them, `analyze --engine ballista://…` scores on the
+//! executors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,7 +49,10 @@ pub async fn run_scheduler(
     let base_url = store.base_url().clone();
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
         Arc::new(move |config: SessionConfig| {
-            let state = ballista_core::utils::default_session_builder(config)?;
+            let mut state = ballista_core::utils::default_session_builder(config)?;
+            for f in functions() {
+                datafusion::logical_expr::registry::FunctionRegistry::register_udaf(&mut state, f)?;
+            }
             // Built per query: the commit log is read on the query's first listing.
             state
                 .runtime_env()
@@ -72,6 +78,11 @@ pub async fn run_scheduler(
         .await
         .context("Ballista scheduler")?;
     Ok(())
+}
+
+/// leakhound's aggregate functions (those `analyze::session` registers in every session).
+pub fn functions() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
+    vec![leakhound_analyze::anomaly::udaf::udaf()]
 }
 
 /// Where an executor listens and whom it serves.
@@ -103,7 +114,12 @@ pub async fn run_executor(store: Store, opts: ExecutorOptions) -> Result<()> {
         runtime.register_object_store(&base_url, raw.clone());
         Ok(Arc::new(runtime))
     });
+    let mut registry = ballista_core::registry::BallistaFunctionRegistry::default();
+    for f in functions() {
+        registry.aggregate_functions.insert(f.name().to_string(), f);
+    }
     let config = ExecutorProcessConfig {
+        override_function_registry: Some(Arc::new(registry)),
         bind_host: opts.flight.ip().to_string(),
         external_host: Some(opts.advertise),
         port: opts.flight.port(),

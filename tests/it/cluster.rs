@@ -71,6 +71,20 @@ impl Service {
     }
 }
 
+/// The processes `analyze` says scored stl_iforest through `leak_stl_iforest` (its info log
+/// line), or None when it did not score that way.
+fn scorers(stderr: &str) -> Option<Vec<u32>> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stl_iforest scored by the engine"))?;
+    let set = line.split("processes={").nth(1)?.split('}').next()?;
+    Some(
+        set.split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
+    )
+}
+
 /// The counts of scenario `fast_leak` (seed 11) as Prometheus `query_range` files, one per pod.
 fn scenario_files(dir: &std::path::Path) -> (Vec<String>, i64) {
     let s = leakhound_analyze::scenarios::generate("fast_leak", 11).unwrap();
@@ -198,7 +212,8 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
         );
     }
 
-    // analyze --replay: the same events, line for line.
+    // analyze --replay: the same events, line for line; on the cluster the STL + Isolation
+    // Forest scoring runs on the executors (leak_stl_iforest), in-process in this process.
     let from = (onset - 3600).to_string();
     let to = (onset + 3600).to_string();
     let replay = |extra: &[&str]| {
@@ -212,23 +227,45 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
             "--to",
             &to,
             "--detectors",
-            "baseline_rule,growth_rule",
+            "baseline_rule,growth_rule,stl_iforest",
             "--format",
             "jsonl",
         ];
         args.extend(extra);
-        let out = ok_env(&args, &env);
-        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG", "info"));
+        let out = run_env(&args, &env);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(out.status.success(), "analyze {extra:?}: {stderr}");
+        let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
         lines.sort();
-        lines
+        (lines, scorers(&stderr))
     };
-    let local = replay(&[]);
+    let (local, local_scorers) = replay(&[]);
     assert!(
         local.iter().any(|l| l.contains("\"L3\"")),
         "no L3 in-process over a fast leak: {local:?}"
     );
-    let remote = replay(&["--engine", &engine]);
+    assert!(
+        local.iter().any(|l| l.contains("\"stl_iforest\"")),
+        "stl_iforest raised no event in-process over a fast leak: {local:?}"
+    );
+    assert_eq!(
+        local_scorers, None,
+        "in-process, the detector scores in its own loop, not through the SQL function"
+    );
+    let (remote, remote_scorers) = replay(&["--engine", &engine]);
     assert_eq!(remote, local, "analyze --replay differs on Ballista");
+    let executor_pids: Vec<u32> = executors.iter().map(|e| e.child.id()).collect();
+    let scorers = remote_scorers.expect("on Ballista, stl_iforest scored through leak_stl_iforest");
+    assert!(
+        !scorers.is_empty() && scorers.iter().all(|p| executor_pids.contains(p)),
+        "the scoring ran in processes {scorers:?}, not (only) the executors {executor_pids:?}"
+    );
+    eprintln!("stl_iforest scored by executors {scorers:?} of {executor_pids:?}");
 
     // An executor killed while a query runs.
     let slow = "SELECT COUNT(*) AS n FROM goroutine_counts a JOIN goroutine_counts b \

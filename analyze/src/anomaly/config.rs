@@ -5,7 +5,7 @@ use super::stl::StlParams;
 
 /// Configuration of the STL + Isolation Forest detector. Durations in seconds or minutes as
 /// named; growth in goroutines per second.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StlIfConfig {
     /// Grid the raw samples are binned on (mean per bin, linear interpolation across gaps).
     pub grid_step_s: i64,

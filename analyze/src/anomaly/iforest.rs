@@ -20,7 +20,7 @@
 use crate::rng::SplitMix64;
 
 /// Parameters of the forest.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IForestParams {
     /// Number of trees (scikit-learn: `n_estimators`, default 100).
     pub n_trees: usize,

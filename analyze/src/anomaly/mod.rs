@@ -82,6 +82,7 @@
 //! | `onset.rs` | the onset estimate (hinge fit) |
 //! | [`stl`], `stl_loess.rs` | robust STL |
 //! | [`iforest`] | the Isolation Forest |
+//! | [`udaf`] | `leak_stl_iforest`: the detector's scoring as a SQL aggregate (per workload group), how a cluster's executors score |
 //! | `batch.rs` (feature `testkit`) | `score_batch`/`batch_parts`/`replay_anchors`: one forest over many series, for the pyref test and the bench |
 
 #[cfg(feature = "testkit")]
@@ -94,6 +95,7 @@ mod onset;
 mod rules;
 pub mod stl;
 mod stl_loess;
+pub mod udaf;
 
 use std::collections::HashMap;
 use std::sync::Arc;

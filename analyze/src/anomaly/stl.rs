@@ -10,7 +10,7 @@
 //! `trend_only_window` points — and the residual around it.
 
 /// The STL knobs a caller chooses; the rest follows statsmodels' rules.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StlParams {
     /// Seasonal smoother length (odd, ≥ 3; statsmodels default 7).
     pub seasonal: usize,

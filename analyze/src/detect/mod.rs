@@ -80,6 +80,8 @@ pub struct Inputs<'a> {
     /// The first and last minute of the whole fleet's series when `series` holds one group of
     /// it (`engine::groups`); None: `series` is the whole fleet.
     pub span_s: Option<(i64, i64)>,
+    /// Where `series` starts: `from_s` less the longest history an enabled detector asked for.
+    pub series_from_s: i64,
     pub cfg: &'a AnalyzeConfig,
 }
 

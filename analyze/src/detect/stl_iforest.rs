@@ -3,6 +3,11 @@
 //! (STL and the forest refitted every 3 hours and cached in between). A workload-wide series
 //! starts over at each change of its pod set: a rollout that raises the level for good is a
 //! deploy, not a leak, and a leak in the new pods shows in their own series.
+//!
+//! In-process (the default) this module scores in its own loop ([`findings`]). On a cluster
+//! (`--engine ballista://…`) the same scoring runs on the executors: one statement with
+//! `leak_stl_iforest` per workload group (`anomaly::udaf`, which calls [`findings_within`] on
+//! each group), the same findings to the bit.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +37,10 @@ impl Detector for StlIforest {
 
     fn findings<'a>(&'a self, input: &'a Inputs<'a>) -> BoxFuture<'a, Result<Vec<Finding>>> {
         Box::pin(async move {
+            // On a cluster the scoring runs on the executors, as SQL (`leak_stl_iforest`).
+            if input.cfg.engine != crate::session::Engine::InProcess {
+                return crate::anomaly::udaf::findings_on_engine(input).await;
+            }
             Ok(findings(
                 input.series,
                 input.span_s,
@@ -42,20 +51,25 @@ impl Detector for StlIforest {
     }
 }
 
-/// When each workload's set of pods changed (a pod appeared or went), from the pod series: a
-/// rollout swaps pods, and the workload's sum moves with it. Appearing and going are relative
-/// to the span of the fleet's series (`span_s`, or these series' own when they are the fleet).
-fn pod_set_changes(
-    series: &BTreeMap<Scope, Series>,
-    span_s: Option<(i64, i64)>,
-) -> HashMap<Scope, Vec<i64>> {
-    let (mut first, mut last) = span_s.unwrap_or((i64::MAX, i64::MIN));
+/// The first and last minute of any of `series` (the span pod appearances are judged in).
+pub(crate) fn span(series: &BTreeMap<Scope, Series>) -> (i64, i64) {
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
     for s in series.values() {
         if let (Some(a), Some(b)) = (s.ts_s.first(), s.ts_s.last()) {
             first = first.min(*a);
             last = last.max(*b);
         }
     }
+    (first, last)
+}
+
+/// When each workload's set of pods changed (a pod appeared or went within `(first, last)`,
+/// the span of every series loaded), from the pod series: a rollout swaps pods, and the
+/// workload's sum moves with it.
+fn pod_set_changes(
+    series: &BTreeMap<Scope, Series>,
+    (first, last): (i64, i64),
+) -> HashMap<Scope, Vec<i64>> {
     let mut out: HashMap<Scope, Vec<i64>> = HashMap::new();
     for (scope, s) in series {
         if scope.pod.is_none() {
@@ -76,14 +90,31 @@ fn pod_set_changes(
     out
 }
 
-/// STL + Isolation Forest on every pod's and workload's minute series at `eval_times`.
+/// STL + Isolation Forest on every pod's and workload's minute series at `eval_times`;
+/// `span_s`: the span of the fleet's series when `series` is one group of it (None: their own).
 pub fn findings(
     series: &BTreeMap<Scope, Series>,
     span_s: Option<(i64, i64)>,
     eval_times: &[i64],
     cfg: &AnalyzeConfig,
 ) -> Vec<Finding> {
-    let churn = pod_set_changes(series, span_s);
+    let own = span(series);
+    let span = match span_s {
+        Some((a, b)) => (a.min(own.0), b.max(own.1)),
+        None => own,
+    };
+    findings_within(series, span, eval_times, &cfg.stl)
+}
+
+/// [`findings`] on some of the series (whole workloads: each with all its pods), `span` being
+/// that of every series loaded: what `leak_stl_iforest` computes per group on an executor.
+pub(crate) fn findings_within(
+    series: &BTreeMap<Scope, Series>,
+    span: (i64, i64),
+    eval_times: &[i64],
+    stl: &crate::anomaly::StlIfConfig,
+) -> Vec<Finding> {
+    let churn = pod_set_changes(series, span);
     let items: Vec<(&Scope, &Series)> = series.iter().collect();
     // Series are independent: worker threads take them one at a time (a shared cursor), and
     // the findings come out in series order whatever thread scored them.
@@ -102,7 +133,7 @@ pub fn findings(
                         let Some((scope, s)) = items.get(i) else {
                             break mine;
                         };
-                        mine.push((i, series_findings(scope, s, &churn, eval_times, cfg)));
+                        mine.push((i, series_findings(scope, s, &churn, eval_times, stl)));
                     }
                 })
             })
@@ -122,7 +153,7 @@ fn series_findings(
     s: &Series,
     churn: &HashMap<Scope, Vec<i64>>,
     eval_times: &[i64],
-    cfg: &AnalyzeConfig,
+    stl: &crate::anomaly::StlIfConfig,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     {
@@ -167,7 +198,7 @@ fn series_findings(
                 },
                 &s.resets_s,
                 &at[i..j],
-                &cfg.stl,
+                stl,
             );
             if seg_start != i64::MIN {
                 for v in &mut vs {

@@ -263,6 +263,7 @@ async fn analyze_group(
         to_s,
         eval_times: s.eval_times,
         series: &series,
+        series_from_s: first - s.history.unwrap_or(0),
         span_s,
         cfg,
     };

@@ -4,12 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 
 use super::Scope;
-#[cfg(test)]
-use super::columns::{f64s, scope_rows};
-use super::columns::{i64s, rfc, ts_micros};
+use super::columns::{f64s, i64s, rfc, scope_rows, ts_micros};
 use crate::detect::Finding;
 use crate::error::Result;
 
@@ -216,8 +215,8 @@ impl PodRows {
     }
 }
 
-/// [`minute_series`] as one SQL aggregate (what it was before it streamed): the reference the
-/// streamed loader is tested against.
+/// [`minute_series`] as one SQL aggregate ([`minute_sql`], what the cluster's `leak_stl_iforest`
+/// is fed, and what the streamed loader replaced in-process): its reference in the tests.
 #[cfg(test)]
 pub(crate) async fn minute_series_sql(
     ctx: &SessionContext,
@@ -226,28 +225,20 @@ pub(crate) async fn minute_series_sql(
     namespace: &str,
 ) -> Result<BTreeMap<Scope, Series>> {
     let sql = format!(
-        "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
-                MAX(workload) AS wl, pod, \
-                date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
-                AVG(CAST(goroutines AS DOUBLE)) AS v, \
-                MAX(CAST(process_start_time AS BIGINT)) AS started, \
-                MAX(container_restarts) AS restarts \
-         FROM goroutine_counts \
-         WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
-           AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
-         GROUP BY 2, 5, 6 ORDER BY namespace, pod, minute",
-        f = rfc(from_s),
-        t = rfc(to_s),
-        fd = &rfc(from_s)[..10],
-        td = &rfc(to_s)[..10],
-        ns = namespace.replace('\'', "''"),
+        "{} ORDER BY namespace, pod, minute",
+        minute_sql(from_s, to_s, namespace)
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
+    series_of_rows(&batches)
+}
+
+/// The series of [`minute_sql`]'s rows, given ordered by namespace, pod and minute.
+pub(crate) fn series_of_rows(batches: &[RecordBatch]) -> Result<BTreeMap<Scope, Series>> {
     let mut pods: BTreeMap<Scope, Series> = BTreeMap::new();
     let mut workloads: BTreeMap<Scope, BTreeMap<i64, f64>> = BTreeMap::new();
     // Per pod: the last (process start, restarts) seen.
     let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
-    for b in &batches {
+    for b in batches {
         let scopes = scope_rows(b)?;
         let (t, v) = (ts_micros(b, "minute")?, f64s(b, "v")?);
         let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
@@ -290,6 +281,28 @@ pub(crate) async fn minute_series_sql(
         );
     }
     Ok(pods)
+}
+
+/// The rows of [`minute_series`] (cl, namespace, wk, wl, pod, minute, v, started, restarts: one
+/// per pod and minute of `[from_s, to_s]`), unordered; also what `leak_stl_iforest` is fed.
+pub(crate) fn minute_sql(from_s: i64, to_s: i64, namespace: &str) -> String {
+    format!(
+        "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
+                MAX(workload) AS wl, pod, \
+                date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
+                AVG(CAST(goroutines AS DOUBLE)) AS v, \
+                MAX(CAST(process_start_time AS BIGINT)) AS started, \
+                MAX(container_restarts) AS restarts \
+         FROM goroutine_counts \
+         WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
+           AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
+         GROUP BY 2, 5, 6",
+        f = rfc(from_s),
+        t = rfc(to_s),
+        fd = &rfc(from_s)[..10],
+        td = &rfc(to_s)[..10],
+        ns = namespace.replace('\'', "''"),
+    )
 }
 
 /// Mean of `s` over `[from, to)` (seconds), if it has a point there.
