@@ -145,6 +145,7 @@ pub fn findings(
                 onset_s: v.onset_s,
                 sustained: false,
                 window_s: 3_600,
+                max_age_s: None,
             });
         }
     }
