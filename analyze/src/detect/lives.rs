@@ -175,14 +175,11 @@ impl Detector for Lives {
     }
 }
 
-/// Lives too short for a fit on minute means: at least `MIN_LIVES` starts (to the minute) and
-/// most lives under `MIN_ROWS` minutes.
+/// Lives too short for a fit on minute means: at least `MIN_LIVES` of them, most under
+/// `MIN_ROWS` minutes.
 fn short_lived(lives: &[Life<'_>]) -> bool {
-    let mut starts: Vec<i64> = lives.iter().map(|l| l.start_s / 60).collect();
-    starts.sort();
-    starts.dedup();
     let short = lives.iter().filter(|l| l.ts_s.len() < MIN_ROWS).count();
-    starts.len() >= MIN_LIVES && 2 * short > lives.len()
+    lives.len() >= MIN_LIVES && 2 * short > lives.len()
 }
 
 /// The daily pattern's terms (two harmonics of the time of day).
@@ -443,11 +440,16 @@ fn findings(input: &Inputs<'_>, samples: &BTreeMap<Scope, Series>) -> Vec<Findin
                 .collect();
             starts.sort();
             starts.dedup();
-            // The lives going on now (seen in the last two minutes, or half a life).
+            // The lives going on now: seen in the last two minutes (or half a life), and not
+            // followed by a newer life (a restart, a replaced pod) before their last sample.
+            let newest = window.iter().map(|l| l.start_s).max().unwrap_or(t);
             let current: Vec<&Life<'_>> = window
                 .iter()
                 .copied()
-                .filter(|l| l.end_s() >= t - sc.current_seen_s)
+                .filter(|l| {
+                    let end = l.ts_s[l.upto(t).saturating_sub(1)];
+                    end >= t - sc.current_seen_s && end >= newest
+                })
                 .collect();
             if starts.len() < MIN_LIVES || current.is_empty() {
                 continue;
