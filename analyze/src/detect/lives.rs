@@ -23,8 +23,9 @@
 //! the workload's typical life (the median length of its lives that ended, `max_age_s`):
 //! starts within 10 minutes or half a life are one start (a rollout's replicas); the current
 //! version is judged after an hour or half a life; one life's chain after 3 hours or three
-//! lives; a life is going on when seen within two minutes or half a life. Nothing else is
-//! tied to hours: thresholds are rates. Lives too short for minute means (most under
+//! lives; a life is going on when seen within two minutes or half a life (and no newer life
+//! began after its last sample: a restarted process's previous life is over, a rollout's old
+//! pods are not until they go). Nothing else is tied to hours: thresholds are rates. Lives too short for minute means (most under
 //! `MIN_ROWS` minutes, a process restarted every minute or two) are read from every sample
 //! ingest took (`pods::sample_series`, one query for those workloads), so that a workload
 //! restarted every minute and scraped every few seconds is fitted on its samples. The
