@@ -73,6 +73,11 @@ pub struct PolicyArgs {
     /// "Now", RFC 3339, Unix seconds or now-2h (default: the clock). For replays and tests.
     #[arg(long, env = "LEAKHOUND_NOW", value_parser = crate::cli::time)]
     pub now: Option<TimeSpec>,
+    /// The Go agent's bearer token (a file, re-read at each capture), sent when capturing pods
+    /// annotated leakhound.io/auth: bearer (found through discovery) and to no other pod;
+    /// without it those pods are not captured (the capture fails and says why).
+    #[arg(long, env = "LEAKHOUND_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<PathBuf>,
 }
 
 impl PolicyArgs {
@@ -132,6 +137,14 @@ impl PolicyArgs {
             }
             capture.push(spec);
         }
+        // As ingest's: a token file that cannot be read, or is empty, is refused now.
+        if let Some(f) = &self.agent_token_file {
+            let token = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--agent-token-file {}: {e}", f.display()))?;
+            if token.trim().is_empty() {
+                anyhow::bail!("--agent-token-file {}: empty", f.display());
+            }
+        }
         Ok(Prepared {
             policy,
             capture,
@@ -157,7 +170,8 @@ impl PolicyArgs {
         };
         let engine = Engine::new(store, policy, client, !self.apply, clock)
             .await?
-            .with_capture_targets(capture);
+            .with_capture_targets(capture)
+            .with_agent_token_file(self.agent_token_file.clone());
         Ok(engine)
     }
 }
@@ -281,13 +295,33 @@ pub struct ServeArgs {
     /// A connection with no request in flight for this long is closed (HTTP/2 included).
     #[arg(long, env = "LEAKHOUND_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::cli::duration)]
     pub idle_timeout: Duration,
+    /// The push listener's flags (boxed: they would make every command's arguments larger).
+    #[command(flatten)]
+    pub push: Box<PushArgs>,
+}
+
+/// `serve`'s push listener (the Go agent's gRPC stream).
+#[derive(Debug, Args)]
+pub struct PushArgs {
     /// Also receive the Go agent's pushed snapshots (gRPC) on this address, with the same
-    /// credentials and TLS as the webhook; they land in --store like `ingest`'s rows.
+    /// credentials as the webhook and its TLS (or --push-tls-cert's; mTLS with
+    /// --push-client-ca); they land in --store like `ingest`'s rows.
     #[arg(long, env = "LEAKHOUND_PUSH_LISTEN")]
     pub push_listen: Option<SocketAddr>,
     /// Push: snapshots an agent may send ahead of their acknowledgements.
     #[arg(long, env = "LEAKHOUND_PUSH_CREDIT", default_value_t = 8)]
     pub push_credit: u32,
+    /// Push: the listener's own TLS certificate (PEM; default: the webhook's --tls-cert-file).
+    #[arg(long, env = "LEAKHOUND_PUSH_TLS_CERT", requires_all = ["push_listen", "push_tls_key"])]
+    pub push_tls_cert: Option<PathBuf>,
+    /// Push: the key of --push-tls-cert (PEM).
+    #[arg(long, env = "LEAKHOUND_PUSH_TLS_KEY", requires = "push_tls_cert")]
+    pub push_tls_key: Option<PathBuf>,
+    /// Push: require client certificates chaining to this CA (PEM) — mTLS; a client with one
+    /// needs no token, one without (or with another CA's) fails the TLS handshake. Needs TLS
+    /// on the push listener (--push-tls-cert, or the webhook's).
+    #[arg(long, env = "LEAKHOUND_PUSH_CLIENT_CA", requires = "push_listen")]
+    pub push_client_ca: Option<PathBuf>,
 }
 
 async fn shutdown_signal() {
@@ -363,6 +397,34 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
     cfg.extra_metrics = Some(ExtraMetrics(Arc::new(move || {
         Box::pin(crate::serve_pages::metrics(for_metrics.clone()))
     })));
+    let push_tls = match (&a.push.push_tls_cert, &a.push.push_tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => cfg.tls.clone(),
+    };
+    if a.push.push_client_ca.is_some() && push_tls.is_none() {
+        return Err(crate::cli::usage(
+            "--push-client-ca needs TLS on the push listener (--push-tls-cert and --push-tls-key, or --tls-cert-file)",
+        ));
+    }
+    let push_scheme = if push_tls.is_some() { "https" } else { "http" };
+    let push_cfg = a.push.push_listen.map(|at| {
+        (
+            at,
+            leakhound_actuate::push::PushConfig {
+                auth: cfg.auth.clone(),
+                tls: push_tls,
+                client_ca: a.push.push_client_ca.clone(),
+                credit: a.push.push_credit.max(1),
+                ..Default::default()
+            },
+        )
+    });
+    if let Some((_, pc)) = &push_cfg {
+        pc.validate()?;
+    }
     let prepared = a.policy.prepare()?;
     if let Some(code) = crate::check::reached("serve") {
         return Ok(code);
@@ -370,17 +432,6 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
     let engine = a.policy.engine(&store, prepared).await?;
     let dry_run = engine.dry_run();
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    let push_cfg = a.push_listen.map(|at| {
-        (
-            at,
-            leakhound_actuate::push::PushConfig {
-                auth: cfg.auth.clone(),
-                tls: cfg.tls.clone(),
-                credit: a.push_credit.max(1),
-                ..Default::default()
-            },
-        )
-    });
     let server = Server::bind(a.listen, cfg, engine).await?;
     let addr = server.local_addr()?;
     let push = match push_cfg {
@@ -394,7 +445,7 @@ pub async fn run_serve(a: ServeArgs) -> Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {scheme}://{addr}")?;
         if let Some(p) = &push {
-            writeln!(out, "push listening on {scheme}://{}", p.local_addr()?)?;
+            writeln!(out, "push listening on {push_scheme}://{}", p.local_addr()?)?;
         }
         out.flush()?;
     }

@@ -65,6 +65,11 @@ pub struct AnalyzeArgs {
     /// The growth rule's slope threshold, goroutines per second.
     #[arg(long, env = "LEAKHOUND_GROWTH_MIN_PER_S", default_value_t = 0.5)]
     pub growth_min_per_s: f64,
+    /// Analyse the workloads in groups of at most this many count rows each (peak memory
+    /// follows the largest group, not the fleet; a workload larger than that is a group of its
+    /// own); 0: the fleet at once. In-process engine only.
+    #[arg(long, env = "LEAKHOUND_GROUP_ROWS", default_value_t = 2_000_000)]
+    pub group_rows: u64,
     /// Consecutive firings before an episode counts as sustained (L2/L3).
     #[arg(long, env = "LEAKHOUND_SUSTAIN_EVALS", default_value_t = 3)]
     pub sustain_evals: u32,
@@ -81,6 +86,10 @@ pub struct AnalyzeArgs {
     /// Level thresholds: growth per second, warning/danger.
     #[arg(long, default_values_t = [10.0, 50.0], num_args = 2, value_names = ["WARN", "DANGER"])]
     pub growth_levels: Vec<f64>,
+    /// Goroutines growing while memory heads for the container's limit (the Go agent's
+    /// context) raise the level by one when the limit is this near at memory's slope.
+    #[arg(long, env = "LEAKHOUND_MEMORY_HORIZON", default_value = "24h", value_parser = crate::cli::duration)]
+    pub memory_horizon: Duration,
 }
 
 /// `--format` of `analyze`.
@@ -124,6 +133,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         namespace: a.namespace.clone(),
         baseline_factor: a.baseline_factor,
         growth_min_per_s: a.growth_min_per_s,
+        group_rows: a.group_rows,
         ..Default::default()
     };
     cfg.levels.sustain_evals = a.sustain_evals;
@@ -133,6 +143,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.levels.alive_danger_share = a.alive_share[1];
     cfg.levels.growth_warn_per_s = a.growth_levels[0];
     cfg.levels.growth_danger_per_s = a.growth_levels[1];
+    cfg.levels.memory_horizon_s = a.memory_horizon.as_secs_f64();
 
     let (from, to, emit) = if a.replay {
         // clap requires both with --replay.
@@ -202,7 +213,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
             for e in &events {
                 writeln!(
                     out,
-                    "{} {} {}/{}{} {} score {:.2} growth {:.3}/s goroutines {}{}",
+                    "{} {} {}/{}{} {} score {:.2} growth {:.3}/s goroutines {}{}{}",
                     e.detected_at
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     e.level.as_str(),
@@ -218,7 +229,8 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
                     e.goroutines,
                     e.residence_p99_s
                         .map(|r| format!(" residence p99 {r:.0}s"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    memory_text(e)
                 )?;
                 for c in &e.clusters {
                     writeln!(
@@ -252,4 +264,19 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// ` memory 212/256 MiB, limit in 38 min` (the Go agent's context), or nothing.
+pub(crate) fn memory_text(e: &leakhound_schemas::events::LeakEvent) -> String {
+    let Some(m) = e.memory_bytes else {
+        return String::new();
+    };
+    let limit = e
+        .memory_limit_bytes
+        .map_or("no limit".to_string(), |l| format!("{} MiB", l >> 20));
+    let ttl = e
+        .time_to_limit_s
+        .map(|t| format!(", limit in {:.0} min", t / 60.0))
+        .unwrap_or_default();
+    format!(" memory {}/{limit}{ttl}", m >> 20)
 }

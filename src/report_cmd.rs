@@ -104,6 +104,17 @@ pub async fn run(a: ReportArgs) -> Result<ExitCode> {
                 last.goroutines,
                 chrono::DateTime::from_timestamp(e.onset, 0).unwrap_or_default()
             );
+            if let Some(m) = e.memory_bytes {
+                println!(
+                    "  memory {} MiB of {}{}",
+                    m >> 20,
+                    e.memory_limit_bytes
+                        .map_or("no limit".to_string(), |l| format!("{} MiB", l >> 20)),
+                    e.time_to_limit_s
+                        .map(|t| format!(", the limit in {:.0} min at the current slope", t / 60.0))
+                        .unwrap_or_default()
+                );
+            }
             for c in &e.clusters {
                 println!(
                     "  {} {} goroutines (at onset {}), {:.2}/s{}: {} {}:{}",

@@ -58,6 +58,7 @@ pub struct Engine {
     audit: AuditLog,
     actuators: BTreeMap<&'static str, Box<dyn Actuator>>,
     capture_targets: Vec<TargetSpec>,
+    agent_token_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -121,12 +122,19 @@ impl Engine {
             audit,
             actuators: acts,
             capture_targets: Vec::new(),
+            agent_token_file: None,
         })
     }
 
     /// Static `namespace/pod → URL` targets for captures (tried before discovery).
     pub fn with_capture_targets(mut self, targets: Vec<TargetSpec>) -> Engine {
         self.capture_targets = targets;
+        self
+    }
+
+    /// The Go agent's token file, for captures of agent pods found by discovery.
+    pub fn with_agent_token_file(mut self, file: Option<std::path::PathBuf>) -> Engine {
+        self.agent_token_file = file;
         self
     }
 
@@ -552,6 +560,7 @@ impl Engine {
             now,
             trigger,
             capture_targets: &self.capture_targets,
+            agent_token_file: self.agent_token_file.as_deref(),
         };
         match actuator.act(&cx, target).await {
             Ok(done) => (done, false),

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  agent ── Stream(stream Snapshot) ─▶ auth (the webhook's: bearer | basic, constant time;
-//!           UNAUTHENTICATED)  ─ TLS when the webhook has it
+//!           UNAUTHENTICATED)  ─ TLS: the push listener's (`--push-tls-cert/-key`), else the
+//!           webhook's; mTLS with `--push-client-ca`: the handshake requires a client
+//!           certificate chaining to that CA, and such a client needs no token
 //!    per stream: reads at most `credit` snapshots ahead of their acknowledgements (beyond
 //!    that it stops reading: HTTP/2 flow control holds the agent), checks each one's shape
 //!    (REJECTED for good: the agent drops it) ─▶ the landing queue (bounded: a full queue
@@ -54,6 +56,9 @@ use pb::push_server::{Push, PushServer as PushService};
 pub struct PushConfig {
     pub auth: Auth,
     pub tls: Option<TlsFiles>,
+    /// With `tls`: require client certificates chaining to this PEM file's CAs (mTLS). Every
+    /// connection is then a verified client, and `auth` is not asked.
+    pub client_ca: Option<std::path::PathBuf>,
     /// Snapshots an agent may have unacknowledged.
     pub credit: u32,
     /// Snapshots landed in one commit at most.
@@ -72,12 +77,26 @@ impl Default for PushConfig {
         PushConfig {
             auth: Auth::None,
             tls: None,
+            client_ca: None,
             credit: 8,
             max_batch: 512,
             batch_wait: Duration::from_millis(50),
             queue: 4096,
             max_message: 32 << 20,
             land: LandOptions::default(),
+        }
+    }
+}
+
+impl PushConfig {
+    /// The TLS files (and client CA) load: what `bind` checks first, for `--check-config`.
+    pub fn validate(&self) -> Result<()> {
+        match (&self.tls, &self.client_ca) {
+            (Some(t), ca) => crate::server::tls_config(t, ca.as_deref()).map(drop),
+            (None, Some(_)) => Err(Error::Server(
+                "push: a client CA needs TLS (a certificate and key)".into(),
+            )),
+            (None, None) => Ok(()),
         }
     }
 }
@@ -411,9 +430,7 @@ impl std::fmt::Debug for PushServer {
 
 impl PushServer {
     pub async fn bind(addr: SocketAddr, cfg: PushConfig, store: Store) -> Result<PushServer> {
-        if let Some(t) = &cfg.tls {
-            crate::server::tls_acceptor(t)?;
-        }
+        cfg.validate()?; // fail at start, not at the first connection
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Server(format!("cannot listen on {addr}: {e}")))?;
@@ -463,18 +480,29 @@ impl PushServer {
             })
             .map_err(|e| Error::Server(format!("push lander thread: {e}")))?;
         let svc = Svc {
-            auth: Arc::new(cfg.auth.clone()),
+            // mTLS: the handshake authenticated every client.
+            auth: Arc::new(if cfg.client_ca.is_some() {
+                Auth::None
+            } else {
+                cfg.auth.clone()
+            }),
             jobs,
             queue: cfg.queue.max(1),
             credit: cfg.credit,
             metrics: metrics.clone(),
         };
         let acceptor = match &cfg.tls {
-            Some(t) => Some(crate::server::tls_acceptor(t)?),
+            Some(t) => {
+                let mut c = crate::server::tls_config(t, cfg.client_ca.as_deref())?;
+                // gRPC is HTTP/2: clients (grpc-go since 1.67) insist on ALPN h2.
+                c.alpn_protocols = vec![b"h2".to_vec()];
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(c)))
+            }
             None => None,
         };
         // Connections (TLS handshakes each on a task of their own, under a timeout).
         let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<Io>>(64);
+        let am = metrics.clone();
         let accepting = tokio::spawn(async move {
             loop {
                 let (s, _) = match listener.accept().await {
@@ -493,12 +521,18 @@ impl PushServer {
                         }
                     }
                     Some(a) => {
-                        let (a, tx) = (a.clone(), conn_tx.clone());
+                        let (a, tx, m) = (a.clone(), conn_tx.clone(), am.clone());
                         tokio::spawn(async move {
-                            if let Ok(Ok(t)) =
-                                tokio::time::timeout(Duration::from_secs(10), a.accept(s)).await
-                            {
-                                let _ = tx.send(Ok(Io::Tls(Box::new(t)))).await;
+                            match tokio::time::timeout(Duration::from_secs(10), a.accept(s)).await {
+                                Ok(Ok(t)) => {
+                                    let _ = tx.send(Ok(Io::Tls(Box::new(t)))).await;
+                                }
+                                // A refused client certificate (mTLS), or no TLS at all.
+                                Ok(Err(e)) => {
+                                    m.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(error = %e, "push: TLS handshake failed");
+                                }
+                                Err(_) => {}
                             }
                         });
                     }

@@ -595,6 +595,18 @@ pub struct Stopped {
 }
 
 pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(
+        files, None,
+    )?)))
+}
+
+/// A TLS server configuration that, with `client_ca`, requires a client certificate chaining
+/// to one of the PEM file's certificates (mTLS); clients without one, or with another CA's,
+/// fail the handshake.
+pub(crate) fn tls_config(
+    files: &TlsFiles,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |path: &Path, reason: String| Error::Tls {
@@ -611,13 +623,31 @@ pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor
     let key =
         PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad(&files.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(&files.cert, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .map_err(|e| bad(&files.cert, e.to_string()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(ca, e.to_string()))? {
+                roots
+                    .add(c.map_err(|e| bad(ca, e.to_string()))?)
+                    .map_err(|e| bad(ca, e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(ca, "no CA certificate in the file".into()));
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| bad(ca, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&files.cert, e.to_string()))
 }
 
 impl Server {

@@ -22,6 +22,10 @@
 //! (`engine::analyze` over the live window, clusters, events written: what `leakhound analyze`
 //! does) in a child process: time, peak RSS, time per pod.
 //!
+//! The stores are compacted once built (the chart compacts hourly). `LEAKHOUND_FLEET_GROUP_ROWS`
+//! sets `analyze --group-rows` (2,000,000; 0 = the fleet at once), `LEAKHOUND_FLEET_STAGES=1`
+//! prints each stage's start with the RSS then.
+//!
 //! `LEAKHOUND_FLEET_ONLY=import|analyze` runs one half; `LEAKHOUND_FLEET_NO_DUCKDB=1` skips DuckDB;
 //! `LEAKHOUND_FLEET_WHOLE_JSON=1` imports with the whole-document reader (before streaming).
 
@@ -50,11 +54,15 @@ fn env_num(name: &str, default: i64) -> i64 {
 }
 
 fn vm_hwm_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
@@ -141,7 +149,7 @@ fn generate_json(dir: &Path, pods: i64, days: i64, files: i64) {
 
 fn json_dir(root: &Path, pods: i64, days: i64, files: i64) -> PathBuf {
     let dir = root.join(format!("json-p{pods}-d{days}-f{files}"));
-    let done = dir.join(".complete");
+    let done = dir.join(".complete-compacted");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         eprintln!(
@@ -226,13 +234,11 @@ fn run_child(phase: &str, args: &[String]) -> (u64, f64, u64) {
     let o = Command::new(std::env::current_exe().unwrap())
         .env("LEAKHOUND_FLEET_PHASE", phase)
         .args(args)
+        .stderr(std::process::Stdio::inherit())
         .output()
         .expect("run child");
     if !o.status.success() {
-        panic!(
-            "{phase} child failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        panic!("{phase} child failed (its stderr above)");
     }
     parse_result(&o.stdout).unwrap_or_else(|| panic!("{phase}: no RESULT line"))
 }
@@ -320,7 +326,7 @@ fn analyze_now() -> i64 {
 
 async fn build_store(dir: &Path, pods: i64) {
     let store = Store::open(dir.to_str().unwrap()).expect("store");
-    let mut w = Writer::new(store);
+    let mut w = Writer::new(store.clone());
     let minutes = ANALYZE_HISTORY_S / 60;
     // One commit per 500 pods and day: the writer's batches stay small.
     let chunk = 500;
@@ -345,11 +351,20 @@ async fn build_store(dir: &Path, pods: i64) {
             w.commit(b).await.expect("commit");
         }
     }
+    // As the chart's hourly `leakhound compact` leaves a store: one file per hour, rows sorted
+    // by namespace and pod (what lets a group's filter skip the other groups' row groups).
+    let opts = leakhound_ingest::compact::CompactOptions {
+        grace: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    leakhound_ingest::compact::compact(&store, &opts)
+        .await
+        .expect("compact");
 }
 
 fn analyze_store(root: &Path, pods: i64) -> PathBuf {
     let dir = root.join(format!("analyze-p{pods}"));
-    let done = dir.join(".complete");
+    let done = dir.join(".complete-compacted");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -370,7 +385,22 @@ fn analyze_store(root: &Path, pods: i64) -> PathBuf {
 /// Child: one live analyze step over `store`; prints `events secs hwm_kib`.
 fn child_analyze(store: &Path) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cfg = AnalyzeConfig::default();
+    let t0 = Instant::now();
+    let cfg = AnalyzeConfig {
+        group_rows: env_num("LEAKHOUND_FLEET_GROUP_ROWS", 2_000_000) as u64,
+        // Each stage's start on stderr: where the time and the memory go.
+        progress: std::env::var_os("LEAKHOUND_FLEET_STAGES").map(|_| {
+            engine::StageHook(std::sync::Arc::new(move |s: &str| {
+                eprintln!(
+                    "    {:>7.2} s  RSS {:>5.0} MiB  peak {:>5.0} MiB  {s}",
+                    t0.elapsed().as_secs_f64(),
+                    mib(status_kib("VmRSS:")),
+                    mib(vm_hwm_kib())
+                )
+            }))
+        }),
+        ..AnalyzeConfig::default()
+    };
     let now = analyze_now().div_euclid(cfg.step_s) * cfg.step_s;
     let t = Instant::now();
     let n = rt.block_on(async {

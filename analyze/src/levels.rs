@@ -31,6 +31,24 @@
 //!   backs (none fired on the scope, its workload or one of its pods within the hour) stays L1
 //!   unless the captures show that what grew stays (residence or alive share at danger).
 //!
+//! **Memory towards the limit raises the level by one** (L1 → L2, L2 → L3), from the Go agent's
+//! container context on the count rows (`engine::context`): when the goroutines still grow
+//! (above the episode's onset value) and the scope's memory (cgroup `memory.current`, else the
+//! process's RSS) grows towards its limit (cgroup `memory.max`):
+//! - the least-squares slope of memory over the episode's window (from the growth's start, at
+//!   least the last 15 minutes, at most the hour; the current process only; 3 samples over 2
+//!   minutes at least) rose by at least `memory_min_rise_share` (1 %) of the limit over the
+//!   window — flat or noisy memory is no growth — and
+//! - at that slope the limit is reached within `memory_horizon_s` (24 h, `analyze
+//!   --memory-horizon`): `time_to_limit_s`,
+//!   which events carry (null without a limit, or without such growth).
+//!
+//! So a firing not yet sustained, L1 from the goroutines alone, is L2 when memory has been
+//! heading for the limit over the last 15 minutes or more: the limit is what makes waiting for
+//! `sustain_evals` costly. Not raised: young goroutines only (churn: what grows in memory is
+//! not them), and a detector known to misfire left L1 by the rule above (a burst grows memory
+//! too). For a workload-wide event the pod nearest its limit counts.
+//!
 //! Growth in goroutines per second is rarely above 10/s even in bad leaks, so growth alone
 //! seldom leaves "safe"; what makes a leak a leak is that it goes on and the goroutines stay.
 //! SLA penalty per event: L1 0, L2 0.3 x minutes, L3 1.0 x minutes, minutes being the episode's
@@ -50,6 +68,10 @@ pub struct LevelThresholds {
     pub sustain_evals: u32,
     pub l2_penalty_per_min: f64,
     pub l3_penalty_per_min: f64,
+    /// Memory grows when its fitted rise over the window is at least this share of the limit.
+    pub memory_min_rise_share: f64,
+    /// Memory growing towards its limit raises the level when the limit is this near (s).
+    pub memory_horizon_s: f64,
 }
 
 impl Default for LevelThresholds {
@@ -64,6 +86,8 @@ impl Default for LevelThresholds {
             sustain_evals: 3,
             l2_penalty_per_min: 0.3,
             l3_penalty_per_min: 1.0,
+            memory_min_rise_share: 0.01,
+            memory_horizon_s: 86_400.0,
         }
     }
 }
@@ -103,12 +127,60 @@ pub struct Evidence {
     /// The goroutines of the growth are at most this old (`Finding::max_age_s`: pod lives of
     /// minutes): a residence measure whose danger threshold it does not reach is left out.
     pub max_age_s: Option<f64>,
+    /// The scope's memory over the episode's window, where the agent's context gives it.
+    pub memory: Option<MemoryTrend>,
+}
+
+/// Memory of a scope over an episode's window (`engine::context::trend`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryTrend {
+    /// The last sample's memory, bytes.
+    pub memory_bytes: i64,
+    /// The last sample's limit; `None` when unknown or unlimited.
+    pub limit_bytes: Option<i64>,
+    /// Least-squares slope over the window, bytes per second.
+    pub slope_per_s: f64,
+    /// Seconds between the window's first and last samples.
+    pub span_s: f64,
+}
+
+impl MemoryTrend {
+    /// Seconds until the limit at the slope (0 at or over it); `None` without a limit or when
+    /// the fitted rise over the window is under `memory_min_rise_share` of the limit.
+    pub fn time_to_limit_s(&self, t: &LevelThresholds) -> Option<f64> {
+        let limit = self.limit_bytes.filter(|l| *l > 0)? as f64;
+        let rise = self.slope_per_s * self.span_s;
+        if !(self.slope_per_s > 0.0 && rise >= t.memory_min_rise_share * limit) {
+            return None;
+        }
+        Some(((limit - self.memory_bytes as f64) / self.slope_per_s).max(0.0))
+    }
+
+    /// Growing towards the limit, which it reaches within `memory_horizon_s`.
+    pub fn towards_limit(&self, t: &LevelThresholds) -> bool {
+        self.time_to_limit_s(t)
+            .is_some_and(|s| s <= t.memory_horizon_s)
+    }
 }
 
 pub fn level(e: &Evidence, t: &LevelThresholds) -> Level {
+    let (lvl, raisable) = counts_level(e, t);
+    let memory = e.memory.is_some_and(|m| m.towards_limit(t));
+    if raisable && memory && e.value_now > e.value_at_onset {
+        match lvl {
+            Level::L1 => Level::L2,
+            _ => Level::L3,
+        }
+    } else {
+        lvl
+    }
+}
+
+/// The level from the goroutines alone, and whether memory towards the limit may raise it.
+fn counts_level(e: &Evidence, t: &LevelThresholds) -> (Level, bool) {
     let sustained = e.detector_sustains || e.consecutive >= t.sustain_evals;
     if !sustained {
-        return Level::L1;
+        return (Level::L1, true);
     }
     let growth = severity(e.growth_per_s, t.growth_warn_per_s, t.growth_danger_per_s);
     // Goroutines that cannot grow old enough to reach a measure's danger say nothing by it.
@@ -127,20 +199,20 @@ pub fn level(e: &Evidence, t: &LevelThresholds) -> Level {
     };
     // Young goroutines only: churn, not a leak.
     if stay == Some(0) && growth == 0 {
-        return Level::L1;
+        return (Level::L1, false);
     }
     // A detector known to misfire, alone: only the captures can raise it.
     if e.uncorroborated && stay != Some(2) {
-        return Level::L1;
+        return (Level::L1, false);
     }
     let still_growing = e.value_now > e.value_at_onset;
     if still_growing && (growth == 2 || stay.is_none_or(|s| s == 2)) {
-        return Level::L3;
+        return (Level::L3, true);
     }
     if e.recurrences > 0 || still_growing || stay.is_some_and(|s| s >= 1) {
-        return Level::L2;
+        return (Level::L2, true);
     }
-    Level::L1
+    (Level::L1, true)
 }
 
 /// The SLA penalty of an event of `level` whose episode has lasted `minutes`.
@@ -250,6 +322,139 @@ mod tests {
             ),
             Level::L3
         );
+    }
+
+    /// 200 MiB of a 256 MiB limit at `slope` bytes/s over 30 minutes.
+    fn memory(slope: f64, limit: Option<i64>) -> MemoryTrend {
+        MemoryTrend {
+            memory_bytes: 200 << 20,
+            limit_bytes: limit,
+            slope_per_s: slope,
+            span_s: 1_800.0,
+        }
+    }
+
+    #[test]
+    fn time_to_limit_at_the_slope_and_null_without_limit_or_growth() {
+        let t = LevelThresholds::default();
+        // 56 MiB left at 16 KiB/s: 3,584 s. (Rise over 30 min: 28 MiB, 11 % of the limit.)
+        let m = memory(16_384.0, Some(256 << 20));
+        assert_eq!(m.time_to_limit_s(&t), Some(3_584.0));
+        assert!(m.towards_limit(&t));
+        // No limit: null.
+        assert_eq!(memory(16_384.0, None).time_to_limit_s(&t), None);
+        // Flat, falling, or a rise under 1 % of the limit over the window (noise): null.
+        assert_eq!(memory(0.0, Some(256 << 20)).time_to_limit_s(&t), None);
+        assert_eq!(memory(-500.0, Some(256 << 20)).time_to_limit_s(&t), None);
+        assert_eq!(memory(1_000.0, Some(256 << 20)).time_to_limit_s(&t), None);
+        // Over the limit already (RSS may exceed memory.max's page-cache-free share): 0.
+        let over = MemoryTrend {
+            memory_bytes: 300 << 20,
+            ..m
+        };
+        assert_eq!(over.time_to_limit_s(&t), Some(0.0));
+        // Growing, but the limit is more than a day away: no raise.
+        let slow = MemoryTrend {
+            limit_bytes: Some(64 << 30),
+            slope_per_s: 400_000.0,
+            ..m
+        };
+        let ttl = slow.time_to_limit_s(&t).unwrap();
+        assert!(ttl > 86_400.0, "{ttl}");
+        assert!(!slow.towards_limit(&t));
+    }
+
+    #[test]
+    fn memory_towards_the_limit_raises_the_level_by_one() {
+        let t = LevelThresholds::default();
+        let towards = Some(memory(16_384.0, Some(256 << 20)));
+        // L2 (residence at warning) → L3.
+        let warn = Evidence {
+            residence_p99_s: Some(60.0),
+            alive_over_5m_share: Some(0.0005),
+            ..ev()
+        };
+        assert_eq!(level(&warn, &t), Level::L2);
+        let raised = Evidence {
+            memory: towards,
+            ..warn.clone()
+        };
+        assert_eq!(level(&raised, &t), Level::L3);
+        // L1 because not yet sustained (one firing), goroutines growing: L2.
+        let first = Evidence {
+            consecutive: 1,
+            ..ev()
+        };
+        assert_eq!(level(&first, &t), Level::L1);
+        assert_eq!(
+            level(
+                &Evidence {
+                    memory: towards,
+                    ..first.clone()
+                },
+                &t
+            ),
+            Level::L2
+        );
+        // An L1 whose goroutines stalled at the onset's value is not raised.
+        let stalled = Evidence {
+            value_now: 300.0,
+            memory: towards,
+            ..ev()
+        };
+        assert_eq!(level(&stalled, &t), Level::L1);
+        // L3 stays L3.
+        assert_eq!(
+            level(
+                &Evidence {
+                    memory: towards,
+                    ..ev()
+                },
+                &t
+            ),
+            Level::L3
+        );
+        // Memory flat: no raise. No limit: no raise. Either way, the first firing stays L1.
+        for m in [memory(0.0, Some(256 << 20)), memory(16_384.0, None)] {
+            assert_eq!(
+                level(
+                    &Evidence {
+                        memory: Some(m),
+                        ..first.clone()
+                    },
+                    &t
+                ),
+                Level::L1
+            );
+            assert_eq!(
+                level(
+                    &Evidence {
+                        memory: Some(m),
+                        ..warn.clone()
+                    },
+                    &t
+                ),
+                Level::L2
+            );
+        }
+        // Young goroutines only, or a misfiring detector alone: L1 whatever memory does.
+        for e in [
+            Evidence {
+                residence_p99_s: Some(2.0),
+                alive_over_5m_share: Some(0.0),
+                ..ev()
+            },
+            Evidence {
+                uncorroborated: true,
+                ..ev()
+            },
+        ] {
+            let with = Evidence {
+                memory: towards,
+                ..e
+            };
+            assert_eq!(level(&with, &t), Level::L1, "{with:?}");
+        }
     }
 
     #[test]

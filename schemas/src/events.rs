@@ -129,6 +129,18 @@ pub struct LeakEvent {
     pub sla_penalty: f64,
     pub reason: String,
     pub clusters: Vec<ClusterSummary>,
+    /// The container's memory at detection, bytes (cgroup `memory.current`, else the process's
+    /// RSS), from the Go agent's context on the count rows; null without it. For a workload,
+    /// that of the pod nearest its limit.
+    #[serde(default)]
+    pub memory_bytes: Option<i64>,
+    /// The container's memory limit (cgroup `memory.max`); null when unknown or unlimited.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<i64>,
+    /// Seconds until `memory_bytes` reaches the limit at the slope of memory over the
+    /// episode's window; null without a limit or without growth.
+    #[serde(default)]
+    pub time_to_limit_s: Option<f64>,
 }
 
 fn ts(values: Vec<i64>) -> ArrayRef {
@@ -172,6 +184,13 @@ pub fn events_to_batch(events: &[LeakEvent]) -> Result<RecordBatch, arrow::error
         f64s(|x| Some(x.sla_penalty)),
         s(|x| Some(serde_json::to_string(&x.clusters).unwrap_or_else(|_| "[]".into()))),
         s(|x| Some(x.reason.clone())),
+        Arc::new(Int64Array::from(
+            e.iter().map(|x| x.memory_bytes).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            e.iter().map(|x| x.memory_limit_bytes).collect::<Vec<_>>(),
+        )),
+        f64s(|x| x.time_to_limit_s),
     ];
     RecordBatch::try_new(Table::LeakEvents.schema(), columns)
 }
@@ -233,6 +252,10 @@ pub fn events_from_batch(b: &RecordBatch) -> Vec<Result<LeakEvent, String>> {
                 reason: str_at("reason", i).unwrap_or_default(),
                 clusters: serde_json::from_str(&clusters_json)
                     .map_err(|e| format!("leak_events row {i}: clusters: {e}"))?,
+                // Absent in files written before the columns: null.
+                memory_bytes: i64_at("memory_bytes", i),
+                memory_limit_bytes: i64_at("memory_limit_bytes", i),
+                time_to_limit_s: f64_at("time_to_limit_s", i),
             })
         })
         .collect()
@@ -274,6 +297,9 @@ mod tests {
                 confirmed: true,
                 stack_ids: vec![1, 2],
             }],
+            memory_bytes: Some(200 << 20),
+            memory_limit_bytes: Some(256 << 20),
+            time_to_limit_s: Some(1_200.0),
         }
     }
 
@@ -294,6 +320,35 @@ mod tests {
         );
         let old: LeakEvent = serde_json::from_str(&v1).unwrap();
         assert_eq!(old.clusters[0].stack_ids, e.clusters[0].stack_ids);
+    }
+
+    /// Events of files and lines written before the memory fields read them as null.
+    #[test]
+    fn events_without_the_memory_fields_read_as_null() {
+        let e = event();
+        let mut v = serde_json::to_value(&e).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for k in ["memory_bytes", "memory_limit_bytes", "time_to_limit_s"] {
+            assert!(o.remove(k).is_some(), "{k}");
+        }
+        let old: LeakEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            (
+                old.memory_bytes,
+                old.memory_limit_bytes,
+                old.time_to_limit_s
+            ),
+            (None, None, None)
+        );
+        // A batch of the table as it was (the last three columns missing).
+        let b = events_to_batch(std::slice::from_ref(&e)).unwrap();
+        let n = b.num_columns();
+        let old = b.project(&(0..n - 3).collect::<Vec<_>>()).unwrap();
+        let back = events_from_batch(&old);
+        let back = back[0].as_ref().unwrap();
+        assert_eq!(back.memory_bytes, None);
+        assert_eq!(back.time_to_limit_s, None);
+        assert_eq!(back.goroutines, e.goroutines);
     }
 
     #[test]

@@ -321,6 +321,13 @@ static LEAK_EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         // The event's clusters as the JSON array of the public `--format jsonl` interface.
         Field::new("clusters", DataType::Utf8, false),
         Field::new("reason", DataType::Utf8, false),
+        // The container's memory (cgroup memory.current, else RSS) and limit (memory.max) at
+        // detection, from the Go agent's context, and the seconds until the limit at the
+        // episode's memory slope. Null without the agent's context, a limit or growth, and
+        // in files written before the columns existed.
+        Field::new("memory_bytes", DataType::Int64, true),
+        Field::new("memory_limit_bytes", DataType::Int64, true),
+        Field::new("time_to_limit_s", DataType::Float64, true),
     ]))
 });
 

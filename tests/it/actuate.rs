@@ -70,6 +70,9 @@ pub(crate) fn event(
         sla_penalty: 10.0,
         reason: "goroutines grow 5/s".into(),
         clusters: vec![],
+        memory_bytes: None,
+        memory_limit_bytes: None,
+        time_to_limit_s: None,
     }
 }
 

@@ -42,7 +42,15 @@ fn durations_and_times_take_one_syntax_everywhere() {
             "1w",
         ][..],
         &["compact", "--retain", "1w", "--grace", "1m30s"],
-        &["analyze", "--step", "1m30s", "--now", "now-1w"],
+        &[
+            "analyze",
+            "--step",
+            "1m30s",
+            "--now",
+            "now-1w",
+            "--memory-horizon",
+            "1w",
+        ],
         &[
             "analyze",
             "--replay",
@@ -126,6 +134,18 @@ fn every_usage_error_exits_2() {
         (&["inspect", "--format", "xml"], "xml"),
         (&["sql", "--format", "xml", "SELECT 1"], "xml"),
         (&["serve"], "no credentials"),
+        (&["analyze", "--memory-horizon", "soon"], "soon"),
+        (
+            &[
+                "serve",
+                "--no-auth",
+                "--push-listen",
+                "127.0.0.1:0",
+                "--push-client-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "--push-client-ca needs TLS",
+        ),
         (&["--log-format", "yaml", "status"], "yaml"),
     ] {
         let mut a = args.to_vec();

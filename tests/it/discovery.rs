@@ -14,6 +14,7 @@ use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
+use leakhound_schemas::events::Level;
 
 use crate::goprog::Leaky;
 use crate::k8s::{
@@ -220,7 +221,9 @@ async fn scenario(client: &kube::Client, ns: &str, other_ns: &str) -> Result<()>
 /// Issue 20: a pod annotated `leakhound.io/auth: bearer` (the Go agent behind a token) is
 /// scraped with the token of `--agent-token-file` (a mounted Secret in the chart) — its rows
 /// land, which the agent allows only with the token — and is skipped, not scraped without it,
-/// when ingest has none; an auth annotation of another kind is refused.
+/// when ingest has none; an auth annotation of another kind is refused. `actuate`'s capture of
+/// that pod before an eviction (L3) likewise: without `--agent-token-file` it fails and says
+/// why, with it the debug=2 dump lands (rows with source `capture`).
 #[tokio::test]
 async fn discovery_sends_the_agent_token_only_to_pods_that_ask_for_it() -> Result<()> {
     if skip() {
@@ -342,5 +345,61 @@ async fn auth_scenario(client: &kube::Client, ns: &str) -> Result<()> {
         token_s,
     ]);
     ensure!(out.status.code() == Some(2), "without --discover: {out:?}");
+
+    // actuate's capture (L3: capture only), without and then with the agent's token.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "levels: { l3: [capture] }\n")?;
+    let policy_s = policy.to_str().context("path")?;
+    let captures = |rows: Vec<leakhound_actuate::model::ActionRecord>, id: &str| {
+        rows.into_iter()
+            .filter(|r| r.trigger_id == id && r.action == "capture")
+            .map(|r| (r.outcome.as_str().to_string(), r.reason))
+            .collect::<Vec<_>>()
+    };
+    let actuate = |extra: &[&str]| {
+        let mut args = vec![
+            "actuate",
+            "--store",
+            store,
+            "--kubeconfig",
+            &kubeconfig,
+            "--policy",
+            policy_s,
+        ];
+        args.extend_from_slice(extra);
+        // A failed capture makes the run exit 1; the actions table says why.
+        let _ = run(&args);
+    };
+    let event = |id: &str| crate::actuate::event(id, ns, "agent", Some(&agent_pod[0]), Level::L3);
+    crate::actuate::write_events(store, &[event("cap-without")]).await?;
+    actuate(&[]);
+    let without = captures(crate::actuate::actions(store).await?, "cap-without");
+    ensure!(
+        without.len() == 1
+            && without[0].0 == "failed"
+            && without[0].1.contains("leakhound.io/auth: bearer"),
+        "capture without the token: {without:?}"
+    );
+    let before = sql_i64(
+        store,
+        "SELECT COUNT(*) FROM goroutine_counts WHERE source = 'capture'",
+    );
+    ensure!(before == 0, "{before} capture rows without the token");
+    crate::actuate::write_events(store, &[event("cap-with")]).await?;
+    actuate(&["--agent-token-file", token_s]);
+    let with = captures(crate::actuate::actions(store).await?, "cap-with");
+    ensure!(
+        with.len() == 1 && with[0].0 == "taken",
+        "capture with the token: {with:?}"
+    );
+    ensure!(
+        sql_i64(
+            store,
+            &format!(
+                "SELECT COUNT(*) FROM goroutine_counts WHERE source = 'capture' AND pod = '{}'",
+                agent_pod[0]
+            )
+        ) == 1
+    );
     Ok(())
 }

@@ -24,6 +24,7 @@ mod ingest;
 mod inspect;
 mod k8s;
 mod lives;
+mod memory;
 mod pipeline;
 mod prometheus;
 mod push;

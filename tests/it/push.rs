@@ -7,6 +7,9 @@
 //! - `serve` killed (SIGKILL) mid-stream and restarted, and crashed exactly between a commit
 //!   and the save of its push state (`LEAKHOUND_FAULT=after-commit`): every snapshot the agent
 //!   took is in the store once.
+//! - mTLS (`serve --push-tls-cert/--push-tls-key/--push-client-ca`): an agent with a client
+//!   certificate of the CA lands its rows without a token; one without a certificate (even
+//!   with the right token) or with another CA's is refused at the handshake and lands nothing.
 //! - The network dropped by [`FaultProxy`] (a loopback TCP proxy the test controls: it cuts
 //!   every connection and refuses new ones until told): nothing lost, nothing doubled.
 
@@ -22,14 +25,30 @@ use crate::agent::AgentLeaky;
 use crate::support::*;
 
 /// A running `leakhound serve` with a push listener.
-struct PushServe {
+pub(crate) struct PushServe {
     child: Child,
-    push: String,
+    pub(crate) push: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl PushServe {
-    fn start(store: &str, token: &Path, push_listen: &str, env: &[(&str, &str)]) -> PushServe {
+    pub(crate) fn start(
+        store: &str,
+        token: &Path,
+        push_listen: &str,
+        env: &[(&str, &str)],
+    ) -> PushServe {
+        Self::start_args(store, token, push_listen, &[], env)
+    }
+
+    /// `start` with more arguments for `serve`.
+    pub(crate) fn start_args(
+        store: &str,
+        token: &Path,
+        push_listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> PushServe {
         let mut child = Command::new(bin())
             .args([
                 "serve",
@@ -42,6 +61,7 @@ impl PushServe {
                 "--push-listen",
                 push_listen,
             ])
+            .args(args)
             .env("RUST_LOG", "warn")
             .env_remove("LEAKHOUND_STORE")
             .env_remove("LEAKHOUND_FAULT")
@@ -61,6 +81,7 @@ impl PushServe {
         let push = line
             .trim()
             .strip_prefix("push listening on http://")
+            .or_else(|| line.trim().strip_prefix("push listening on https://"))
             .unwrap_or_else(|| panic!("unexpected second line from serve: {line:?}"))
             .to_string();
         PushServe {
@@ -84,7 +105,7 @@ impl Drop for PushServe {
     }
 }
 
-fn curl(method: &str, url: &str) -> serde_json::Value {
+pub(crate) fn curl(method: &str, url: &str) -> serde_json::Value {
     let out = Command::new("curl")
         .args(["-sf", "-X", method, url])
         .output()
@@ -97,7 +118,7 @@ fn stats(app: &AgentLeaky) -> serde_json::Value {
     curl("GET", &format!("{}/push/stats", app.url))
 }
 
-fn stat(app: &AgentLeaky, k: &str) -> u64 {
+pub(crate) fn stat(app: &AgentLeaky, k: &str) -> u64 {
     stats(app)[k].as_u64().unwrap_or(0)
 }
 
@@ -394,4 +415,195 @@ fn the_network_dropped_loses_nothing_and_doubles_nothing() {
     }
     let n = drain_and_count(&app, store, "orders-net");
     assert!(n >= 75, "{n}");
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (apt-get install openssl; tests/run does)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `name` in `dir` (`name.pem`, `name.key`).
+fn make_ca(dir: &Path, name: &str) {
+    let p = |ext: &str| dir.join(format!("{name}.{ext}")).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN=leakhound-test-{name}"),
+        "-keyout",
+        &p("key"),
+        "-out",
+        &p("pem"),
+    ]);
+}
+
+/// A leaf certificate `name` signed by CA `ca`, with the extensions `ext` (`name.pem`,
+/// `name.key`).
+fn make_leaf(dir: &Path, ca: &str, name: &str, serial: u32, ext: &str) {
+    let p = |n: &str, e: &str| dir.join(format!("{n}.{e}")).display().to_string();
+    write(&dir.join(format!("{name}.ext")), ext);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        &p(name, "key"),
+        "-out",
+        &p(name, "csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-set_serial",
+        &serial.to_string(),
+        "-in",
+        &p(name, "csr"),
+        "-CA",
+        &p(ca, "pem"),
+        "-CAkey",
+        &p(ca, "key"),
+        "-extfile",
+        &p(name, "ext"),
+        "-out",
+        &p(name, "pem"),
+    ]);
+}
+
+#[test]
+fn mtls_on_the_push_listener_lands_the_cas_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "ca");
+    make_ca(d, "other-ca");
+    make_leaf(
+        d,
+        "ca",
+        "server",
+        2,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    );
+    let client = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n";
+    make_leaf(d, "ca", "client", 3, client);
+    make_leaf(d, "other-ca", "stranger", 4, client);
+    let f = |n: &str| d.join(n).display().to_string();
+    let token = d.join("token");
+    write(&token, "agent-token-mtls\n");
+    let push_token = d.join("push-token");
+    write(&push_token, "push-token-mtls\n");
+    let store = d.join("store");
+    let store = store.to_str().unwrap();
+    let serve = PushServe::start_args(
+        store,
+        &push_token,
+        "127.0.0.1:0",
+        &[
+            "--push-tls-cert",
+            &f("server.pem"),
+            "--push-tls-key",
+            &f("server.key"),
+            "--push-client-ca",
+            &f("ca.pem"),
+        ],
+        &[],
+    );
+    let agent = |pod: &str, extra: &[&str]| {
+        let mut args = vec![
+            "-token-file",
+            token.to_str().unwrap(),
+            "-leak",
+            "5",
+            "-push",
+            &serve.push,
+            "-pod",
+            pod,
+        ];
+        args.extend_from_slice(extra);
+        AgentLeaky::start(&args)
+    };
+    let (ca, cert, key) = (f("ca.pem"), f("client.pem"), f("client.key"));
+    let (other_cert, other_key) = (f("stranger.pem"), f("stranger.key"));
+    // The CA's client, no token.
+    let good = agent(
+        "mtls-good",
+        &[
+            "-push-tls-ca",
+            &ca,
+            "-push-tls-cert",
+            &cert,
+            "-push-tls-key",
+            &key,
+        ],
+    );
+    // No client certificate, the right token.
+    let bare = agent(
+        "mtls-nocert",
+        &[
+            "-push-tls-ca",
+            &ca,
+            "-push-token-file",
+            push_token.to_str().unwrap(),
+        ],
+    );
+    // A certificate of another CA.
+    let stranger = agent(
+        "mtls-stranger",
+        &[
+            "-push-tls-ca",
+            &ca,
+            "-push-tls-cert",
+            &other_cert,
+            "-push-tls-key",
+            &other_key,
+        ],
+    );
+    for app in [&good, &bare, &stranger] {
+        for _ in 0..2 {
+            curl("POST", &format!("{}/push/capture", app.url));
+        }
+    }
+    wait_until(
+        "the CA's client acknowledged",
+        Duration::from_secs(30),
+        || stat(&good, "Acked") == 2,
+    );
+    for app in [&bare, &stranger] {
+        wait_until("a refused stream", Duration::from_secs(30), || {
+            stats(app)["LastError"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty())
+        });
+        assert_eq!(stat(app, "Acked"), 0, "{}", stats(app));
+    }
+    let rows = sql_json(
+        store,
+        "SELECT pod, COUNT(*) AS n FROM goroutine_counts GROUP BY pod ORDER BY pod",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["pod"], "mtls-good");
+    assert_eq!(rows[0]["n"], 2, "{rows:?}");
+    // Nothing of the refused ones was buffered away: they still hold their snapshots.
+    for app in [&bare, &stranger] {
+        assert_eq!(stats(app)["Buffered"], 2, "{}", stats(app));
+    }
 }

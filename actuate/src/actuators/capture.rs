@@ -5,7 +5,8 @@
 //!
 //! Where to fetch it from: a static capture target (`--capture-target NAMESPACE/POD=URL`), else
 //! the pod's own scrape annotations (`leakhound.io/scrape=true`, port, path: the same rules as
-//! ingest's discovery). A pod that cannot be reached is a recorded `failed` capture — never a
+//! ingest's discovery; a Go agent's pod, `leakhound.io/auth: bearer`, is sent the token of
+//! `--agent-token-file` and is not captured without one). A pod that cannot be reached is a recorded `failed` capture — never a
 //! reason to leave a leaking pod in place.
 
 use std::time::Duration;
@@ -53,9 +54,9 @@ impl CaptureActuator {
                 namespaces: vec![ns.clone()],
                 label_selector: None,
                 cluster: target.cluster.clone(),
-                // Agent pods (leakhound.io/auth: bearer) are skipped: actuate holds no agent
-                // token yet, so their capture before an eviction says so instead.
-                agent_token_file: None,
+                // Agent pods (leakhound.io/auth: bearer) get the agent token where actuate has
+                // one (`--agent-token-file`); without it their capture fails and says why.
+                agent_token_file: cx.agent_token_file.map(|p| p.to_path_buf()),
             };
             let (found, skipped) =
                 discovery::discover(client, &opts)

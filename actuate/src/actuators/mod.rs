@@ -40,6 +40,9 @@ pub struct ActContext<'a> {
     pub trigger: &'a Trigger,
     /// Static `namespace/pod → URL` capture targets, tried before Kubernetes discovery.
     pub capture_targets: &'a [TargetSpec],
+    /// The Go agent's token (a file), for capturing pods annotated `leakhound.io/auth: bearer`
+    /// (`--agent-token-file`, as ingest's); without it such pods are not captured.
+    pub agent_token_file: Option<&'a std::path::Path>,
 }
 
 impl ActContext<'_> {

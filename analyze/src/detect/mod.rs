@@ -81,6 +81,9 @@ pub struct Inputs<'a> {
     pub to_s: i64,
     pub eval_times: &'a [i64],
     pub series: &'a BTreeMap<Scope, Series>,
+    /// The first and last minute of the whole fleet's series when `series` holds one group of
+    /// it (`engine::groups`); None: `series` is the whole fleet.
+    pub span_s: Option<(i64, i64)>,
     pub cfg: &'a AnalyzeConfig,
 }
 

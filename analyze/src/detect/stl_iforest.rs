@@ -31,14 +31,25 @@ impl Detector for StlIforest {
     }
 
     fn findings<'a>(&'a self, input: &'a Inputs<'a>) -> BoxFuture<'a, Result<Vec<Finding>>> {
-        Box::pin(async move { Ok(findings(input.series, input.eval_times, input.cfg)) })
+        Box::pin(async move {
+            Ok(findings(
+                input.series,
+                input.span_s,
+                input.eval_times,
+                input.cfg,
+            ))
+        })
     }
 }
 
 /// When each workload's set of pods changed (a pod appeared or went), from the pod series: a
-/// rollout swaps pods, and the workload's sum moves with it.
-fn pod_set_changes(series: &BTreeMap<Scope, Series>) -> HashMap<Scope, Vec<i64>> {
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
+/// rollout swaps pods, and the workload's sum moves with it. Appearing and going are relative
+/// to the span of the fleet's series (`span_s`, or these series' own when they are the fleet).
+fn pod_set_changes(
+    series: &BTreeMap<Scope, Series>,
+    span_s: Option<(i64, i64)>,
+) -> HashMap<Scope, Vec<i64>> {
+    let (mut first, mut last) = span_s.unwrap_or((i64::MAX, i64::MIN));
     for s in series.values() {
         if let (Some(a), Some(b)) = (s.ts_s.first(), s.ts_s.last()) {
             first = first.min(*a);
@@ -68,14 +79,55 @@ fn pod_set_changes(series: &BTreeMap<Scope, Series>) -> HashMap<Scope, Vec<i64>>
 /// STL + Isolation Forest on every pod's and workload's minute series at `eval_times`.
 pub fn findings(
     series: &BTreeMap<Scope, Series>,
+    span_s: Option<(i64, i64)>,
     eval_times: &[i64],
     cfg: &AnalyzeConfig,
 ) -> Vec<Finding> {
-    let churn = pod_set_changes(series);
+    let churn = pod_set_changes(series, span_s);
+    let items: Vec<(&Scope, &Series)> = series.iter().collect();
+    // Series are independent: worker threads take them one at a time (a shared cursor), and
+    // the findings come out in series order whatever thread scored them.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut parts: Vec<(usize, Vec<Finding>)> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((scope, s)) = items.get(i) else {
+                            break mine;
+                        };
+                        mine.push((i, series_findings(scope, s, &churn, eval_times, cfg)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("an STL + IF worker panicked"))
+            .collect()
+    });
+    parts.sort_unstable_by_key(|(i, _)| *i);
+    parts.into_iter().flat_map(|(_, f)| f).collect()
+}
+
+/// STL + Isolation Forest on one series at the evaluations it is alive at.
+fn series_findings(
+    scope: &Scope,
+    s: &Series,
+    churn: &HashMap<Scope, Vec<i64>>,
+    eval_times: &[i64],
+    cfg: &AnalyzeConfig,
+) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (scope, s) in series {
+    {
         let (Some(first), Some(last)) = (s.ts_s.first(), s.ts_s.last()) else {
-            continue;
+            return out;
         };
         // Only evaluations the series is alive at (a pod gone 10 minutes is not evaluated).
         let at: Vec<i64> = eval_times
@@ -84,7 +136,7 @@ pub fn findings(
             .filter(|t| *t >= *first && *t <= *last + 600)
             .collect();
         if at.is_empty() {
-            continue;
+            return out;
         }
         // A workload's series starts over at every change of its pod set (a rollout swaps
         // pods and moves the sum); a pod's series is one piece.

@@ -42,6 +42,22 @@ pub(crate) fn str_values(a: &ArrayRef, what: &str) -> Result<Vec<Option<String>>
         .collect())
 }
 
+/// A string column read in place (no string copied out): views as they are, anything else
+/// cast to views once per batch.
+pub(crate) struct StrColumn(arrow::array::StringViewArray);
+
+impl StrColumn {
+    pub(crate) fn value(&self, i: usize) -> Option<&str> {
+        self.0.is_valid(i).then(|| self.0.value(i))
+    }
+}
+
+/// Column `name` as a [`StrColumn`].
+pub(crate) fn str_values_ref(b: &RecordBatch, name: &str) -> Result<StrColumn> {
+    let c = cast(column(b, name)?, &DataType::Utf8View, name)?;
+    Ok(StrColumn(c.as_string_view().clone()))
+}
+
 /// A timestamp column as µs since the epoch.
 pub(crate) fn ts_micros(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     let c = cast(

@@ -6,7 +6,10 @@
 //! firing of an episode is levelled (`levels::level`) from the evidence: consecutive firings,
 //! growth since the onset, the residence of what grew (`captures::residence_at`), and how many
 //! sustained episodes of the scope ended in the last day (the OOM sawtooth), and, for a
-//! detector known to misfire, whether another fired on the scope within the hour. An episode's
+//! detector known to misfire, whether another fired on the scope within the hour, and the
+//! scope's memory towards its limit over the episode's window (`context::trend`, from the Go
+//! agent's context; the event carries it: `memory_bytes`, `memory_limit_bytes`,
+//! `time_to_limit_s`). An episode's
 //! `event_id` hashes the scope, the detector and its onset; a live run whose first evaluation
 //! fires continues the stored episode of the same scope and detector if it was seen within the
 //! gap (`prior_events`), adopting its id, onset and level.
@@ -21,6 +24,7 @@ use leakhound_schemas::events::{EVENT_SCHEMA, LeakEvent, Level};
 
 use super::captures::{Captures, residence_at};
 use super::columns::{at, rfc};
+use super::context::{Memory, trend};
 use super::{AnalyzeConfig, Emit, Scope};
 use crate::detect::{DetectorKind, Finding};
 use crate::error::Result;
@@ -77,6 +81,8 @@ pub(crate) struct EpisodeInputs<'a> {
     pub borrows_growth: &'a [DetectorKind],
     /// Detectors known to misfire: alone, L1 (`Detector::needs_corroboration`).
     pub needs_corroboration: &'a [DetectorKind],
+    /// Memory per pod from the agent's context (empty without it).
+    pub memory: &'a Memory,
 }
 
 /// Episodes and events from `findings`; returns the events in (detected_at, event_id) order and
@@ -94,6 +100,7 @@ pub(crate) fn episodes(
         growth_of,
         borrows_growth,
         needs_corroboration,
+        memory,
     } = *input;
     let Some(&first) = eval_times.first() else {
         return (Vec::new(), 0);
@@ -203,6 +210,7 @@ pub(crate) fn episodes(
                 f.growth_per_s
             };
             let day_ago = f.eval_s - 86_400;
+            let mem = trend(memory, &scope, ep.growth_from_s, f.eval_s, &cfg.levels);
             let evidence = Evidence {
                 consecutive: ep.consecutive,
                 value_now: f.value,
@@ -215,6 +223,7 @@ pub(crate) fn episodes(
                 uncorroborated: needs_corroboration.contains(&detector)
                     && !backed_at(&scope, f.eval_s),
                 max_age_s: f.max_age_s.map(|a| a as f64),
+                memory: mem,
             };
             let lvl = level(&evidence, &cfg.levels);
             if lvl >= Level::L2 {
@@ -251,8 +260,20 @@ pub(crate) fn episodes(
                 goroutines: f.value.round() as i64,
                 baseline_goroutines: f.baseline,
                 sla_penalty: sla_penalty(lvl, minutes, &cfg.levels),
-                reason: f.reason.clone(),
+                reason: match mem.and_then(|m| m.time_to_limit_s(&cfg.levels)) {
+                    Some(ttl) => format!(
+                        "{}; memory {} of {} MiB, the limit in {:.0} min at this slope",
+                        f.reason,
+                        mem.map_or(0, |m| m.memory_bytes) >> 20,
+                        mem.and_then(|m| m.limit_bytes).unwrap_or(0) >> 20,
+                        ttl / 60.0
+                    ),
+                    None => f.reason.clone(),
+                },
                 clusters: Vec::new(),
+                memory_bytes: mem.map(|m| m.memory_bytes),
+                memory_limit_bytes: mem.and_then(|m| m.limit_bytes),
+                time_to_limit_s: mem.and_then(|m| m.time_to_limit_s(&cfg.levels)),
             });
         }
     }
@@ -341,6 +362,7 @@ mod tests {
                 growth_of,
                 borrows_growth: borrows,
                 needs_corroboration: &[],
+                memory: &Memory::new(),
             },
         );
         assert_eq!(scopes, 1);
@@ -459,6 +481,7 @@ mod tests {
                     growth_of: &HashMap::new(),
                     borrows_growth: &[],
                     needs_corroboration: &[DetectorKind::BaselineRule],
+                    memory: &Memory::new(),
                 },
             );
             events

@@ -17,8 +17,10 @@
 //! | [`columns`] | typed columns of query results, scope rows, running a named query |
 //! | [`series`] | minute series per pod and workload; [`series::recurring_rise`] (the daily pattern) |
 //! | [`captures`] | debug=2 captures per pod; residence of what grew (`captures::residence_at`) |
+//! | [`context`] | memory and limit per pod from the Go agent's context; an episode's memory trend |
 //! | [`episodes`] | the episode state machine (pure), stored events for live continuity |
 //! | [`sink`] | clusters attached to events; the results written in one commit |
+//! | [`groups`] | the bounded step: workloads in groups of at most `group_rows`, each on its own |
 //!
 //! The detectors themselves are in [`crate::detect`]. One evaluation ("now", the CronJob) and a
 //! replay (every step over stored history, as if live) run the same code: a live run replays
@@ -30,7 +32,9 @@
 
 pub mod captures;
 pub mod columns;
+pub mod context;
 pub mod episodes;
+pub mod groups;
 pub mod series;
 pub mod sink;
 
@@ -77,6 +81,9 @@ pub struct AnalyzeConfig {
     pub engine: crate::session::Engine,
     /// Told each stage of a run as it starts (`analyze --replay`'s progress on a terminal).
     pub progress: Option<StageHook>,
+    /// At most this many count rows loaded at once: workloads are analysed in groups of about
+    /// this size ([`groups`]); 0: the fleet as one group.
+    pub group_rows: u64,
 }
 
 /// A callback told the stage a run is in ("detector growth_rule (2/6)", …).
@@ -113,6 +120,7 @@ impl Default for AnalyzeConfig {
             stl: Default::default(),
             engine: Default::default(),
             progress: None,
+            group_rows: 2_000_000,
         }
     }
 }
@@ -132,7 +140,8 @@ pub struct Analysis {
 /// The detector whose growth events of detectors that measure none carry.
 const GROWTH_REFERENCE: DetectorKind = DetectorKind::GrowthRule;
 
-/// Evaluate every `step_s` in `[from_s, to_s]` (aligned to the step).
+/// Evaluate every `step_s` in `[from_s, to_s]` (aligned to the step): the workloads in groups
+/// of at most `cfg.group_rows` rows ([`groups`]), each group on its own; the events of all.
 pub async fn analyze(
     store: &Store,
     from_s: i64,
@@ -162,24 +171,106 @@ pub async fn analyze(
         .collect();
     // The minute series, as far back as the detector that looks furthest needs.
     let history = enabled.iter().filter_map(|d| d.series_history_s(cfg)).max();
-    stage(cfg, "loading the series");
-    let series = match history {
-        Some(h) => series::minute_series(&ctx, first - h, to_s, &cfg.namespace).await?,
+    let priors = if emit == Emit::All {
+        episodes::prior_events(&ctx, first - 86_400, first).await?
+    } else {
+        HashMap::new()
+    };
+    let step_in = StepInputs {
+        first,
+        to_s,
+        eval_times: &eval_times,
+        emit,
+        cfg,
+        enabled: &enabled,
+        history,
+        priors: &priors,
+    };
+    let in_process = cfg.engine == crate::session::Engine::InProcess;
+    if !in_process || cfg.group_rows == 0 {
+        let (events, scopes) = analyze_group(&ctx, None, None, &step_in, "").await?;
+        return Ok(Analysis {
+            events,
+            evaluations: eval_times.len(),
+            scopes,
+        });
+    }
+    stage(cfg, "planning the groups");
+    // What the step reads: the series' history, and the captures' 6 hours.
+    let reads_from = first - history.unwrap_or(0).max(6 * 3_600);
+    let plan = groups::plan(&ctx, reads_from, to_s, &cfg.namespace, cfg.group_rows).await?;
+    // The span of the series every group together loads (what one whole-fleet run would see).
+    let span = match history {
+        Some(h) if first - h == reads_from => plan.span_s,
+        Some(h) => {
+            groups::plan(&ctx, first - h, to_s, &cfg.namespace, 0)
+                .await?
+                .span_s
+        }
+        None => None,
+    };
+    let mut out = Analysis {
+        evaluations: eval_times.len(),
+        ..Default::default()
+    };
+    let n = plan.groups.len();
+    for (i, g) in plan.groups.iter().enumerate() {
+        let gctx = g.session(&ctx).await?;
+        let label = if n > 1 {
+            format!("group {}/{n}: ", i + 1)
+        } else {
+            String::new()
+        };
+        let (events, scopes) = analyze_group(&gctx, Some(g), span, &step_in, &label).await?;
+        out.events.extend(events);
+        out.scopes += scopes;
+    }
+    out.events
+        .sort_by(|a, b| (a.detected_at, &a.event_id).cmp(&(b.detected_at, &b.event_id)));
+    Ok(out)
+}
+
+/// What every group of one step shares.
+struct StepInputs<'a> {
+    first: i64,
+    to_s: i64,
+    eval_times: &'a [i64],
+    emit: Emit,
+    cfg: &'a AnalyzeConfig,
+    enabled: &'a [&'a dyn detect::Detector],
+    history: Option<i64>,
+    priors: &'a episodes::Priors,
+}
+
+/// One group's events and scopes: `ctx` holds the group's rows (or the fleet's, `group` None).
+async fn analyze_group(
+    ctx: &datafusion::prelude::SessionContext,
+    group: Option<&groups::Group>,
+    span_s: Option<(i64, i64)>,
+    s: &StepInputs<'_>,
+    label: &str,
+) -> Result<(Vec<LeakEvent>, usize)> {
+    let (cfg, first, to_s, enabled) = (s.cfg, s.first, s.to_s, s.enabled);
+    let step = cfg.step_s.max(60);
+    stage(cfg, &format!("{label}loading the series"));
+    let series = match s.history {
+        Some(h) => series::minute_series(ctx, first - h, to_s, &cfg.namespace).await?,
         None => BTreeMap::new(),
     };
     let input = Inputs {
-        ctx: &ctx,
+        ctx,
         from_s: first,
         to_s,
-        eval_times: &eval_times,
+        eval_times: s.eval_times,
         series: &series,
+        span_s,
         cfg,
     };
     let mut findings: Vec<Finding> = Vec::new();
     for (i, d) in enabled.iter().enumerate() {
         stage(
             cfg,
-            &format!("detector {} ({}/{})", d.kind(), i + 1, enabled.len()),
+            &format!("{label}detector {} ({}/{})", d.kind(), i + 1, enabled.len()),
         );
         let mut fs: Vec<Finding> = d
             .findings(&input)
@@ -192,24 +283,22 @@ pub async fn analyze(
         }
         findings.extend(fs);
     }
-    let priors = if emit == Emit::All {
-        episodes::prior_events(&ctx, first - 86_400, first).await?
-    } else {
-        HashMap::new()
-    };
     // From 6 hours before: an episode's capture before its onset. A live run continuing a
     // stored episode that began earlier also loads, for that episode's pods only, the hour of
     // captures before its stored onset, so that its residence stays that of what grew.
-    stage(cfg, "loading the captures");
+    stage(cfg, &format!("{label}loading the captures"));
     let caps_from = first - 6 * 3_600;
-    let mut caps = captures::captures(&ctx, caps_from, to_s, &cfg.namespace).await?;
+    let mut caps = captures::captures(ctx, caps_from, to_s, &cfg.namespace).await?;
     let continued_since = first - step * (cfg.episode_gap_evals as i64 + 1);
-    for p in priors.values() {
+    for p in s.priors.values() {
         let onset = p.onset.timestamp();
         if onset >= caps_from || p.detected_at.timestamp() < continued_since {
             continue;
         }
-        let before = captures::captures(&ctx, onset - 3_600, onset, &p.namespace).await?;
+        if group.is_some_and(|g| !g.contains(&p.namespace, p.workload.as_deref())) {
+            continue;
+        }
+        let before = captures::captures(ctx, onset - 3_600, onset, &p.namespace).await?;
         captures::add_captures_before(&mut caps, before, p.pod.as_deref(), p.workload.as_deref());
     }
     // Growth of the same pod at the same time from the growth rule, for events of detectors
@@ -229,23 +318,21 @@ pub async fn analyze(
         .filter(|d| d.needs_corroboration())
         .map(|d| d.kind())
         .collect();
-    stage(cfg, "episodes and levels");
-    let (events, scopes) = episodes::episodes(
+    // Memory per pod from the agent's context, for the memory raise (`levels`).
+    let memory = context::memory(ctx, first - 3_600, to_s, &cfg.namespace).await?;
+    stage(cfg, &format!("{label}episodes and levels"));
+    Ok(episodes::episodes(
         findings,
         &episodes::EpisodeInputs {
-            eval_times: &eval_times,
-            emit,
+            eval_times: s.eval_times,
+            emit: s.emit,
             cfg,
-            priors: &priors,
+            priors: s.priors,
             caps: &caps,
             growth_of: &growth_of,
             borrows_growth: &borrows_growth,
             needs_corroboration: &needs_corroboration,
+            memory: &memory,
         },
-    );
-    Ok(Analysis {
-        events,
-        evaluations: eval_times.len(),
-        scopes,
-    })
+    ))
 }

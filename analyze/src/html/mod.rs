@@ -127,6 +127,11 @@ pub struct EventView {
     pub baseline_goroutines: Option<f64>,
     pub residence_p99_s: Option<f64>,
     pub alive_over_5m_share: Option<f64>,
+    /// The container's memory and limit, and the time until the limit (the Go agent's
+    /// context; null without it).
+    pub memory_bytes: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub time_to_limit_s: Option<f64>,
     pub reason: String,
     /// Every detection of the event, oldest first; the last is the event as it stands.
     pub detections: Vec<Detection>,
@@ -287,7 +292,8 @@ async fn events_where(ctx: &SessionContext, cond: &str) -> Result<Vec<EventView>
     let sql = format!(
         "SELECT event_id, detected_at, namespace, workload, pod, level, detector, onset, \
                 window_start, window_end, growth_per_s, residence_p99_s, alive_over_5m_share, \
-                goroutines, baseline_goroutines, reason \
+                goroutines, baseline_goroutines, reason, memory_bytes, memory_limit_bytes, \
+                time_to_limit_s \
          FROM leak_events WHERE {cond} ORDER BY detected_at"
     );
     let mut by_id: BTreeMap<String, EventView> = BTreeMap::new();
@@ -308,6 +314,9 @@ async fn events_where(ctx: &SessionContext, cond: &str) -> Result<Vec<EventView>
         let n = i64s(&b, "goroutines")?;
         let base = f64s(&b, "baseline_goroutines")?;
         let reason = strs(&b, "reason")?;
+        let mem = i64s(&b, "memory_bytes")?;
+        let limit = i64s(&b, "memory_limit_bytes")?;
+        let ttl = f64s(&b, "time_to_limit_s")?;
         for i in 0..b.num_rows() {
             let Some(id) = id[i].clone() else { continue };
             let e = by_id.entry(id.clone()).or_default();
@@ -324,6 +333,9 @@ async fn events_where(ctx: &SessionContext, cond: &str) -> Result<Vec<EventView>
                 baseline_goroutines: base[i],
                 residence_p99_s: res[i],
                 alive_over_5m_share: alive[i],
+                memory_bytes: mem[i],
+                memory_limit_bytes: limit[i],
+                time_to_limit_s: ttl[i],
                 reason: reason[i].clone().unwrap_or_default(),
                 detections: std::mem::take(&mut e.detections),
                 ..Default::default()

@@ -143,6 +143,27 @@ fn frame(svg: &str, class: &str, title: &str) -> String {
     )
 }
 
+/// The container's memory, limit and time to the limit (the Go agent's context), when known.
+fn memory_row(e: &EventView) -> String {
+    let Some(m) = e.memory_bytes else {
+        return String::new();
+    };
+    let mib = |b: i64| format!("{:.0} MiB", b as f64 / 1_048_576.0);
+    format!(
+        "<tr><th>memory / limit</th><td class=\"num\" data-memory=\"{m}\">{} / {}</td>\
+         <th>limit reached in</th><td data-time-to-limit=\"{}\">{}</td></tr>",
+        mib(m),
+        e.memory_limit_bytes.map_or("none".into(), mib),
+        e.time_to_limit_s
+            .map_or(String::new(), |t| format!("{t:.0}")),
+        e.time_to_limit_s
+            .map_or("— (no limit or no growth)".into(), |t| format!(
+                "{:.0} min at the current slope",
+                t / 60.0
+            )),
+    )
+}
+
 fn event_section(out: &mut String, e: &EventView) {
     let last = e.latest();
     let level = e.max_level();
@@ -159,7 +180,7 @@ fn event_section(out: &mut String, e: &EventView) {
          <tr><th>onset</th><td>{onset}</td><th>last detection</th><td>{at} ({n} evaluations)</td></tr>\
          <tr><th>goroutines now</th><td class=\"num\" data-goroutines=\"{g}\">{g}</td><th>baseline</th><td class=\"num\">{base}</td></tr>\
          <tr><th>growth</th><td class=\"num\">{gr:.2}/s</td><th>residence P99 / alive &gt; 5 min</th><td>{res} / {alive}</td></tr>\
-         <tr><th>why</th><td colspan=\"3\">{reason}</td></tr></table>",
+         {memory}<tr><th>why</th><td colspan=\"3\">{reason}</td></tr></table>",
         id = esc(&e.id),
         lvl = esc(&level),
         scope = esc(&scope),
@@ -172,6 +193,7 @@ fn event_section(out: &mut String, e: &EventView) {
         gr = last.growth_per_s,
         res = opt_f(e.residence_p99_s, 0, " s"),
         alive = opt_f(e.alive_over_5m_share.map(|a| a * 100.0), 1, " %"),
+        memory = memory_row(e),
         reason = esc(&e.reason),
     ));
     // Level changes.

@@ -171,7 +171,7 @@ pub async fn discover(
                 None => {
                     skipped.push((
                         key,
-                        format!("{ANNOTATION_AUTH}: bearer, and ingest has no --agent-token-file"),
+                        format!("{ANNOTATION_AUTH}: bearer, and no --agent-token-file was given"),
                     ));
                     continue;
                 }

@@ -124,6 +124,10 @@ helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version }}
 - name: LEAKHOUND_POLICY
   value: /etc/leakhound/policy/policy.yaml
 {{- end }}
+{{- if .Values.ingest.agentTokenSecret }}
+- name: LEAKHOUND_AGENT_TOKEN_FILE
+  value: /etc/leakhound/agent/token
+{{- end }}
 {{- end -}}
 
 {{- define "leakhound.policyVolumeMount" -}}
@@ -140,6 +144,28 @@ helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version }}
   configMap:
     name: {{ include "leakhound.fullname" . }}-policy
 {{- end -}}
+{{- end -}}
+
+{{/* actuate's and the receiver's mounts and volumes: the policy file, and the Go agent's
+token (ingest.agentTokenSecret) for captures of agent pods. Empty when neither is set. */}}
+{{- define "leakhound.actuateVolumeMounts" -}}
+{{ include "leakhound.policyVolumeMount" . }}
+{{- if .Values.ingest.agentTokenSecret }}
+- name: agent-token
+  mountPath: /etc/leakhound/agent
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "leakhound.actuateVolumes" -}}
+{{ include "leakhound.policyVolume" . }}
+{{- if .Values.ingest.agentTokenSecret }}
+- name: agent-token
+  secret:
+    secretName: {{ .Values.ingest.agentTokenSecret }}
+    items:
+      - { key: token, path: token }
+{{- end }}
 {{- end -}}
 
 {{/* Pod-level settings shared by every pod. */}}

@@ -9,12 +9,20 @@
 // copies capture.sh makes of it stay as they were.
 //
 //	agentleaky -token-file F [-leak N] [-max-goroutines N] [-memory-limit BYTES] [-addr A]
-//	           [-push HOST:PORT -push-token-file F [-push-interval D] [-namespace NS -pod POD]]
+//	           [-push HOST:PORT -push-token-file F [-push-interval D] [-namespace NS -pod POD]
+//	            [-push-clock-start UNIX -push-clock-step D]
+//	            [-push-tls-ca F [-push-tls-cert F -push-tls-key F]]]
 //	first stdout line: listening on http://127.0.0.1:PORT
 //
 // With -push it also streams its snapshots to leakhound serve (agent/push): every
 // -push-interval, and at each POST /push/capture (open); POST /push/stop stops the capturing
 // (what is buffered is still sent); GET /push/stats is the pusher's counters (JSON).
+// With -push-clock-start the snapshots' capture times are a simulated clock instead of the
+// wall clock: the first capture at that Unix time, each next one -push-clock-step later
+// (tests replay an hour of minutes in seconds; what is captured is the process as it is).
+// With -push-tls-ca the push stream is TLS to a server whose certificate chains to that CA,
+// with -push-tls-cert/-push-tls-key presenting a client certificate (mTLS); -push-token-file
+// may then be left out.
 //
 // Endpoints: /debug/pprof/goroutine, /debug/pprof/goroutineleak, /debug/leakhound/context,
 // /debug/leakhound/metrics, /metrics (all behind the token); /leaks (open: JSON started,
@@ -24,6 +32,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -90,6 +100,11 @@ func main() {
 		pushBuffer    = flag.Int("push-buffer", 0, "with -push: snapshots buffered at most (0: the agent's default)")
 		namespace     = flag.String("namespace", "shop", "with -push: the snapshots' namespace")
 		pod           = flag.String("pod", "orders-push", "with -push: the snapshots' pod")
+		clockStart    = flag.Int64("push-clock-start", 0, "with -push: stamp the first capture at this Unix time (0: the wall clock)")
+		clockStep     = flag.Duration("push-clock-step", time.Minute, "with -push-clock-start: the simulated time between captures")
+		pushCA        = flag.String("push-tls-ca", "", "with -push: TLS, the server's CA (PEM)")
+		pushCert      = flag.String("push-tls-cert", "", "with -push-tls-ca: the client certificate (PEM)")
+		pushKey       = flag.String("push-tls-key", "", "with -push-tls-cert: its key (PEM)")
 	)
 	flag.Parse()
 	if *tokenFile == "" {
@@ -126,7 +141,12 @@ func main() {
 		})
 	})
 	if *pushAddr != "" {
-		servePush(mux, *pushAddr, *pushToken, *pushEvery, *pushBuffer, *namespace, *pod, h.Sampler())
+		tlsConf, err := pushTLS(*pushCA, *pushCert, *pushKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "agentleaky:", err)
+			os.Exit(2)
+		}
+		servePush(mux, *pushAddr, *pushToken, *pushEvery, *pushBuffer, *namespace, *pod, h.Sampler(), newClock(*clockStart, *clockStep), tlsConf)
 	}
 	prop := propagation.TraceContext{}
 	mux.Handle("POST /api/orders", correlate.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -175,17 +195,78 @@ func main() {
 	}
 }
 
+// clock is the pusher's: the wall clock, or a simulated one that a capture advances.
+type clock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+// newClock returns nil for the wall clock (start 0).
+func newClock(start int64, step time.Duration) *clock {
+	if start <= 0 {
+		return nil
+	}
+	return &clock{now: time.Unix(start, 0), step: step}
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance() {
+	c.mu.Lock()
+	c.now = c.now.Add(c.step)
+	c.mu.Unlock()
+}
+
+// pushTLS is the push stream's TLS configuration (nil without a CA).
+func pushTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no CA certificate", caFile)
+	}
+	c := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
 // servePush starts the pusher and its test endpoints on mux.
-func servePush(mux *http.ServeMux, addr, tokenFile string, every time.Duration, buffer int, ns, pod string, s *agent.Sampler) {
-	p, err := push.New(push.Options{
-		Addr: addr, TokenFile: tokenFile, Target: push.Target{Namespace: ns, Pod: pod},
+func servePush(mux *http.ServeMux, addr, tokenFile string, every time.Duration, buffer int, ns, pod string, s *agent.Sampler, clk *clock, tlsConf *tls.Config) {
+	o := push.Options{
+		Addr: addr, TokenFile: tokenFile, Target: push.Target{Namespace: ns, Pod: pod}, TLS: tlsConf,
 		Sampler: s, Buffer: buffer, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
-	})
+	}
+	if clk != nil {
+		o.Now = clk.Now
+	}
+	p, err := push.New(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agentleaky:", err)
 		os.Exit(2)
 	}
 	go func() { _ = p.SendLoop(context.Background()) }()
+	capture := func() {
+		p.Capture()
+		if clk != nil {
+			clk.advance()
+		}
+	}
 	stop := make(chan struct{})
 	var once sync.Once
 	if every > 0 {
@@ -197,13 +278,13 @@ func servePush(mux *http.ServeMux, addr, tokenFile string, every time.Duration, 
 				case <-stop:
 					return
 				case <-t.C:
-					p.Capture()
+					capture()
 				}
 			}
 		}()
 	}
 	mux.HandleFunc("POST /push/capture", func(w http.ResponseWriter, r *http.Request) {
-		p.Capture()
+		capture()
 		_ = json.NewEncoder(w).Encode(p.Stats())
 	})
 	mux.HandleFunc("POST /push/stop", func(w http.ResponseWriter, r *http.Request) {
