@@ -23,6 +23,10 @@
 //! - **L3, sustained leak**: sustained, still growing, and the goroutines stay (residence or
 //!   alive share at danger, any measure at danger, or no residence data to say otherwise).
 //!
+//! - Residence and alive share are left out when the goroutines the firing is about cannot
+//!   reach their danger thresholds (`Evidence::max_age_s`: `lives` on pod lives of a few
+//!   minutes, where every goroutine is young and the detector's growth across lives is the
+//!   evidence that what grew stays until the pod goes).
 //! - A firing of a detector known to misfire (the seed's baseline rule) that no other detector
 //!   backs (none fired on the scope, its workload or one of its pods within the hour) stays L1
 //!   unless the captures show that what grew stays (residence or alive share at danger).
@@ -88,6 +92,9 @@ impl Default for LevelThresholds {
     }
 }
 
+/// The span of the alive share (goroutines alive 5 minutes earlier).
+const ALIVE_SPAN_S: f64 = 300.0;
+
 /// 0 safe, 1 warning, 2 danger.
 fn severity(x: f64, warn: f64, danger: f64) -> u8 {
     if x > danger {
@@ -117,6 +124,9 @@ pub struct Evidence {
     /// The detector is known to misfire (`Detector::needs_corroboration`) and no other detector
     /// fired on the scope within the hour: it stays L1 unless the captures show what grew stays.
     pub uncorroborated: bool,
+    /// The goroutines of the growth are at most this old (`Finding::max_age_s`: pod lives of
+    /// minutes): a residence measure whose danger threshold it does not reach is left out.
+    pub max_age_s: Option<f64>,
     /// The scope's memory over the episode's window, where the agent's context gives it.
     pub memory: Option<MemoryTrend>,
 }
@@ -173,11 +183,15 @@ fn counts_level(e: &Evidence, t: &LevelThresholds) -> (Level, bool) {
         return (Level::L1, true);
     }
     let growth = severity(e.growth_per_s, t.growth_warn_per_s, t.growth_danger_per_s);
+    // Goroutines that cannot grow old enough to reach a measure's danger say nothing by it.
+    let can_reach = |age_s: f64| e.max_age_s.is_none_or(|m| m >= age_s);
     let residence = e
         .residence_p99_s
+        .filter(|_| can_reach(t.residence_danger_s))
         .map(|r| severity(r, t.residence_warn_s, t.residence_danger_s));
     let alive = e
         .alive_over_5m_share
+        .filter(|_| can_reach(ALIVE_SPAN_S))
         .map(|a| severity(a, t.alive_warn_share, t.alive_danger_share));
     let stay = match (residence, alive) {
         (None, None) => None,
@@ -253,6 +267,24 @@ mod tests {
             ..ev()
         };
         assert_eq!(level(&young, &t), Level::L1);
+        // ... unless the goroutines could not be older: lives of 45 s (`lives`) say nothing
+        // by residence (danger 120 s) or the 5-minute alive share; lives of hours do.
+        let short_lives = Evidence {
+            max_age_s: Some(45.0),
+            ..young.clone()
+        };
+        assert_eq!(level(&short_lives, &t), Level::L3);
+        let long_lives = Evidence {
+            max_age_s: Some(5.0 * 3_600.0),
+            ..young.clone()
+        };
+        assert_eq!(level(&long_lives, &t), Level::L1);
+        // Lives of 3 minutes reach the residence's danger, not the alive share's span.
+        let three_minutes = Evidence {
+            max_age_s: Some(180.0),
+            ..young.clone()
+        };
+        assert_eq!(level(&three_minutes, &t), Level::L1);
         // Residence at warning only: recurring, L2.
         let warn = Evidence {
             residence_p99_s: Some(60.0),

@@ -23,6 +23,7 @@ mod image;
 mod ingest;
 mod inspect;
 mod k8s;
+mod lives;
 mod memory;
 mod pipeline;
 mod prometheus;

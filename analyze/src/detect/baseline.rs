@@ -86,6 +86,7 @@ async fn findings(input: &Inputs<'_>) -> Result<Vec<Finding>> {
                 onset_s: None,
                 sustained: fired[i],
                 window_s: 7_200,
+                max_age_s: None,
             });
         }
     }

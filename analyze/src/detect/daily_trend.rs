@@ -173,6 +173,7 @@ fn findings(input: &Inputs<'_>) -> Vec<Finding> {
                 onset_s: None,
                 sustained: false,
                 window_s: DAY_S + WINDOW_S,
+                max_age_s: None,
             });
         }
     }

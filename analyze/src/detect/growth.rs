@@ -98,6 +98,7 @@ async fn findings(input: &Inputs<'_>) -> Result<Vec<Finding>> {
                 onset_s: None,
                 sustained: sustained[i],
                 window_s,
+                max_age_s: None,
             });
         }
     }

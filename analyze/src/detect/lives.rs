@@ -12,15 +12,41 @@
 //! restarts at the same age, and the daily pattern across every life of the day. The slopes'
 //! block of the normal equations is diagonal, so the fit is a 4x4 solve whatever the number of
 //! versions (a Schur complement; standard errors include the daily pattern's uncertainty).
+//! The daily terms have a prior (a ridge): each at most about half the level
+//! (`DAILY_PRIOR_SHARE`), at the lives' noise. Negligible once the lives span hours of the
+//! day; it is what bounds them when they cannot be told from age — lives of minutes within
+//! minutes of the day, where both are straight lines within every life — so that a slope must
+//! then beat `MIN_T` times the steepest slope such a daily pattern could make (about 0.3 x
+//! the level per hour), and does not fall silent as the hours of lives pile up.
+//!
+//! **Time scales follow the lives** ([`Scales`]): written for lives of hours, they shrink with
+//! the workload's typical life (the median length of its lives that ended, `max_age_s`):
+//! starts within 10 minutes or half a life are one start (a rollout's replicas); the current
+//! version is judged after an hour or half a life; one life's chain after 3 hours or three
+//! lives; a life is going on when seen within two minutes or half a life (and no newer life
+//! began after its last sample: a restarted process's previous life is over, a rollout's old
+//! pods are not until they go). Nothing else is tied to hours: thresholds are rates. Lives too short for minute means (most under
+//! `MIN_ROWS` minutes, a process restarted every minute or two) are read from every sample
+//! ingest took (`pods::sample_series`, one query for those workloads), so that a workload
+//! restarted every minute and scraped every few seconds is fitted on its samples. The
+//! goroutines of such lives are never older than a life: the finding says so (`max_age_s`),
+//! and the level does not read residence measures they cannot reach (`levels`).
 //!
 //! **Versions** come from the pods' names ([`super::pods::version_of`]: a Deployment's pods are
 //! `{deployment}-{pod-template-hash}-{suffix}`, the hash changing with every new pod template),
 //! not from a new column: every count row already carries the pod's name, rows of every age
 //! (backfilled Prometheus history included) give the version, and a `pod-template-hash` label
-//! is the same string; a nullable `version` column filled by discovery (the hash label or the
-//! image) would add nothing the name does not say for Deployments, and is left for owners
-//! whose pod names do not carry it. Pods of other shapes (StatefulSets, DaemonSets, a process
-//! restarting in the same pod) have no version: their lives are one comparison.
+//! is the same string. Decision on owners whose pod names do not carry it (issue 21): a
+//! nullable `version` column filled by discovery (the `pod-template-hash` /
+//! `controller-revision-hash` label, or the main container's image) is not added yet: the
+//! pods discovery lists carry those labels, but it keeps only their owners, and the column
+//! would touch the schema, the writer, discovery, targets files and push for what only
+//! StatefulSets, DaemonSets and bare pods lack. Their lives (a StatefulSet's `web-0` across
+//! restarts and revisions, a process restarting in the same pod) have no version and are one
+//! comparison: a revision that brings a leak is still found (its lives grow), but one that
+//! fixes it ends the episode only once the lives after it outweigh those before it in the
+//! 24-hour window, not within the hour. Revisit when such a workload's fix must be seen
+//! sooner.
 //!
 //! **A deploy of a new version starts a new comparison**: each version has its own slope. The
 //! verdict ([`verdict`]) judges the current version once its lives are an hour old (before,
@@ -42,8 +68,11 @@
 
 use futures::future::BoxFuture;
 
-use super::pods::{Life, lives_by_workload, solve};
+use std::collections::BTreeMap;
+
+use super::pods::{Life, lives_by_workload, noise_sigma, sample_series, solve};
 use super::{Detector, DetectorKind, Finding, Inputs, squash};
+use crate::engine::series::Series;
 use crate::engine::{AnalyzeConfig, Scope};
 use crate::error::Result;
 
@@ -61,6 +90,58 @@ pub const MIN_T: f64 = 8.0;
 const MIN_LIVES: usize = 3;
 /// Age of the current lives before their own slope is asked for.
 const CURRENT_MIN_AGE_S: i64 = 3_600;
+/// Samples of a life the fit needs (it leaves shorter lives out).
+const MIN_ROWS: usize = 10;
+/// The daily pattern's terms are each at most about this share of the level (their prior).
+const DAILY_PRIOR_SHARE: f64 = 0.5;
+
+/// The detector's time scales, from the workload's typical life length `life_s` (the median
+/// length of the lives that ended; None before one did): as written for lives of hours, and
+/// shrunk with lives shorter than that (never grown).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Scales {
+    /// Lives starting within it are one start (a rollout's replicas): 10 minutes, or half a life.
+    pub start_bucket_s: i64,
+    /// Age of the current version before its own slope is asked for: an hour, or half a life.
+    pub current_min_age_s: i64,
+    /// A chain of one life's start is judged after this long: 3 hours, or three lives.
+    pub one_start_span_s: i64,
+    /// A life is going on when seen within it: two minutes, or half a life.
+    pub current_seen_s: i64,
+    /// The goroutines its growth consists of are at most this old (the life length).
+    pub max_age_s: Option<i64>,
+}
+
+impl Scales {
+    pub fn of(life_s: Option<i64>) -> Scales {
+        let half = life_s.map_or(i64::MAX, |l| (l / 2).max(1));
+        Scales {
+            start_bucket_s: half.min(600),
+            current_min_age_s: half.min(CURRENT_MIN_AGE_S),
+            one_start_span_s: life_s.map_or(3 * 3_600, |l| (3 * l).clamp(1, 3 * 3_600)),
+            current_seen_s: half.min(120),
+            max_age_s: life_s,
+        }
+    }
+}
+
+/// The typical life length at `t` of the lives in `window`: the median length of those that
+/// ended (a later life started after their last sample up to `t`).
+fn life_length(window: &[&Life<'_>], t: i64) -> Option<i64> {
+    let newest = window.iter().map(|l| l.start_s).max()?;
+    let mut lens: Vec<i64> = window
+        .iter()
+        .filter_map(|l| {
+            let end = l.ts_s[l.upto(t).checked_sub(1)?];
+            (end < newest).then_some(end - l.start_s)
+        })
+        .collect();
+    if lens.is_empty() {
+        return None;
+    }
+    let mid = lens.len() / 2;
+    Some(*lens.select_nth_unstable(mid).1)
+}
 
 impl Detector for Lives {
     fn kind(&self) -> DetectorKind {
@@ -81,8 +162,25 @@ impl Detector for Lives {
     }
 
     fn findings<'a>(&'a self, input: &'a Inputs<'a>) -> BoxFuture<'a, Result<Vec<Finding>>> {
-        Box::pin(async move { Ok(findings(input)) })
+        Box::pin(async move {
+            // Workloads whose lives hold too few minutes for the fit: their every sample.
+            let short: Vec<(String, String)> = lives_by_workload(input.series)
+                .into_iter()
+                .filter(|(_, lives)| short_lived(lives))
+                .map(|(k, _)| k)
+                .collect();
+            let samples =
+                sample_series(input.ctx, &short, input.from_s - WINDOW_S, input.to_s).await?;
+            Ok(findings(input, &samples))
+        })
     }
+}
+
+/// Lives too short for a fit on minute means: at least `MIN_LIVES` of them, most under
+/// `MIN_ROWS` minutes.
+fn short_lived(lives: &[Life<'_>]) -> bool {
+    let short = lives.iter().filter(|l| l.ts_s.len() < MIN_ROWS).count();
+    lives.len() >= MIN_LIVES && 2 * short > lives.len()
 }
 
 /// The daily pattern's terms (two harmonics of the time of day).
@@ -155,7 +253,7 @@ fn version_key<'a>(l: &Life<'a>) -> &'a str {
     l.version.unwrap_or("")
 }
 
-pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
+pub(crate) fn fit(lives: &[&Life<'_>], t: i64, sc: &Scales) -> Option<Fit> {
     let from = t - WINDOW_S;
     let mut keys: Vec<&str> = Vec::new();
     let mut versions: Vec<VersionSlope> = Vec::new();
@@ -164,11 +262,13 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
     let mut ss = [[0.0; S]; S];
     let mut bs = [0.0; S];
     let (mut yy, mut n, mut groups, mut level_sum) = (0.0, 0usize, 0usize, 0.0);
+    let mut noise: Vec<f64> = Vec::new();
     for l in lives {
         let (i0, i1) = (l.ts_s.partition_point(|x| *x < from), l.upto(t));
-        if i1 < i0 + 10 {
+        if i1 < i0 + MIN_ROWS {
             continue;
         }
+        noise.push(noise_sigma(&l.values[i0..i1]));
         let key = version_key(l);
         let v = match keys.iter().position(|k| *k == key) {
             Some(v) => v,
@@ -190,7 +290,7 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
         let ver = &mut versions[v];
         ver.newest_start_s = ver.newest_start_s.max(l.start_s);
         ver.oldest_start_s = ver.oldest_start_s.min(l.start_s);
-        starts[v].push(l.start_s / 600);
+        starts[v].push(l.start_s / sc.start_bucket_s);
         let m = (i1 - i0) as f64;
         let (mut ma, mut ms, mut my) = (0.0, [0.0; S], 0.0);
         for i in i0..i1 {
@@ -227,6 +327,15 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
     if groups < 2 || dof < 30.0 || versions.iter().any(|v| v.d <= 0.0) {
         return None;
     }
+    // The daily terms' prior: each at most about DAILY_PRIOR_SHARE of the level (a ridge of
+    // σ²/prior², σ the lives' noise, at least a goroutine: counts are integers). Negligible
+    // beside the data once the lives span hours of the day; what bounds the terms when they
+    // cannot be told from age (lives of minutes, within minutes of the day).
+    let level = level_sum / n.max(1) as f64;
+    let sigma = crate::detect::pods::median(&mut noise)
+        .unwrap_or(0.0)
+        .max(1.0);
+    let ridge = (sigma / (DAILY_PRIOR_SHARE * level).max(1.0)).powi(2);
     // The slopes' block is diagonal: eliminate it (Schur complement) and solve the daily terms.
     let mut sp = ss;
     let mut bp = bs;
@@ -237,6 +346,9 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
             }
             bp[r] -= ver.c[r] * bv[v] / ver.d;
         }
+    }
+    for k in 0..S {
+        sp[k][k] += ridge;
     }
     let beta_s = solve(sp, bp)?;
     let mut schur_inv = [[0.0; S]; S];
@@ -250,7 +362,10 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
             schur_inv[i][j] = col[i];
         }
     }
-    let mut explained: f64 = (0..S).map(|k| beta_s[k] * bs[k]).sum();
+    // RSS = yy - θ·b - ridge |β|² for the ridge's normal equations.
+    let mut explained: f64 = (0..S)
+        .map(|k| beta_s[k] * bs[k] + ridge * beta_s[k] * beta_s[k])
+        .sum();
     for (v, ver) in versions.iter_mut().enumerate() {
         let cb: f64 = (0..S).map(|k| ver.c[k] * beta_s[k]).sum();
         ver.per_hour = (bv[v] - cb) / ver.d;
@@ -264,7 +379,7 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
         versions,
         sigma2: ((yy - explained) / dof).max(1e-9),
         schur_inv,
-        mean_level: level_sum / n as f64,
+        mean_level: level,
     })
 }
 
@@ -275,11 +390,11 @@ pub(crate) fn fit(lives: &[&Life<'_>], t: i64) -> Option<Fit> {
 /// passes `MIN_PER_S`, 1 % of the level per hour and `MIN_T`, the current version's own slope
 /// (an hour on) is at least half of that, and the chain holds two lives' starts or 3 hours of
 /// one (a single young life's fit leans on the daily pattern's shape).
-pub(crate) fn verdict(f: &Fit, t: i64) -> Option<(usize, f64, f64, bool)> {
+pub(crate) fn verdict(f: &Fit, t: i64, sc: &Scales) -> Option<(usize, f64, f64, bool)> {
     let min_per_hour = (MIN_PER_S * 3_600.0).max(MIN_SHARE_PER_HOUR * f.mean_level);
     let last = f.versions.len().checked_sub(1)?;
     let current = &f.versions[last];
-    let current_judged = t - current.oldest_start_s >= CURRENT_MIN_AGE_S;
+    let current_judged = t - current.oldest_start_s >= sc.current_min_age_s;
     let top = if current_judged {
         last
     } else {
@@ -298,13 +413,16 @@ pub(crate) fn verdict(f: &Fit, t: i64) -> Option<(usize, f64, f64, bool)> {
     let starts: usize = f.versions[oldest..].iter().map(|v| v.starts).sum();
     let span = t - f.versions[oldest].oldest_start_s;
     let t_stat = slope / se;
-    let fired = slope >= min_per_hour && t_stat >= MIN_T && (starts >= 2 || span >= 3 * 3_600);
+    let fired =
+        slope >= min_per_hour && t_stat >= MIN_T && (starts >= 2 || span >= sc.one_start_span_s);
     Some((oldest, slope, t_stat, fired))
 }
 
-fn findings(input: &Inputs<'_>) -> Vec<Finding> {
+fn findings(input: &Inputs<'_>, samples: &BTreeMap<Scope, Series>) -> Vec<Finding> {
     let mut out = Vec::new();
-    for ((_, _), lives) in lives_by_workload(input.series) {
+    let sampled = lives_by_workload(samples);
+    for (key, lives) in lives_by_workload(input.series) {
+        let lives = sampled.get(&key).unwrap_or(&lives);
         let Some(scope) = lives.first().map(|l| Scope {
             pod: None,
             ..l.scope.clone()
@@ -316,22 +434,31 @@ fn findings(input: &Inputs<'_>) -> Vec<Finding> {
                 .iter()
                 .filter(|l| l.start_s <= t && l.end_s() >= t - WINDOW_S)
                 .collect();
-            let mut starts: Vec<i64> = window.iter().map(|l| l.start_s / 600).collect();
+            let sc = Scales::of(life_length(&window, t));
+            let mut starts: Vec<i64> = window
+                .iter()
+                .map(|l| l.start_s / sc.start_bucket_s)
+                .collect();
             starts.sort();
             starts.dedup();
-            // The lives going on now (seen in the last two minutes).
+            // The lives going on now: seen in the last two minutes (or half a life), and not
+            // followed by a newer life (a restart, a replaced pod) before their last sample.
+            let newest = window.iter().map(|l| l.start_s).max().unwrap_or(t);
             let current: Vec<&Life<'_>> = window
                 .iter()
                 .copied()
-                .filter(|l| l.end_s() >= t - 120)
+                .filter(|l| {
+                    let end = l.ts_s[l.upto(t).saturating_sub(1)];
+                    end >= t - sc.current_seen_s && end >= newest
+                })
                 .collect();
             if starts.len() < MIN_LIVES || current.is_empty() {
                 continue;
             }
-            let Some(f) = fit(&window, t) else {
+            let Some(f) = fit(&window, t, &sc) else {
                 continue;
             };
-            let Some((oldest, per_hour, t_stat, fired)) = verdict(&f, t) else {
+            let Some((oldest, per_hour, t_stat, fired)) = verdict(&f, t, &sc) else {
                 continue;
             };
             let per_s = per_hour / 3_600.0;
@@ -359,6 +486,7 @@ fn findings(input: &Inputs<'_>) -> Vec<Finding> {
                 onset_s: Some(since),
                 sustained: false,
                 window_s: (t - since).max(300),
+                max_age_s: sc.max_age_s,
             });
         }
     }
@@ -412,9 +540,82 @@ mod tests {
         let lives = lives_by_workload(series);
         let lives = &lives[&("shop".to_string(), "web".to_string())];
         let window: Vec<&Life<'_>> = lives.iter().filter(|l| l.start_s <= t).collect();
-        let f = fit(&window, t)?;
+        let sc = Scales::of(life_length(&window, t));
+        // Lives of 5 hours: the scales as written for lives of hours.
+        assert_eq!(
+            sc,
+            Scales {
+                max_age_s: sc.max_age_s,
+                ..Scales::of(None)
+            }
+        );
+        let f = fit(&window, t, &sc)?;
         assert_eq!(f.versions.len(), 5);
-        verdict(&f, t).map(|(_, per_hour, t_stat, _)| (per_hour, t_stat))
+        verdict(&f, t, &sc).map(|(_, per_hour, t_stat, _)| (per_hour, t_stat))
+    }
+
+    /// One version restarted every `life_s` seconds, a sample every 2 s (ingest passes), a
+    /// `level` with ±1 of noise; `per_min` goroutines a minute of age, and a daily wave at its
+    /// steepest (`wave` of the level, 24 h) on top.
+    fn restarts(
+        level: f64,
+        per_min: f64,
+        wave: f64,
+        lives: usize,
+        life_s: i64,
+    ) -> BTreeMap<Scope, Series> {
+        let mut out = BTreeMap::new();
+        let mut rng = crate::rng::SplitMix64::new(11);
+        let t0 = 1_796_083_200; // midnight: the wave rising fastest
+        for k in 0..lives {
+            let start = t0 + k as i64 * life_s;
+            let mut s = Series::default();
+            for i in 0..life_s / 2 {
+                let t = start + 2 * i;
+                let day = (t as f64 / 86_400.0 * std::f64::consts::TAU).sin();
+                let v = level * (1.0 + wave * day)
+                    + (per_min * (t - start) as f64 / 60.0).floor()
+                    + (rng.next_f64() * 3.0).floor()
+                    - 1.0;
+                s.ts_s.push(t);
+                s.values.push(v);
+            }
+            let c = "bcdfghjklmnpqrstvwxz2456789".as_bytes()[k] as char;
+            out.insert(scope(&format!("web-7d9f8c6b5-x2k{c}q")), s);
+        }
+        out
+    }
+
+    fn judge_now(series: &BTreeMap<Scope, Series>) -> Option<(Scales, f64, f64, bool)> {
+        let lives = lives_by_workload(series);
+        let lives = &lives[&("shop".to_string(), "web".to_string())];
+        let t = lives.iter().map(|l| l.end_s()).max().unwrap();
+        let window: Vec<&Life<'_>> = lives.iter().collect();
+        let sc = Scales::of(life_length(&window, t));
+        let f = fit(&window, t, &sc)?;
+        verdict(&f, t, &sc).map(|(_, per_hour, t_stat, fired)| (sc, per_hour, t_stat, fired))
+    }
+
+    #[test]
+    fn lives_of_a_minute_are_judged_at_their_own_scale() {
+        // Three lives of 45 s leaking 12 a minute: found, the scales those of 45 s lives.
+        let (sc, per_hour, t_stat, fired) = judge_now(&restarts(15.0, 12.0, 0.0, 3, 45)).unwrap();
+        assert_eq!(sc.max_age_s, Some(42));
+        assert_eq!((sc.start_bucket_s, sc.current_min_age_s), (21, 21));
+        assert!(
+            fired && (per_hour - 720.0).abs() < 120.0,
+            "{per_hour} {t_stat}"
+        );
+        // The same restarts without a leak: nothing, whatever the number of lives.
+        for lives in [3, 6, 12] {
+            let (_, per_hour, t_stat, fired) =
+                judge_now(&restarts(15.0, 0.0, 0.0, lives, 45)).unwrap();
+            assert!(!fired, "{lives} lives: {per_hour} {t_stat}");
+        }
+        // A daily wave of ±50 % of 2,000 at its steepest (262 an hour), no leak: within
+        // minutes of the day it cannot be told from age, and its prior keeps it from firing.
+        let (_, per_hour, t_stat, fired) = judge_now(&restarts(2_000.0, 0.0, 0.5, 12, 45)).unwrap();
+        assert!(per_hour > 100.0 && !fired, "{per_hour} {t_stat}");
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct Finding {
     /// looked (the growth rule: its fast branch's 10 or 15 minutes, or the hour; STL + IF: the
     /// last hour, its daily component needing two days to learn a new batch).
     pub window_s: i64,
+    /// The goroutines the firing is about are at most this old (`lives`: they live as long as
+    /// the workload's pod lives): the residence measures whose thresholds it does not reach
+    /// cannot say that what grew stays or goes, and the level leaves them out. None: no bound.
+    pub max_age_s: Option<i64>,
 }
 
 /// What a detector gets for one analysis: the range, the evaluation times (every `step_s`,

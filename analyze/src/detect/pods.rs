@@ -1,15 +1,20 @@
 //! What the detectors that compare pods share ([`super::lives`], [`super::siblings`],
 //! [`super::daily_trend`]): a pod's version from its name ([`version_of`]), a workload's pod
-//! lives from the minute series ([`lives_by_workload`]), small least squares ([`solve`]), a
-//! median and robust noise ([`noise_sigma`]).
+//! lives from the minute series ([`lives_by_workload`]) or, for lives too short for minute
+//! means, from every sample ingest took ([`sample_series`]), small least squares ([`solve`]),
+//! a median and robust noise ([`noise_sigma`]).
 
 // Small dense matrices: index loops read as the algebra they implement.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::prelude::SessionContext;
 
 use crate::engine::Scope;
+use crate::engine::columns::{f64s, i64s, rfc, scope_rows, ts_micros};
 use crate::engine::series::Series;
+use crate::error::Result;
 
 /// Kubernetes' alphabet for generated names (`k8s.io/apimachinery` `rand.SafeEncodeString`).
 const K8S_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
@@ -83,6 +88,80 @@ pub fn lives_by_workload(
         }
     }
     out
+}
+
+/// Every sample (each ingest pass or scrape, not the minute means of
+/// [`crate::engine::series::minute_series`]) of the pods of `workloads` (namespace, workload)
+/// in `[from_s, to_s]`, one series per pod with its restarts (a new process start time or
+/// container restart count), samples at the same second averaged: for workloads whose pod
+/// lives are a few minutes long, where a minute series holds a point or two per life.
+pub async fn sample_series(
+    ctx: &SessionContext,
+    workloads: &[(String, String)],
+    from_s: i64,
+    to_s: i64,
+) -> Result<BTreeMap<Scope, Series>> {
+    let mut out: BTreeMap<Scope, Series> = BTreeMap::new();
+    if workloads.is_empty() {
+        return Ok(out);
+    }
+    let quote = |s: &str| s.replace('\'', "''");
+    let which: Vec<String> = workloads
+        .iter()
+        .map(|(ns, wl)| {
+            format!(
+                "(namespace = '{}' AND workload = '{}')",
+                quote(ns),
+                quote(wl)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
+                MAX(workload) AS wl, pod, \
+                date_bin(INTERVAL '1 second', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS second, \
+                AVG(CAST(goroutines AS DOUBLE)) AS v, \
+                MAX(CAST(process_start_time AS BIGINT)) AS started, \
+                MAX(container_restarts) AS restarts \
+         FROM goroutine_counts \
+         WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
+           AND date >= '{fd}' AND date <= '{td}' AND ({which}) \
+         GROUP BY 2, 5, 6 ORDER BY namespace, pod, second",
+        f = rfc(from_s),
+        t = rfc(to_s),
+        fd = &rfc(from_s)[..10],
+        td = &rfc(to_s)[..10],
+        which = which.join(" OR "),
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    // Per pod: the last (process start, restarts) seen.
+    let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
+    for b in &batches {
+        let scopes = scope_rows(b)?;
+        let (t, v) = (ts_micros(b, "second")?, f64s(b, "v")?);
+        let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
+        for (i, scope) in scopes.into_iter().enumerate() {
+            let (Some(t), Some(v)) = (t[i], v[i]) else {
+                continue;
+            };
+            let t = t / 1_000_000;
+            let now = (started[i], restarts[i]);
+            let changed = match identity.insert(scope.clone(), now) {
+                Some((ps, pr)) => {
+                    (ps.is_some() && now.0.is_some() && ps != now.0)
+                        || (pr.is_some() && now.1.is_some() && pr != now.1)
+                }
+                None => false,
+            };
+            let s = out.entry(scope).or_default();
+            if changed {
+                s.resets_s.push(t);
+            }
+            s.ts_s.push(t);
+            s.values.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// Solves the symmetric positive system `a x = b` (Gaussian elimination, partial pivoting);

@@ -175,6 +175,7 @@ fn findings(input: &Inputs<'_>) -> Vec<Finding> {
                     onset_s: Some(from),
                     sustained: false,
                     window_s: (t - from).max(300),
+                    max_age_s: None,
                 });
             }
         }

@@ -228,6 +228,7 @@ fn series_findings(
                 onset_s: v.onset_s,
                 sustained: false,
                 window_s: 3_600,
+                max_age_s: None,
             });
         }
     }

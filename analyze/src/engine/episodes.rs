@@ -222,6 +222,7 @@ pub(crate) fn episodes(
                 detector_sustains: f.sustained,
                 uncorroborated: needs_corroboration.contains(&detector)
                     && !backed_at(&scope, f.eval_s),
+                max_age_s: f.max_age_s.map(|a| a as f64),
                 memory: mem,
             };
             let lvl = level(&evidence, &cfg.levels);
@@ -331,6 +332,7 @@ mod tests {
             onset_s: None,
             sustained: false,
             window_s: 600,
+            max_age_s: None,
         }
     }
 

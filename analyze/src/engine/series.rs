@@ -460,6 +460,7 @@ mod tests {
             onset_s: None,
             sustained: false,
             window_s: HOUR,
+            max_age_s: None,
         };
         let mut fs = vec![finding(true), finding(false)];
         let series = BTreeMap::from([(scope.clone(), series(evening_batch))]);
