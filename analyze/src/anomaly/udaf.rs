@@ -558,6 +558,7 @@ fn from_struct(
             onset_s: onset[i],
             sustained: false,
             window_s: 3_600,
+            max_age_s: None,
         });
     }
     Ok(out)
