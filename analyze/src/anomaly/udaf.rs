@@ -607,9 +607,10 @@ mod tests {
                     eval_times: &eval_times,
                     series: &series,
                     series_from_s,
+                    span_s: None,
                     cfg: &cfg,
                 };
-                let direct = crate::detect::stl_iforest::findings(&series, &eval_times, &cfg);
+                let direct = crate::detect::stl_iforest::findings(&series, None, &eval_times, &cfg);
                 (direct, findings_on_engine(&input).await.unwrap())
             });
             assert!(!direct.is_empty(), "{kind}: no findings");
