@@ -7,12 +7,11 @@
 // Small dense matrices: index loops read as the algebra they implement.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use datafusion::prelude::SessionContext;
 
 use crate::engine::Scope;
-use crate::engine::columns::{f64s, i64s, rfc, scope_rows, ts_micros};
 use crate::engine::series::Series;
 use crate::error::Result;
 
@@ -101,9 +100,8 @@ pub async fn sample_series(
     from_s: i64,
     to_s: i64,
 ) -> Result<BTreeMap<Scope, Series>> {
-    let mut out: BTreeMap<Scope, Series> = BTreeMap::new();
     if workloads.is_empty() {
-        return Ok(out);
+        return Ok(BTreeMap::new());
     }
     let quote = |s: &str| s.replace('\'', "''");
     let which: Vec<String> = workloads
@@ -117,51 +115,14 @@ pub async fn sample_series(
         })
         .collect();
     let sql = format!(
-        "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
-                MAX(workload) AS wl, pod, \
-                date_bin(INTERVAL '1 second', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS second, \
-                AVG(CAST(goroutines AS DOUBLE)) AS v, \
-                MAX(CAST(process_start_time AS BIGINT)) AS started, \
-                MAX(container_restarts) AS restarts \
-         FROM goroutine_counts \
-         WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
-           AND date >= '{fd}' AND date <= '{td}' AND ({which}) \
-         GROUP BY 2, 5, 6 ORDER BY namespace, pod, second",
-        f = rfc(from_s),
-        t = rfc(to_s),
-        fd = &rfc(from_s)[..10],
-        td = &rfc(to_s)[..10],
-        which = which.join(" OR "),
+        "{} ORDER BY namespace, pod, second",
+        crate::engine::series::binned_sql("second", from_s, to_s, &which.join(" OR "))
     );
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    // Per pod: the last (process start, restarts) seen.
-    let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
-    for b in &batches {
-        let scopes = scope_rows(b)?;
-        let (t, v) = (ts_micros(b, "second")?, f64s(b, "v")?);
-        let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
-        for (i, scope) in scopes.into_iter().enumerate() {
-            let (Some(t), Some(v)) = (t[i], v[i]) else {
-                continue;
-            };
-            let t = t / 1_000_000;
-            let now = (started[i], restarts[i]);
-            let changed = match identity.insert(scope.clone(), now) {
-                Some((ps, pr)) => {
-                    (ps.is_some() && now.0.is_some() && ps != now.0)
-                        || (pr.is_some() && now.1.is_some() && pr != now.1)
-                }
-                None => false,
-            };
-            let s = out.entry(scope).or_default();
-            if changed {
-                s.resets_s.push(t);
-            }
-            s.ts_s.push(t);
-            s.values.push(v);
-        }
+    let mut series = crate::engine::series::SeriesBuilder::new(false);
+    for b in ctx.sql(&sql).await?.collect().await? {
+        series.add_rows(&b, "second")?;
     }
-    Ok(out)
+    Ok(series.finish())
 }
 
 /// Solves the symmetric positive system `a x = b` (Gaussian elimination, partial pivoting);

@@ -142,35 +142,24 @@ impl PodRows {
         let name = |i: u32| names.get(i as usize).cloned().flatten();
         let mut keys: Vec<_> = pods.into_iter().collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: BTreeMap<Scope, Series> = BTreeMap::new();
-        let mut workloads: BTreeMap<Scope, BTreeMap<i64, f64>> = BTreeMap::new();
-        let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
+        let mut out = SeriesBuilder::new(true);
         let max_name = |a: u32, b: u32| {
             if name(b) > name(a) { b } else { a }
         };
         let some = |v: i64| (v != NULL).then_some(v);
         for ((ns, pod), mut rows) in keys {
             rows.sort_by_key(|r| r.minute);
-            let mut i = 0;
-            while i < rows.len() {
-                let m = rows[i].minute;
-                let mut j = i;
-                let (mut sum, mut n) = (0.0f64, 0u64);
-                let (mut st, mut rs) = (NULL, NULL);
+            for minute in rows.chunk_by(|a, b| a.minute == b.minute) {
+                let (mut sum, mut st, mut rs) = (0.0f64, NULL, NULL);
                 let (mut c, mut k, mut w) = (0u32, 0u32, 0u32);
-                while j < rows.len() && rows[j].minute == m {
-                    let r = rows[j];
+                for r in minute {
                     sum += r.value as f64;
-                    n += 1;
                     st = st.max(r.started);
                     rs = rs.max(r.restarts);
                     c = max_name(c, r.cluster);
                     k = max_name(k, r.kind);
                     w = max_name(w, r.workload);
-                    j += 1;
                 }
-                i = j;
-                let v = sum / n as f64;
                 let scope = Scope {
                     cluster: name(c),
                     namespace: ns.clone().unwrap_or_default(),
@@ -178,40 +167,11 @@ impl PodRows {
                     workload: name(w),
                     pod: pod.clone(),
                 };
-                if scope.workload.is_some() {
-                    let wscope = Scope {
-                        pod: None,
-                        ..scope.clone()
-                    };
-                    *workloads.entry(wscope).or_default().entry(m).or_default() += v;
-                }
-                let now = (some(st), some(rs));
-                let changed = match identity.insert(scope.clone(), now) {
-                    Some((ps, pr)) => {
-                        (ps.is_some() && now.0.is_some() && ps != now.0)
-                            || (pr.is_some() && now.1.is_some() && pr != now.1)
-                    }
-                    None => false,
-                };
-                let s = out.entry(scope).or_default();
-                if changed {
-                    s.resets_s.push(m);
-                }
-                s.ts_s.push(m);
-                s.values.push(v);
+                let v = sum / minute.len() as f64;
+                out.push(scope, minute[0].minute, v, some(st), some(rs));
             }
         }
-        for (w, points) in workloads {
-            out.insert(
-                w,
-                Series {
-                    ts_s: points.keys().copied().collect(),
-                    values: points.values().copied().collect(),
-                    resets_s: Vec::new(),
-                },
-            );
-        }
-        out
+        out.finish()
     }
 }
 
@@ -234,74 +194,122 @@ pub(crate) async fn minute_series_sql(
 
 /// The series of [`minute_sql`]'s rows, given ordered by namespace, pod and minute.
 pub(crate) fn series_of_rows(batches: &[RecordBatch]) -> Result<BTreeMap<Scope, Series>> {
-    let mut pods: BTreeMap<Scope, Series> = BTreeMap::new();
-    let mut workloads: BTreeMap<Scope, BTreeMap<i64, f64>> = BTreeMap::new();
-    // Per pod: the last (process start, restarts) seen.
-    let mut identity: HashMap<Scope, (Option<i64>, Option<i64>)> = HashMap::new();
+    let mut out = SeriesBuilder::new(true);
     for b in batches {
-        let scopes = scope_rows(b)?;
-        let (t, v) = (ts_micros(b, "minute")?, f64s(b, "v")?);
-        let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
-        for (i, scope) in scopes.into_iter().enumerate() {
-            let (Some(t), Some(v)) = (t[i], v[i]) else {
-                continue;
-            };
-            let t = t / 1_000_000;
-            if scope.workload.is_some() {
-                let w = Scope {
-                    pod: None,
-                    ..scope.clone()
-                };
-                *workloads.entry(w).or_default().entry(t).or_default() += v;
-            }
-            let now = (started[i], restarts[i]);
-            let changed = match identity.insert(scope.clone(), now) {
-                Some((ps, pr)) => {
-                    (ps.is_some() && now.0.is_some() && ps != now.0)
-                        || (pr.is_some() && now.1.is_some() && pr != now.1)
-                }
-                None => false,
-            };
-            let s = pods.entry(scope).or_default();
-            if changed {
-                s.resets_s.push(t);
-            }
-            s.ts_s.push(t);
-            s.values.push(v);
+        out.add_rows(b, "minute")?;
+    }
+    Ok(out.finish())
+}
+
+/// Series from points given in (namespace, pod, time) order: one per scope, with the times its
+/// process start time or container restart count changed; with `workloads`, also each
+/// workload's sum over its pods.
+pub(crate) struct SeriesBuilder {
+    series: BTreeMap<Scope, Series>,
+    workloads: Option<BTreeMap<Scope, BTreeMap<i64, f64>>>,
+    /// Per scope: the last (process start, restarts) seen.
+    identity: HashMap<Scope, (Option<i64>, Option<i64>)>,
+}
+
+impl SeriesBuilder {
+    pub(crate) fn new(workloads: bool) -> Self {
+        SeriesBuilder {
+            series: BTreeMap::new(),
+            workloads: workloads.then(BTreeMap::new),
+            identity: HashMap::new(),
         }
     }
-    for (w, points) in workloads {
-        pods.insert(
-            w,
-            Series {
-                ts_s: points.keys().copied().collect(),
-                values: points.values().copied().collect(),
-                resets_s: Vec::new(),
-            },
-        );
+
+    /// One point of `scope` at `t` (seconds).
+    pub(crate) fn push(
+        &mut self,
+        scope: Scope,
+        t: i64,
+        v: f64,
+        started: Option<i64>,
+        restarts: Option<i64>,
+    ) {
+        if let Some(workloads) = &mut self.workloads
+            && scope.workload.is_some()
+        {
+            let w = Scope {
+                pod: None,
+                ..scope.clone()
+            };
+            *workloads.entry(w).or_default().entry(t).or_default() += v;
+        }
+        let now = (started, restarts);
+        let changed = match self.identity.insert(scope.clone(), now) {
+            Some((ps, pr)) => {
+                (ps.is_some() && now.0.is_some() && ps != now.0)
+                    || (pr.is_some() && now.1.is_some() && pr != now.1)
+            }
+            None => false,
+        };
+        let s = self.series.entry(scope).or_default();
+        if changed {
+            s.resets_s.push(t);
+        }
+        s.ts_s.push(t);
+        s.values.push(v);
     }
-    Ok(pods)
+
+    /// Rows of scope columns, `time` (a timestamp), `v`, `started` and `restarts`; a row
+    /// without a time or a value is no point.
+    pub(crate) fn add_rows(&mut self, b: &RecordBatch, time: &str) -> Result<()> {
+        let scopes = scope_rows(b)?;
+        let (t, v) = (ts_micros(b, time)?, f64s(b, "v")?);
+        let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
+        for (i, scope) in scopes.into_iter().enumerate() {
+            if let (Some(t), Some(v)) = (t[i], v[i]) {
+                self.push(scope, t / 1_000_000, v, started[i], restarts[i]);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> BTreeMap<Scope, Series> {
+        let mut out = self.series;
+        for (w, points) in self.workloads.unwrap_or_default() {
+            out.insert(
+                w,
+                Series {
+                    ts_s: points.keys().copied().collect(),
+                    values: points.values().copied().collect(),
+                    resets_s: Vec::new(),
+                },
+            );
+        }
+        out
+    }
 }
 
 /// The rows of [`minute_series`] (cl, namespace, wk, wl, pod, minute, v, started, restarts: one
 /// per pod and minute of `[from_s, to_s]`), unordered; also what `leak_stl_iforest` is fed.
 pub(crate) fn minute_sql(from_s: i64, to_s: i64, namespace: &str) -> String {
+    let ns = format!("namespace LIKE '{}'", namespace.replace('\'', "''"));
+    binned_sql("minute", from_s, to_s, &ns)
+}
+
+/// Count rows of `[from_s, to_s]` matching `filter` (SQL), one per pod and `bin` (`minute`,
+/// `second`; the column's name too): scope columns (cl, namespace, wk, wl, pod), `v` (the mean),
+/// `started`, `restarts` (the highest). Unordered.
+pub(crate) fn binned_sql(bin: &str, from_s: i64, to_s: i64, filter: &str) -> String {
     format!(
         "SELECT MAX(\"cluster\") AS cl, namespace, MAX(workload_kind) AS wk, \
                 MAX(workload) AS wl, pod, \
-                date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute, \
+                date_bin(INTERVAL '1 {bin}', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS {bin}, \
                 AVG(CAST(goroutines AS DOUBLE)) AS v, \
                 MAX(CAST(process_start_time AS BIGINT)) AS started, \
                 MAX(container_restarts) AS restarts \
          FROM goroutine_counts \
          WHERE ts >= TIMESTAMP '{f}' AND ts <= TIMESTAMP '{t}' \
-           AND date >= '{fd}' AND date <= '{td}' AND namespace LIKE '{ns}' \
+           AND date >= '{fd}' AND date <= '{td}' AND ({filter}) \
          GROUP BY 2, 5, 6",
         f = rfc(from_s),
         t = rfc(to_s),
         fd = &rfc(from_s)[..10],
         td = &rfc(to_s)[..10],
-        ns = namespace.replace('\'', "''"),
     )
 }
 
