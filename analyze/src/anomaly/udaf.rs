@@ -454,13 +454,7 @@ fn to_list(fs: &[Finding]) -> DfResult<ListArray> {
 pub fn statement(input: &Inputs<'_>) -> String {
     let params = Params {
         stl: input.cfg.stl.clone(),
-        span: {
-            let own = crate::detect::stl_iforest::span(input.series);
-            match input.span_s {
-                Some((a, b)) => (a.min(own.0), b.max(own.1)),
-                None => own,
-            }
-        },
+        span: crate::detect::stl_iforest::fleet_span(input.series, input.span_s),
         eval: EvalTimes::of(input.eval_times),
     };
     format!(

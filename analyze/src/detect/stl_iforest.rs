@@ -98,12 +98,20 @@ pub fn findings(
     eval_times: &[i64],
     cfg: &AnalyzeConfig,
 ) -> Vec<Finding> {
+    findings_within(series, fleet_span(series, span_s), eval_times, &cfg.stl)
+}
+
+/// The span pod appearances are judged in: the fleet's (`span_s`, when `series` is one group
+/// of it) joined with these series' own.
+pub(crate) fn fleet_span(
+    series: &BTreeMap<Scope, Series>,
+    span_s: Option<(i64, i64)>,
+) -> (i64, i64) {
     let own = span(series);
-    let span = match span_s {
+    match span_s {
         Some((a, b)) => (a.min(own.0), b.max(own.1)),
         None => own,
-    };
-    findings_within(series, span, eval_times, &cfg.stl)
+    }
 }
 
 /// [`findings`] on some of the series (whole workloads: each with all its pods), `span` being
