@@ -2,7 +2,8 @@
 -- not rate()) over each pod's current life, evaluated every 5 minutes.
 -- Restart- and churn-aware: a pod's series is cut into lives at a new process start time, a
 -- container restart, or a fall below half the previous value, and a slope never spans two
--- lives or two pods. Three ways to fire:
+-- lives or two pods. A minute without a start time or restart count (a source that has none)
+-- is no change: only two known, different values are a restart. Three ways to fire:
 --   steady:  the last hour's slope exceeds min_per_s with a good linear fit (R² >= min_r2), the
 --            hour is covered by data, and the last 30 minutes still grow at half that rate (a
 --            batch's ramp-then-plateau fits a line too, but its second half is flat);
@@ -49,8 +50,8 @@ WITH raw AS (
            MAX("cluster") AS cl, MAX(workload_kind) AS wk, MAX(workload) AS wl,
            date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute,
            AVG(CAST(goroutines AS DOUBLE)) AS v,
-           MAX(COALESCE(CAST(process_start_time AS BIGINT), 0)) AS started,
-           MAX(COALESCE(container_restarts, 0)) AS restarts
+           MAX(CAST(process_start_time AS BIGINT)) AS started,
+           MAX(container_restarts) AS restarts
     FROM goroutine_counts
     WHERE ts >= ${from} - INTERVAL '65 minutes' AND ts <= ${to}
       AND date >= CAST(CAST(${from} - INTERVAL '65 minutes' AS DATE) AS VARCHAR)

@@ -70,6 +70,11 @@ pub struct AnalyzeArgs {
     /// own); 0: the fleet at once. In-process engine only.
     #[arg(long, env = "LEAKHOUND_GROUP_ROWS", default_value_t = 2_000_000)]
     pub group_rows: u64,
+    /// Recompute every evaluation of the live window instead of reusing the previous live
+    /// step's findings (kept in the store's `_state/analyze/`; late rows are recomputed
+    /// anyway). Replays and --no-write never reuse.
+    #[arg(long, env = "LEAKHOUND_NO_REUSE")]
+    pub no_reuse: bool,
     /// Consecutive firings before an episode counts as sustained (L2/L3).
     #[arg(long, env = "LEAKHOUND_SUSTAIN_EVALS", default_value_t = 3)]
     pub sustain_evals: u32,
@@ -134,6 +139,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         baseline_factor: a.baseline_factor,
         growth_min_per_s: a.growth_min_per_s,
         group_rows: a.group_rows,
+        reuse: !a.replay && !a.no_write && !a.no_reuse,
         ..Default::default()
     };
     cfg.levels.sustain_evals = a.sustain_evals;
@@ -247,9 +253,19 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
             }
             writeln!(
                 out,
-                "analyze: {} evaluations over {} series, {} events ({} L3, {} L2), {} files written, {:.1}s",
+                "analyze: {} evaluations over {} series{}, {} events ({} L3, {} L2), {} files written, {:.1}s",
                 analysis.evaluations,
                 analysis.scopes,
+                match analysis
+                    .reused_evaluations
+                    .checked_div(analysis.reused_groups)
+                {
+                    Some(n) => format!(
+                        " ({n} of them the previous step's, in {} groups)",
+                        analysis.reused_groups
+                    ),
+                    None => String::new(),
+                },
                 events.len(),
                 events.iter().filter(|e| e.level == Level::L3).count(),
                 events.iter().filter(|e| e.level == Level::L2).count(),

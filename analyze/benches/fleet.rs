@@ -382,8 +382,10 @@ fn analyze_store(root: &Path, pods: i64) -> PathBuf {
     dir
 }
 
-/// Child: one live analyze step over `store`; prints `events secs hwm_kib`.
-fn child_analyze(store: &Path) {
+/// Child: one live analyze step over `store`, `back_s` before the stores' evaluation time;
+/// prints `events secs hwm_kib`. With `reuse` (the CLI's default for a live step) it reuses
+/// the findings a previous step left in the store and leaves its own.
+fn child_analyze(store: &Path, back_s: i64, reuse: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let t0 = Instant::now();
     let cfg = AnalyzeConfig {
@@ -399,15 +401,22 @@ fn child_analyze(store: &Path) {
                 )
             }))
         }),
+        reuse,
         ..AnalyzeConfig::default()
     };
-    let now = analyze_now().div_euclid(cfg.step_s) * cfg.step_s;
+    let now = analyze_now().div_euclid(cfg.step_s) * cfg.step_s - back_s;
     let t = Instant::now();
     let n = rt.block_on(async {
         let st = Store::open(store.to_str().unwrap()).expect("store");
         let a = engine::analyze(&st, now - cfg.live_window_s, now, Emit::All, &cfg)
             .await
             .expect("analyze");
+        if let Some(per) = a.reused_evaluations.checked_div(a.reused_groups) {
+            eprintln!(
+                "    reused {per} of {} evaluations in {} of the groups",
+                a.evaluations, a.reused_groups
+            );
+        }
         let mut events = a.events;
         let clusters = engine::attach_clusters(&st, &mut events, 5)
             .await
@@ -429,6 +438,12 @@ fn bench_analyze(root: &Path) {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     println!("fleet analyze: one live step (2 h window, 3 days of STL context), every detector");
+    println!(
+        "  cold: no previous step (the first, or after a change of configuration or version);"
+    );
+    println!(
+        "  warm: the next step, 5 minutes later, reusing the cold step's findings (the steady state)"
+    );
     for pods in sizes {
         let dir = analyze_store(root, pods);
         // A live step writes its events: each measured step starts from the same store.
@@ -441,12 +456,17 @@ fn bench_analyze(root: &Path) {
             .status()
             .expect("cp");
         assert!(st.success());
-        let (events, secs, hwm) = run_child("analyze", &[work.display().to_string()]);
-        println!(
-            "  {pods:>6} pods: {secs:>7.2} s  peak RSS {:>7.0} MiB  {:>6.2} ms/pod  {events} events",
-            mib(hwm),
-            secs * 1000.0 / pods as f64
-        );
+        for (what, back) in [("cold", "300"), ("warm", "0")] {
+            let (events, secs, hwm) = run_child(
+                "analyze",
+                &[work.display().to_string(), back.into(), "reuse".into()],
+            );
+            println!(
+                "  {pods:>6} pods, {what}: {secs:>7.2} s  peak RSS {:>7.0} MiB  {:>6.2} ms/pod  {events} events",
+                mib(hwm),
+                secs * 1000.0 / pods as f64
+            );
+        }
         let _ = std::fs::remove_dir_all(&work);
     }
 }
@@ -458,7 +478,11 @@ fn main() {
             let files: Vec<PathBuf> = args[1..].iter().map(PathBuf::from).collect();
             return child_import(Path::new(&args[0]), &files);
         }
-        Ok("analyze") => return child_analyze(Path::new(&args[0])),
+        Ok("analyze") => {
+            let back = args.get(1).and_then(|b| b.parse().ok()).unwrap_or(0);
+            let reuse = args.get(2).is_some_and(|r| r == "reuse");
+            return child_analyze(Path::new(&args[0]), back, reuse);
+        }
         _ => {}
     }
     let root = PathBuf::from(

@@ -65,6 +65,10 @@ pub enum Error {
 
     #[error("analyze: {0}")]
     Internal(String),
+
+    /// The reuse of the previous step's findings (a cache: never fatal to a step's reading).
+    #[error("analyze: the previous step's findings: {0}")]
+    Reuse(String),
 }
 
 impl Error {

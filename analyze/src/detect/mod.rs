@@ -191,4 +191,75 @@ mod tests {
             "the product alerts on every detector but the seed's baseline rule"
         );
     }
+
+    /// What lets a live step reuse the previous step's findings (`engine::reuse`): every
+    /// detector's findings at an evaluation are the same whether the range starts hours before
+    /// it or at it (the series loaded from the same start). Scenario kinds with deploys, a
+    /// canary, one pod of many, a daily pattern, with their captures.
+    #[cfg(feature = "testkit")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn findings_at_an_evaluation_do_not_depend_on_the_range_start() {
+        use crate::backtest::{Evidence, load};
+        use crate::engine::series::minute_series;
+        let cfg = AnalyzeConfig::default();
+        let step = cfg.step_s;
+        let mut compared = 0;
+        for kind in [
+            "fast_leak",
+            "frequent_deploy_leak",
+            "canary_leak",
+            "one_pod_of_many",
+            "nightly_batch",
+            "deploy_step",
+        ] {
+            let s = crate::scenarios::generate(kind, 2).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let store = leakhound_ingest::Store::open(dir.path().to_str().unwrap()).unwrap();
+            load(&store, &s, Evidence::CountsAndDumps).await.unwrap();
+            let ctx = crate::session::session(&store).await.unwrap();
+            let mid = s
+                .leak
+                .as_ref()
+                .map_or((s.start_s + s.end_s) / 2, |l| l.onset_s + 3_600);
+            let to = mid.div_euclid(step) * step;
+            let evals: Vec<i64> = (0..25).map(|i| to - (24 - i) * step).collect();
+            let history = REGISTRY
+                .iter()
+                .filter_map(|d| d.series_history_s(&cfg))
+                .max()
+                .unwrap();
+            let series = minute_series(&ctx, evals[0] - history, to, &cfg.namespace)
+                .await
+                .unwrap();
+            let input = |from: usize| Inputs {
+                ctx: &ctx,
+                from_s: evals[from],
+                to_s: to,
+                eval_times: &evals[from..],
+                series: &series,
+                span_s: None,
+                series_from_s: evals[0] - history,
+                cfg: &cfg,
+            };
+            for d in REGISTRY {
+                let show = |fs: Vec<Finding>, from: i64| {
+                    let mut v: Vec<String> = fs
+                        .into_iter()
+                        .filter(|f| f.eval_s >= from && f.eval_s % step == 0)
+                        .map(|f| format!("{f:?}"))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                let whole = d.findings(&input(0)).await.unwrap();
+                for from in [12, 23, 24] {
+                    let part = d.findings(&input(from)).await.unwrap();
+                    let (a, b) = (show(whole.clone(), evals[from]), show(part, evals[from]));
+                    assert_eq!(a, b, "{kind}: {} from evaluation {from}", d.kind());
+                    compared += a.len();
+                }
+            }
+        }
+        assert!(compared > 1_000, "{compared} findings compared");
+    }
 }

@@ -21,6 +21,7 @@
 //! | [`episodes`] | the episode state machine (pure), stored events for live continuity |
 //! | [`sink`] | clusters attached to events; the results written in one commit |
 //! | [`groups`] | the bounded step: workloads in groups of at most `group_rows`, each on its own |
+//! | [`reuse`] | a live step reuses the previous step's findings (`_state/analyze/`), late rows recomputed |
 //!
 //! The detectors themselves are in [`crate::detect`]. One evaluation ("now", the CronJob) and a
 //! replay (every step over stored history, as if live) run the same code: a live run replays
@@ -35,6 +36,7 @@ pub mod columns;
 pub mod context;
 pub mod episodes;
 pub mod groups;
+pub mod reuse;
 pub mod series;
 pub mod sink;
 
@@ -84,6 +86,10 @@ pub struct AnalyzeConfig {
     /// At most this many count rows loaded at once: workloads are analysed in groups of about
     /// this size ([`groups`]); 0: the fleet as one group.
     pub group_rows: u64,
+    /// A live step (`Emit::All`, in-process) reuses the previous step's findings where still
+    /// valid and leaves its own for the next ([`reuse`]). Off by default (a library call, a
+    /// replay); `leakhound analyze` turns it on for live steps that write results.
+    pub reuse: bool,
 }
 
 /// A callback told the stage a run is in ("detector growth_rule (2/6)", …).
@@ -121,6 +127,7 @@ impl Default for AnalyzeConfig {
             engine: Default::default(),
             progress: None,
             group_rows: 2_000_000,
+            reuse: false,
         }
     }
 }
@@ -135,6 +142,10 @@ pub struct Analysis {
     /// Evaluations run and series looked at.
     pub evaluations: usize,
     pub scopes: usize,
+    /// Evaluations (of `evaluations`, per scope) whose findings were the previous step's
+    /// ([`reuse`]), in the groups that reused; and the groups that did.
+    pub reused_evaluations: usize,
+    pub reused_groups: usize,
 }
 
 /// The detector whose growth events of detectors that measure none carry.
@@ -177,6 +188,9 @@ pub async fn analyze(
         HashMap::new()
     };
     let step_in = StepInputs {
+        store,
+        prior: None,
+        write_reuse: false,
         first,
         to_s,
         eval_times: &eval_times,
@@ -187,13 +201,54 @@ pub async fn analyze(
         priors: &priors,
     };
     let in_process = cfg.engine == crate::session::Engine::InProcess;
+    // The previous live step's findings: the watermark is read before anything else is.
+    let reusing = cfg.reuse && in_process && emit == Emit::All;
+    let watermark = if reusing {
+        Some(reuse::watermark(store).await?)
+    } else {
+        None
+    };
+    let prior = if reusing {
+        match reuse::prior(store, cfg, first, to_s).await {
+            Ok(p) => Some(p),
+            Err(why) => {
+                tracing::info!("analyze: nothing reused from the previous step: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let step_in = StepInputs {
+        store,
+        prior: prior.as_ref(),
+        write_reuse: reusing,
+        ..step_in
+    };
+    let finish = |out: Analysis, objects: Vec<reuse::Object>| async move {
+        if let Some(watermark) = watermark {
+            let m = reuse::Manifest {
+                format: reuse::FORMAT,
+                fingerprint: reuse::fingerprint(cfg),
+                first_s: first,
+                to_s,
+                watermark,
+                objects,
+            };
+            reuse::write_manifest(store, &m).await?;
+        }
+        Ok(out)
+    };
     if !in_process || cfg.group_rows == 0 {
-        let (events, scopes) = analyze_group(&ctx, None, None, &step_in, "").await?;
-        return Ok(Analysis {
-            events,
+        let g = analyze_group(&ctx, None, None, &step_in, 0, "").await?;
+        let out = Analysis {
+            events: g.events,
             evaluations: eval_times.len(),
-            scopes,
-        });
+            scopes: g.scopes,
+            reused_evaluations: g.reused,
+            reused_groups: usize::from(g.reused > 0),
+        };
+        return finish(out, g.object.into_iter().collect()).await;
     }
     stage(cfg, "planning the groups");
     // What the step reads: the series' history, and the captures' 6 hours.
@@ -213,6 +268,7 @@ pub async fn analyze(
         evaluations: eval_times.len(),
         ..Default::default()
     };
+    let mut objects = Vec::new();
     let n = plan.groups.len();
     for (i, g) in plan.groups.iter().enumerate() {
         let gctx = g.session(&ctx).await?;
@@ -221,17 +277,35 @@ pub async fn analyze(
         } else {
             String::new()
         };
-        let (events, scopes) = analyze_group(&gctx, Some(g), span, &step_in, &label).await?;
-        out.events.extend(events);
-        out.scopes += scopes;
+        let r = analyze_group(&gctx, Some(g), span, &step_in, i, &label).await?;
+        out.events.extend(r.events);
+        out.scopes += r.scopes;
+        out.reused_evaluations += r.reused;
+        out.reused_groups += usize::from(r.reused > 0);
+        objects.extend(r.object);
     }
     out.events
         .sort_by(|a, b| (a.detected_at, &a.event_id).cmp(&(b.detected_at, &b.event_id)));
-    Ok(out)
+    finish(out, objects).await
+}
+
+/// What one group gave.
+struct GroupResult {
+    events: Vec<LeakEvent>,
+    scopes: usize,
+    /// Evaluations whose findings were the previous step's.
+    reused: usize,
+    /// Its findings as stored for the next step.
+    object: Option<reuse::Object>,
 }
 
 /// What every group of one step shares.
 struct StepInputs<'a> {
+    store: &'a Store,
+    /// The previous step's findings, if this step may reuse some.
+    prior: Option<&'a reuse::Prior>,
+    /// Whether this step stores its findings for the next.
+    write_reuse: bool,
     first: i64,
     to_s: i64,
     eval_times: &'a [i64],
@@ -248,8 +322,9 @@ async fn analyze_group(
     group: Option<&groups::Group>,
     span_s: Option<(i64, i64)>,
     s: &StepInputs<'_>,
+    index: usize,
     label: &str,
-) -> Result<(Vec<LeakEvent>, usize)> {
+) -> Result<GroupResult> {
     let (cfg, first, to_s, enabled) = (s.cfg, s.first, s.to_s, s.enabled);
     let step = cfg.step_s.max(60);
     stage(cfg, &format!("{label}loading the series"));
@@ -257,18 +332,36 @@ async fn analyze_group(
         Some(h) => series::minute_series(ctx, first - h, to_s, &cfg.namespace).await?,
         None => BTreeMap::new(),
     };
+    // The previous step's findings at the evaluations it may reuse (all or none of them for
+    // this group); the detectors run at the rest.
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut new_from = 0;
+    if let Some(p) = s.prior {
+        let k = s.eval_times.partition_point(|t| *t < p.reuse_before);
+        if k > 0 {
+            stage(cfg, &format!("{label}reading the previous step's findings"));
+            if let Some(fs) = p.findings_for(s.store, group).await {
+                findings = fs;
+                new_from = k;
+            }
+        }
+    }
+    let reused = new_from;
+    let new_evals = &s.eval_times[new_from..];
     let input = Inputs {
         ctx,
-        from_s: first,
+        from_s: new_evals.first().copied().unwrap_or(to_s + 1),
         to_s,
-        eval_times: s.eval_times,
+        eval_times: new_evals,
         series: &series,
         series_from_s: first - s.history.unwrap_or(0),
         span_s,
         cfg,
     };
-    let mut findings: Vec<Finding> = Vec::new();
     for (i, d) in enabled.iter().enumerate() {
+        if new_evals.is_empty() {
+            break;
+        }
         stage(
             cfg,
             &format!("{label}detector {} ({}/{})", d.kind(), i + 1, enabled.len()),
@@ -321,8 +414,15 @@ async fn analyze_group(
         .collect();
     // Memory per pod from the agent's context, for the memory raise (`levels`).
     let memory = context::memory(ctx, first - 3_600, to_s, &cfg.namespace).await?;
+    let object = if s.write_reuse {
+        stage(cfg, &format!("{label}storing the findings"));
+        let units = reuse::units_of(group, &findings);
+        Some(reuse::write_object(s.store, to_s, index, units, &findings, first).await?)
+    } else {
+        None
+    };
     stage(cfg, &format!("{label}episodes and levels"));
-    Ok(episodes::episodes(
+    let (events, scopes) = episodes::episodes(
         findings,
         &episodes::EpisodeInputs {
             eval_times: s.eval_times,
@@ -335,5 +435,11 @@ async fn analyze_group(
             needs_corroboration: &needs_corroboration,
             memory: &memory,
         },
-    ))
+    );
+    Ok(GroupResult {
+        events,
+        scopes,
+        reused,
+        object,
+    })
 }

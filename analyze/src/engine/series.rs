@@ -108,19 +108,32 @@ impl PodRows {
         let (ts, g) = (ts_micros(b, "ts")?, i64s(b, "goroutines")?);
         let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
         let mut key: (Option<String>, Option<String>) = (None, None);
+        // Rows come pod by pod: the last name of each column and its index, looked up again
+        // only when it changes.
+        let mut last: [(Option<&str>, u32); 3] = [(None, 0); 3];
         for i in 0..b.num_rows() {
             // AVG skips nulls; a minute of nulls only is no point (as the aggregate's NULL).
             let (Some(t), Some(v)) = (ts[i], g[i]) else {
                 continue;
             };
+            let mut ids = [0u32; 3];
+            for (j, v) in [cl.value(i), wk.value(i), wl.value(i)]
+                .into_iter()
+                .enumerate()
+            {
+                if last[j].0 != v || (v.is_some() && last[j].1 == 0) {
+                    last[j] = (v, self.name(v));
+                }
+                ids[j] = last[j].1;
+            }
             let row = Row {
                 minute: t.div_euclid(60_000_000) * 60,
                 value: v,
                 started: started[i].unwrap_or(NULL),
                 restarts: restarts[i].unwrap_or(NULL),
-                cluster: self.name(cl.value(i)),
-                kind: self.name(wk.value(i)),
-                workload: self.name(wl.value(i)),
+                cluster: ids[0],
+                kind: ids[1],
+                workload: ids[2],
             };
             let (n, p) = (ns.value(i), pod.value(i));
             if key.0.as_deref() != n || key.1.as_deref() != p {
@@ -139,7 +152,7 @@ impl PodRows {
     /// The series, as the aggregate ordered by namespace, pod, minute would give them.
     fn series(self) -> BTreeMap<Scope, Series> {
         let PodRows { pods, names, .. } = self;
-        let name = |i: u32| names.get(i as usize).cloned().flatten();
+        let name = |i: u32| names.get(i as usize).and_then(|n| n.as_deref());
         let mut keys: Vec<_> = pods.into_iter().collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = SeriesBuilder::new(true);
@@ -149,6 +162,8 @@ impl PodRows {
         let some = |v: i64| (v != NULL).then_some(v);
         for ((ns, pod), mut rows) in keys {
             rows.sort_by_key(|r| r.minute);
+            // The scope of the minutes so far (built again only when a label changes).
+            let mut cur: Option<((u32, u32, u32), Scope)> = None;
             for minute in rows.chunk_by(|a, b| a.minute == b.minute) {
                 let (mut sum, mut st, mut rs) = (0.0f64, NULL, NULL);
                 let (mut c, mut k, mut w) = (0u32, 0u32, 0u32);
@@ -160,13 +175,17 @@ impl PodRows {
                     k = max_name(k, r.kind);
                     w = max_name(w, r.workload);
                 }
-                let scope = Scope {
-                    cluster: name(c),
-                    namespace: ns.clone().unwrap_or_default(),
-                    workload_kind: name(k),
-                    workload: name(w),
-                    pod: pod.clone(),
-                };
+                if cur.as_ref().is_none_or(|(ids, _)| *ids != (c, k, w)) {
+                    let scope = Scope {
+                        cluster: name(c).map(str::to_string),
+                        namespace: ns.clone().unwrap_or_default(),
+                        workload_kind: name(k).map(str::to_string),
+                        workload: name(w).map(str::to_string),
+                        pod: pod.clone(),
+                    };
+                    cur = Some(((c, k, w), scope));
+                }
+                let scope = &cur.as_ref().expect("set above").1;
                 let v = sum / minute.len() as f64;
                 out.push(scope, minute[0].minute, v, some(st), some(rs));
             }
@@ -205,25 +224,53 @@ pub(crate) fn series_of_rows(batches: &[RecordBatch]) -> Result<BTreeMap<Scope, 
 /// process start time or container restart count changed; with `workloads`, also each
 /// workload's sum over its pods.
 pub(crate) struct SeriesBuilder {
-    series: BTreeMap<Scope, Series>,
-    workloads: Option<BTreeMap<Scope, BTreeMap<i64, f64>>>,
-    /// Per scope: the last (process start, restarts) seen.
-    identity: HashMap<Scope, (Option<i64>, Option<i64>)>,
+    /// The series in the order their scopes first came, found by scope through `index`; the
+    /// last one pushed to is at hand without a lookup (points come scope run by scope run).
+    series: Vec<(Scope, Series)>,
+    index: HashMap<Scope, usize>,
+    last: Option<usize>,
+    /// With `workloads`: each workload's points summed over its pods, the same way.
+    workloads: Option<Vec<(Scope, BTreeMap<i64, f64>)>>,
+    workload_index: HashMap<Scope, usize>,
+    last_workload: Option<usize>,
+    /// Per pod (namespace, pod: whatever the labels of its minutes, as the growth rule's
+    /// query partitions): the last (process start, restarts) seen.
+    identity: HashMap<PodKey, Identity>,
+    /// The pod of the last point and its identity (not in `identity` meanwhile).
+    last_pod: Option<(PodKey, Identity)>,
+}
+
+type PodKey = (String, Option<String>);
+/// A pod's process start time and restart count at a point.
+type Identity = (Option<i64>, Option<i64>);
+
+/// Whether `w` is the workload scope of `scope` (`scope` without its pod).
+fn is_workload_of(w: &Scope, scope: &Scope) -> bool {
+    w.workload == scope.workload
+        && w.namespace == scope.namespace
+        && w.workload_kind == scope.workload_kind
+        && w.cluster == scope.cluster
+        && w.pod.is_none()
 }
 
 impl SeriesBuilder {
     pub(crate) fn new(workloads: bool) -> Self {
         SeriesBuilder {
-            series: BTreeMap::new(),
-            workloads: workloads.then(BTreeMap::new),
+            series: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+            workloads: workloads.then(Vec::new),
+            workload_index: HashMap::new(),
+            last_workload: None,
             identity: HashMap::new(),
+            last_pod: None,
         }
     }
 
     /// One point of `scope` at `t` (seconds).
     pub(crate) fn push(
         &mut self,
-        scope: Scope,
+        scope: &Scope,
         t: i64,
         v: f64,
         started: Option<i64>,
@@ -232,21 +279,62 @@ impl SeriesBuilder {
         if let Some(workloads) = &mut self.workloads
             && scope.workload.is_some()
         {
-            let w = Scope {
-                pod: None,
-                ..scope.clone()
+            let i = match self.last_workload {
+                Some(i) if is_workload_of(&workloads[i].0, scope) => i,
+                _ => {
+                    let w = Scope {
+                        pod: None,
+                        ..scope.clone()
+                    };
+                    let i = *self.workload_index.entry(w.clone()).or_insert_with(|| {
+                        workloads.push((w, BTreeMap::new()));
+                        workloads.len() - 1
+                    });
+                    self.last_workload = Some(i);
+                    i
+                }
             };
-            *workloads.entry(w).or_default().entry(t).or_default() += v;
+            *workloads[i].1.entry(t).or_default() += v;
         }
         let now = (started, restarts);
-        let changed = match self.identity.insert(scope.clone(), now) {
+        // Points come pod by pod: the previous point's pod is at hand without a lookup.
+        let same_pod = self
+            .last_pod
+            .as_ref()
+            .is_some_and(|(k, _)| k.0 == scope.namespace && k.1 == scope.pod);
+        let seen = if same_pod {
+            self.last_pod
+                .as_mut()
+                .map(|(_, id)| std::mem::replace(id, now))
+        } else {
+            if let Some((k, id)) = self.last_pod.take() {
+                self.identity.insert(k, id);
+            }
+            let key = (scope.namespace.clone(), scope.pod.clone());
+            let seen = self.identity.remove(&key);
+            self.last_pod = Some((key, now));
+            seen
+        };
+        let changed = match seen {
             Some((ps, pr)) => {
                 (ps.is_some() && now.0.is_some() && ps != now.0)
                     || (pr.is_some() && now.1.is_some() && pr != now.1)
             }
             None => false,
         };
-        let s = self.series.entry(scope).or_default();
+        let i = match self.last {
+            Some(i) if self.series[i].0 == *scope => i,
+            _ => {
+                let series = &mut self.series;
+                let i = *self.index.entry(scope.clone()).or_insert_with(|| {
+                    series.push((scope.clone(), Series::default()));
+                    series.len() - 1
+                });
+                self.last = Some(i);
+                i
+            }
+        };
+        let s = &mut self.series[i].1;
         if changed {
             s.resets_s.push(t);
         }
@@ -262,14 +350,14 @@ impl SeriesBuilder {
         let (started, restarts) = (i64s(b, "started")?, i64s(b, "restarts")?);
         for (i, scope) in scopes.into_iter().enumerate() {
             if let (Some(t), Some(v)) = (t[i], v[i]) {
-                self.push(scope, t / 1_000_000, v, started[i], restarts[i]);
+                self.push(&scope, t / 1_000_000, v, started[i], restarts[i]);
             }
         }
         Ok(())
     }
 
     pub(crate) fn finish(self) -> BTreeMap<Scope, Series> {
-        let mut out = self.series;
+        let mut out: BTreeMap<Scope, Series> = self.series.into_iter().collect();
         for (w, points) in self.workloads.unwrap_or_default() {
             out.insert(
                 w,
