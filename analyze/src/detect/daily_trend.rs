@@ -70,11 +70,21 @@ impl Detector for DailyTrend {
 }
 
 /// The running median of `vs` over `SPIKE_MIN` samples, centred (shorter at the ends).
-pub(crate) fn running_median(vs: &[f64]) -> Vec<f64> {
+#[cfg(test)]
+fn running_median(vs: &[f64]) -> Vec<f64> {
+    running_median_within(vs, 0..vs.len())
+}
+
+/// [`running_median`] at the indexes of `within` only (the windows read all of `vs`); NaN
+/// elsewhere. A step evaluating the last minutes reads a day and a half of its 3 days.
+fn running_median_within(vs: &[f64], within: std::ops::Range<usize>) -> Vec<f64> {
     let h = SPIKE_MIN / 2;
     let mut buf = Vec::with_capacity(SPIKE_MIN);
     (0..vs.len())
         .map(|i| {
+            if !within.contains(&i) {
+                return f64::NAN;
+            }
             buf.clear();
             buf.extend_from_slice(&vs[i.saturating_sub(h)..(i + h + 1).min(vs.len())]);
             median(&mut buf).unwrap_or(vs[i])
@@ -136,11 +146,20 @@ fn findings(input: &Inputs<'_>) -> Vec<Finding> {
             .map(|r| s.ts_s.partition_point(|x| x < r))
             .collect();
         cuts.push(s.ts_s.len());
+        // `day_over_day` reads the smoothed minutes of [t - SPIKE_MIN/2 min - a day - the
+        // window, t] for each evaluation t: only those are computed.
+        let (Some(first), Some(last)) = (input.eval_times.first(), input.eval_times.last()) else {
+            continue;
+        };
+        let need_from = first - (SPIKE_MIN / 2) as i64 * 60 - DAY_S - WINDOW_S;
+        let need =
+            s.ts_s.partition_point(|x| *x <= need_from)..s.ts_s.partition_point(|x| x <= last);
         let mut smooth = Vec::with_capacity(s.values.len());
         let mut from = 0;
         for &to in &cuts {
             if to > from {
-                smooth.extend(running_median(&s.values[from..to]));
+                let within = need.start.max(from) - from..need.end.min(to).max(from) - from;
+                smooth.extend(running_median_within(&s.values[from..to], within));
             }
             from = from.max(to);
         }

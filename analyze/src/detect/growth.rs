@@ -10,14 +10,15 @@
 //! frame, seven frames), and took a third of an analyze step (issue 22: 2.2 s of a 6.3 s group
 //! of 435 pods); the native rule computes the same windows at the evaluations only. The two are
 //! tested equal on scenario stores and odd shapes (restarts, drops, gaps, a label appearing
-//! mid-way, nulls); the query stays what `leakhound query rule_growth` and a cluster
-//! (`--engine ballista://…`) run.
+//! mid-way, nulls); the query stays what `leakhound query rule_growth` runs (on a cluster too)
+//! and the native rule's reference.
 
 use futures::future::BoxFuture;
 
 use std::collections::BTreeMap;
 
 use super::{Detector, DetectorKind, Finding, Inputs, squash};
+#[cfg(test)]
 use crate::engine::columns::{bools, f64s, i64s, rfc, run_named, scope_rows, ts_micros};
 use crate::engine::series::Series;
 use crate::engine::{AnalyzeConfig, Scope};
@@ -40,17 +41,15 @@ impl Detector for GrowthRule {
     }
 
     fn findings<'a>(&'a self, input: &'a Inputs<'a>) -> BoxFuture<'a, Result<Vec<Finding>>> {
+        // On every engine: the series are loaded either way (on a cluster, by its SQL), and the
+        // findings are then the same to the bit whatever the engine.
         Box::pin(async move {
-            if input.cfg.engine == crate::session::Engine::InProcess {
-                Ok(native_findings(
-                    input.series,
-                    input.from_s,
-                    input.to_s,
-                    input.cfg,
-                ))
-            } else {
-                sql_findings(input).await
-            }
+            Ok(native_findings(
+                input.series,
+                input.from_s,
+                input.to_s,
+                input.cfg,
+            ))
         })
     }
 }
@@ -298,8 +297,9 @@ fn finding(
     }
 }
 
-/// The rule as the query (`rule_growth`), on the session: what a cluster runs, and the
-/// native rule's reference in the tests.
+/// The rule as the query (`rule_growth`), on the session: the native rule's reference in the
+/// tests.
+#[cfg(test)]
 pub(crate) async fn sql_findings(input: &Inputs<'_>) -> Result<Vec<Finding>> {
     let cfg = input.cfg;
     let batches = run_named(

@@ -9,7 +9,7 @@
 //! | module | detector | reads |
 //! |---|---|---|
 //! | [`baseline`] | `baseline_rule`: the seed's P95-of-2h x 1.8 for 3 periods | `queries/rule_baseline.sql` |
-//! | [`growth`] | `growth_rule`: least-squares slope over the last hour of a pod's life | `queries/rule_growth.sql` |
+//! | [`growth`] | `growth_rule`: least-squares slope over the last hour of a pod's life | minute series (`queries/rule_growth.sql`, natively; tested equal) |
 //! | [`stl_iforest`] | `stl_iforest`: robust STL + Isolation Forest | minute series, [`crate::anomaly`] |
 //! | [`lives`] | `lives`: a workload's pod lives at the same age, pooled (frequent deploys, restarts) | minute series |
 //! | [`siblings`] | `siblings`: one pod diverging from its siblings (a canary, one pod of many) | minute series |

@@ -26,7 +26,9 @@
 //! The detectors themselves are in [`crate::detect`]. One evaluation ("now", the CronJob) and a
 //! replay (every step over stored history, as if live) run the same code: a live run replays
 //! the last `live_window` and emits the last step only, so detectors need no state beyond the
-//! store. An episode is a run of firings of one detector on one scope (a pod, or a workload as
+//! store. A live step of `leakhound analyze` reuses the findings of the evaluations the
+//! previous step already computed ([`reuse`]: 24 of the window's 25, fewer after late rows)
+//! and runs the detectors at the rest; the episodes are built over all of them either way. An episode is a run of firings of one detector on one scope (a pod, or a workload as
 //! a whole) with gaps of at most `episode_gap_evals`; its `event_id` hashes the scope, the
 //! detector and the episode's onset, and a live run that finds an episode already going at its
 //! window start adopts the stored event's id and onset.
