@@ -18,8 +18,8 @@
 //! minutes since is by now known gone.
 //!
 //! **When nothing is reused** (every evaluation recomputed): no manifest, an unreadable one (a
-//! crash, another version), a different configuration or leakhound version (the manifest holds
-//! both, compared as text), another step or a later one (a replay, a clock going back), a
+//! crash, another version), a different configuration or build (the manifest holds the
+//! configuration, the version and a hash of this crate's sources, compared as text), another step or a later one (a replay, a clock going back), a
 //! commit log the manifest's watermark no longer reaches (deleted under a checkpoint).
 //! **Late rows**: every `goroutine_counts` file committed after the watermark (the commit
 //! sequence read before the previous step read anything) is read for its smallest `ts` (the
@@ -136,7 +136,8 @@ impl From<Stored> for Finding {
     }
 }
 
-/// What the configuration and version make of a finding: text compared whole.
+/// What the configuration and the build make of a finding: text compared whole (the version,
+/// and a hash of the sources that compute findings: `build.rs`).
 pub fn fingerprint(cfg: &AnalyzeConfig) -> String {
     let mut c = cfg.clone();
     // Neither changes a finding.
@@ -144,8 +145,9 @@ pub fn fingerprint(cfg: &AnalyzeConfig) -> String {
     c.group_rows = 0;
     c.reuse = false;
     format!(
-        "leakhound {} format {FORMAT}: {c:?}",
-        env!("CARGO_PKG_VERSION")
+        "leakhound {} format {FORMAT} sources {}: {c:?}",
+        env!("CARGO_PKG_VERSION"),
+        env!("LEAKHOUND_ANALYZE_SOURCE_HASH")
     )
 }
 
