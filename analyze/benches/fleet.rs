@@ -184,6 +184,10 @@ fn child_import(store: &Path, files: &[PathBuf]) {
         let st = Store::open(store.to_str().unwrap()).expect("store");
         let opts = BackfillOptions {
             stream_json: std::env::var_os("LEAKHOUND_FLEET_WHOLE_JSON").is_none(),
+            jobs: std::env::var("LEAKHOUND_FLEET_JOBS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(backfill::default_jobs),
             ..Default::default()
         };
         backfill::backfill(&st, files, &opts, &mut |_| {})
