@@ -1355,4 +1355,116 @@ mod tests {
         assert!(!is_dns_subdomain(".."));
         assert!(!is_dns_subdomain("a..b"));
     }
+
+    /// A `query_range` answer of `pods` pods from `pod0`, `points` minutes each.
+    fn answer(pod0: usize, pods: usize, points: usize) -> String {
+        let series: Vec<String> = (pod0..pod0 + pods)
+            .map(|p| {
+                let values: Vec<String> = (0..points)
+                    .map(|m| format!(r#"[{},"{}"]"#, 1_795_824_000 + 60 * m, 100 + m % 7))
+                    .collect();
+                format!(
+                    r#"{{"metric":{{"__name__":"go_goroutines","namespace":"shop","pod":"api-{p}"}},"values":[{}]}}"#,
+                    values.join(",")
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+            series.join(",")
+        )
+    }
+
+    /// Files imported at once land every row once: two files of the same bytes once (the
+    /// second is already imported), a file the streaming reader leaves to the whole-document
+    /// reader (threads next to goroutines) through it, a bad file as a failure; outcomes come in
+    /// walk order, and a second run adds nothing.
+    #[test]
+    fn files_imported_at_once_land_each_row_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        let (pods, points) = (3, 3000); // two days
+        let merged = r#"{"status":"success","data":{"resultType":"matrix","result":[
+          {"metric":{"__name__":"go_goroutines","namespace":"shop","pod":"m-1"},"values":[[1795824000,"12"]]},
+          {"metric":{"__name__":"go_threads","namespace":"shop","pod":"m-1"},"values":[[1795824000,"7"]]}]}}"#;
+        let files = [
+            ("a.json", answer(0, pods, points)),
+            ("b.json", answer(0, pods, points)),
+            ("c.json", answer(10, pods, points)),
+            ("d.json", merged.to_string()),
+            ("e.json", answer(20, pods, points)),
+            ("f.json", "{\"status\":".to_string()),
+            ("g.json", answer(30, pods, points)),
+        ];
+        for (name, body) in &files {
+            std::fs::write(input.join(name), body).unwrap();
+        }
+        let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = BackfillOptions {
+            jobs: 2,
+            ..Default::default()
+        };
+        let mut order = Vec::new();
+        let s = rt
+            .block_on(backfill(
+                &store,
+                std::slice::from_ref(&input),
+                &opts,
+                &mut |p| {
+                    if let Progress::Item { name, outcome } = p {
+                        order.push((name, outcome));
+                    }
+                },
+            ))
+            .unwrap();
+        let names: Vec<String> = order
+            .iter()
+            .map(|(n, _)| n.rsplit('/').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "d", "e", "f", "g"].map(|n| format!("{n}.json"))
+        );
+        assert_eq!(order[1].1, Outcome::AlreadyImported);
+        assert!(
+            matches!(order[3].1, Outcome::Imported { rows: 1, .. }),
+            "{:?}",
+            order[3]
+        );
+        assert!(matches!(order[5].1, Outcome::Failed(_)), "{:?}", order[5]);
+        let want = (4 * pods * points + 1) as u64;
+        assert_eq!(
+            (
+                s.items,
+                s.imported,
+                s.already_imported,
+                s.failed.len(),
+                s.rows
+            ),
+            (7, 5, 1, 1, want)
+        );
+        let count = || -> usize {
+            rt.block_on(store.read_columns(
+                leakhound_schemas::Table::GoroutineCounts,
+                &["pod"],
+                None,
+            ))
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
+        };
+        assert_eq!(count() as u64, want);
+        let again = rt
+            .block_on(backfill(&store, &[input], &opts, &mut |_| {}))
+            .unwrap();
+        assert_eq!((again.imported, again.already_imported), (0, 6));
+        assert_eq!(count() as u64, want);
+    }
 }
