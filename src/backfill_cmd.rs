@@ -67,7 +67,7 @@ pub struct BackfillArgs {
     #[arg(long, env = "LEAKHOUND_BATCH_ITEMS", default_value_t = 256)]
     pub batch_items: usize,
     /// Saved Prometheus query_range files imported at once, each committed on its own (default:
-    /// one per core, at most 4; memory grows with each, about 40 MiB).
+    /// one per core, at most 4; memory grows with each, about 30 MiB).
     #[arg(long, env = "LEAKHOUND_BACKFILL_JOBS")]
     pub jobs: Option<usize>,
 }
