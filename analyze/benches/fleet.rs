@@ -28,7 +28,8 @@
 //! prints each stage's start with the RSS then.
 //!
 //! `LEAKHOUND_FLEET_ONLY=import|analyze` runs one half; `LEAKHOUND_FLEET_NO_DUCKDB=1` skips DuckDB;
-//! `LEAKHOUND_FLEET_WHOLE_JSON=1` imports with the whole-document reader (before streaming).
+//! `LEAKHOUND_FLEET_WHOLE_JSON=1` imports with the whole-document reader (before streaming);
+//! `LEAKHOUND_FLEET_JOBS` sets the files imported at once (`backfill --jobs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
