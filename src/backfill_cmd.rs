@@ -66,6 +66,10 @@ pub struct BackfillArgs {
     /// most the items since the last commit (a re-run imports them).
     #[arg(long, env = "LEAKHOUND_BATCH_ITEMS", default_value_t = 256)]
     pub batch_items: usize,
+    /// Saved Prometheus query_range files imported at once, each committed on its own (default:
+    /// one per core, at most 4; memory grows with each, about 30 MiB).
+    #[arg(long, env = "LEAKHOUND_BACKFILL_JOBS")]
+    pub jobs: Option<usize>,
 }
 
 /// Value parser of `--timestamp`: µs since the epoch.
@@ -95,6 +99,7 @@ pub async fn run(a: BackfillArgs) -> Result<ExitCode> {
         },
         max_decompressed: a.max_decompressed,
         batch_items: a.batch_items.max(1),
+        jobs: a.jobs.unwrap_or_else(backfill::default_jobs).max(1),
         ..Default::default()
     };
     let tty = std::io::stderr().is_terminal();

@@ -14,7 +14,8 @@
 //! goroutines), 2 threads. Both sides check the row count. Each import runs in a process of its
 //! own (this bench started again with `LEAKHOUND_FLEET_PHASE`, or the Python interpreter), so
 //! each peak RSS (`VmHWM`; `ru_maxrss` for Python) is its own. Leakhound's import is measured
-//! on the first file alone and on all of them: the RSS must not grow with the input.
+//! on the first file alone, on as many files as it imports at once (`--jobs`, its default, or
+//! `LEAKHOUND_FLEET_JOBS`) and on all of them: the RSS must not grow with the input.
 //!
 //! **Analyze.** For each of `LEAKHOUND_FLEET_ANALYZE_PODS` (1000,5000,10000) builds (once,
 //! cached) a store of that many pods over the history a live step reads (the STL context, 3
@@ -27,7 +28,8 @@
 //! prints each stage's start with the RSS then.
 //!
 //! `LEAKHOUND_FLEET_ONLY=import|analyze` runs one half; `LEAKHOUND_FLEET_NO_DUCKDB=1` skips DuckDB;
-//! `LEAKHOUND_FLEET_WHOLE_JSON=1` imports with the whole-document reader (before streaming).
+//! `LEAKHOUND_FLEET_WHOLE_JSON=1` imports with the whole-document reader (before streaming);
+//! `LEAKHOUND_FLEET_JOBS` sets the files imported at once (`backfill --jobs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -174,6 +176,15 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Files leakhound imports at once: `LEAKHOUND_FLEET_JOBS`, else `leakhound backfill`'s default.
+fn import_jobs() -> usize {
+    std::env::var("LEAKHOUND_FLEET_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(backfill::default_jobs)
+        .max(1)
+}
+
 /// Child: import `files` into a fresh store at `store`; prints `rows secs hwm_kib`.
 fn child_import(store: &Path, files: &[PathBuf]) {
     let _ = std::fs::remove_dir_all(store);
@@ -184,6 +195,7 @@ fn child_import(store: &Path, files: &[PathBuf]) {
         let st = Store::open(store.to_str().unwrap()).expect("store");
         let opts = BackfillOptions {
             stream_json: std::env::var_os("LEAKHOUND_FLEET_WHOLE_JSON").is_none(),
+            jobs: import_jobs(),
             ..Default::default()
         };
         backfill::backfill(&st, files, &opts, &mut |_| {})
@@ -274,12 +286,26 @@ fn bench_import(root: &Path) {
         "  leakhound, 1 file:   {r1:>10} rows  {s1:>7.2} s  peak RSS {:>7.0} MiB",
         mib(m1)
     );
+    // With `jobs` files imported at once, `jobs` files is the unit memory is compared with.
+    let jobs = import_jobs();
+    let mj = if jobs > 1 && jobs < files.len() {
+        let (rj, sj, mj) = run_child("import", &arg(&files[..jobs]));
+        println!(
+            "  leakhound, {jobs} files:  {rj:>10} rows  {sj:>7.2} s  peak RSS {:>7.0} MiB  ({jobs} jobs: one file each)",
+            mib(mj)
+        );
+        Some(mj)
+    } else {
+        None
+    };
     let (r, s, m) = run_child("import", &arg(&files));
     println!(
-        "  leakhound, {} files: {r:>10} rows  {s:>7.2} s  peak RSS {:>7.0} MiB  (RSS {:.2}x of 1 file)",
+        "  leakhound, {} files: {r:>10} rows  {s:>7.2} s  peak RSS {:>7.0} MiB  (RSS {:.2}x of 1 file{})",
         files.len(),
         mib(m),
-        m as f64 / m1.max(1) as f64
+        m as f64 / m1.max(1) as f64,
+        mj.map(|mj| format!(", {:.2}x of {jobs} files", m as f64 / mj.max(1) as f64))
+            .unwrap_or_default()
     );
     assert_eq!(r, expect, "leakhound rows");
     let _ = std::fs::remove_dir_all(&store);

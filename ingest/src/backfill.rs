@@ -11,8 +11,11 @@
 //! Each item is read once, streaming (a tar entry is never buffered whole), hashed as it is
 //! parsed. A file holding a saved Prometheus `query_range` answer is the exception: it is read
 //! twice, hashed first (its rows carry the hash), then parsed as a stream, series by series,
-//! its rows written in bounded batches as streamed Parquet files and committed with its log
-//! row on their own (`Run::stream_prometheus`): memory does not grow with the file. An answer
+//! its rows handed on in columns and written in bounded batches as streamed Parquet files,
+//! committed with its log row on their own ([`stream_file`]): memory does not grow with the
+//! file. Up to [`BackfillOptions::jobs`] such files are imported at once, each on a writer of
+//! its own (a parser thread and an encoding task each); the items after them wait, so outcomes
+//! are reported in walk order, and each file commits alone, as two backfills would. An answer
 //! whose rows must be merged across series (`go_threads` next to `go_goroutines`, a target in
 //! two series), and one inside a tar archive, are read whole, as before. Its ingest key is the content hash *and* the identity it lands under (target,
 //! snapshot time, profile kind, format): the same bytes at `podA/T1`, `podA/T2` and `podB/T1`
@@ -27,7 +30,7 @@
 //! directory and file (device, inode) once, so link loops end; every unreadable file or
 //! directory is a failed item under its own path.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -71,6 +74,9 @@ pub struct BackfillOptions {
     /// Read a saved Prometheus `query_range` file as a stream (the default); `false` reads
     /// it whole, as before streaming (kept for the fleet bench's before/after).
     pub stream_json: bool,
+    /// Saved Prometheus `query_range` files imported at once (each parsed on a thread of its
+    /// own and encoded on the runtime's workers; memory grows with each).
+    pub jobs: usize,
 }
 
 impl Default for BackfillOptions {
@@ -81,8 +87,14 @@ impl Default for BackfillOptions {
             max_decompressed: DEFAULT_MAX_DECOMPRESSED,
             batch_items: 256,
             stream_json: true,
+            jobs: default_jobs(),
         }
     }
+}
+
+/// Streamed Prometheus files at once by default: one per core, at most 4.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// What happened to one item.
@@ -221,7 +233,10 @@ pub async fn backfill_prometheus(
                 sel.undo();
                 let rows = prometheus::parse_query_range(&page.body, &page.hash)
                     .map_err(|e| input(format!("{url} [{start}, {end}]: {e}")))?;
-                let rows: Vec<_> = rows.into_iter().filter(|r| sel.keep(r)).collect();
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|r| sel.keep(&r.target, r.ts_us))
+                    .collect();
                 let first = rows.first().map(|r| r.ts_us);
                 let mut stream = writer.count_stream();
                 for chunk in rows.chunks(STREAM_BATCH) {
@@ -285,11 +300,11 @@ impl Selector {
         }
     }
 
-    fn keep(&mut self, r: &crate::rows::CountRow) -> bool {
+    fn keep(&mut self, target: &Target, ts_us: i64) -> bool {
         if self.all {
             return true;
         }
-        let k = (r.target.namespace.clone(), r.target.pod.clone(), r.ts_us);
+        let k = (target.namespace.clone(), target.pod.clone(), ts_us);
         if self.set.contains(&k) {
             return false;
         }
@@ -310,8 +325,12 @@ impl Selector {
 }
 
 /// Parse a `query_range` answer from `r` as a stream on a blocking thread and write the rows
-/// `sel` keeps into a new count stream as they come (bounded batches through a channel of
-/// one). Returns the stream, the parser's outcome, the first row's time and `sel`.
+/// `sel` keeps into a new count stream as they come: the parser's thread hands each batch of
+/// rows on in columns ([`crate::rows::SeriesRows`], split by date) through a channel of one,
+/// the caller's task turns them into Arrow batches and encodes them into the stream's Parquet
+/// files (the batches are built, written and freed on one thread). Returns the stream, the
+/// parser's outcome, the first row's time and `sel`; the rows are tagged with `tag` as their
+/// content hash.
 async fn pump(
     writer: &Writer,
     r: Box<dyn Read + Send>,
@@ -323,37 +342,45 @@ async fn pump(
     Option<i64>,
     Selector,
 )> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<crate::rows::CountRow>>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(i64, crate::rows::SeriesRows)>>(1);
     let parser = tokio::task::spawn_blocking(move || {
         let mut r = r;
         let mut sel = sel;
-        let out = prometheus::stream_query_range(&mut r, &tag, STREAM_BATCH, &mut |mut rows| {
+        let mut first = None;
+        let out = prometheus::stream_query_range(&mut r, STREAM_BATCH, &mut |mut rows| {
             if !sel.all {
-                rows.retain(|r| sel.keep(r));
+                rows.retain(|t, ts| sel.keep(t, ts));
             }
             if rows.is_empty() {
                 return Ok(());
             }
-            tx.blocking_send(rows)
+            first = first.or(rows.ts_us.first().copied());
+            tx.blocking_send(rows.split_days())
                 .map_err(|_| "the writer stopped".to_string())
         });
-        (out, sel)
+        (out, first, sel)
     });
+    let batcher = crate::rows::SeriesBatcher::new(STREAM_BATCH, Some(&tag));
     let mut stream = writer.count_stream();
-    let mut first = None;
     let mut write_err = None;
-    while let Some(rows) = rx.recv().await {
+    while let Some(days) = rx.recv().await {
         if write_err.is_some() {
             continue;
         }
-        first = first.or(rows.first().map(|r| r.ts_us));
-        if let Err(e) = writer.stream_counts(&mut stream, rows).await {
-            write_err = Some(e);
-            // The parser's next send fails, and it stops.
-            rx.close();
+        for (day, rows) in days {
+            let written = match batcher.batch(&rows, 0, rows.len()) {
+                Ok(b) => writer.stream_day(&mut stream, day, &b).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                write_err = Some(e);
+                // The parser's next send fails, and it stops.
+                rx.close();
+                break;
+            }
         }
     }
-    let (parsed, sel) = parser.await.map_err(|e| Error::Input {
+    let (parsed, first, sel) = parser.await.map_err(|e| Error::Input {
         source_name: "query_range".into(),
         message: format!("the parser failed: {e}"),
     })?;
@@ -365,6 +392,10 @@ async fn pump(
 }
 
 /// Run a backfill over `paths`.
+///
+/// Saved Prometheus `query_range` files are imported as streams, up to
+/// [`BackfillOptions::jobs`] at once (each on its own writer, committed on its own); every
+/// other item waits for those before it, so items are reported and committed in walk order.
 pub async fn backfill(
     store: &Store,
     paths: &[PathBuf],
@@ -381,6 +412,7 @@ pub async fn backfill(
 
     let mut writer = Writer::new(store.clone()).named("backfill");
     let imported = writer.imported().await?;
+    let jobs = opts.jobs.max(1);
     let mut run = Run {
         opts,
         batch: Batch::default(),
@@ -388,46 +420,192 @@ pub async fn backfill(
         imported,
         in_batch: 0,
         now_us: chrono::Utc::now().timestamp_micros(),
+        pool: (0..jobs).map(|_| writer.fork()).collect(),
+        inflight: VecDeque::new(),
     };
+    let out = run_files(w.files, &mut run, &mut writer, &mut summary, progress).await;
+    // An error stops the run: the streams under way end first (each commits on its own, or
+    // not at all), their outcomes unreported.
+    while let Some((_, h)) = run.inflight.pop_front() {
+        let _ = h.await;
+    }
+    out?;
+    Ok(summary)
+}
 
-    for file in w.files {
+async fn run_files(
+    files: Vec<PathBuf>,
+    run: &mut Run<'_>,
+    writer: &mut Writer,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let jobs = run.opts.jobs.max(1);
+    for file in files {
         let name = file.display().to_string();
-        let outcome = match classify_file(&file) {
+        let kind = classify_file(&file);
+        if matches!(kind, Ok(Kind::Single))
+            && let Some(sniffed) = run.sniff(&file, &name)
+        {
+            summary.items += 1;
+            let pf = match sniffed {
+                Ok(pf) if run.inflight.iter().any(|(p, _)| p.hash == pf.hash) => {
+                    // The same bytes under way already: their outcome decides.
+                    run.finish_all(writer, summary, progress).await?;
+                    if run.imported.ok.contains(&pf.hash) {
+                        run.report(writer, summary, progress, name, Outcome::AlreadyImported)
+                            .await?;
+                        continue;
+                    }
+                    pf
+                }
+                Ok(pf) => pf,
+                Err(o) => {
+                    run.report(writer, summary, progress, name, o).await?;
+                    continue;
+                }
+            };
+            while run.inflight.len() >= jobs {
+                run.finish_next(writer, summary, progress).await?;
+            }
+            let w = run.pool.pop().unwrap_or_else(|| writer.fork());
+            let task = tokio::spawn(stream_file(
+                w,
+                pf.clone(),
+                run.opts.max_decompressed,
+                run.now_us,
+            ));
+            run.inflight.push_back((pf, task));
+            continue;
+        }
+        run.finish_all(writer, summary, progress).await?;
+        let outcome = match kind {
             Err(e) => {
                 summary.items += 1;
                 let o = Outcome::Failed(e);
-                tally(&mut summary, &name, &o);
+                tally(summary, &name, &o);
                 o
             }
-            Ok(Kind::Archive { gz }) => {
-                import_archive(&file, gz, &mut run, &mut writer, &mut summary).await?
-            }
+            Ok(Kind::Archive { gz }) => import_archive(&file, gz, run, writer, summary).await?,
             Ok(Kind::Single) => {
                 summary.items += 1;
-                let o = match run
-                    .stream_prometheus(&file, &name, &mut writer, &mut summary)
-                    .await?
-                {
-                    Some(o) => o,
-                    None => match std::fs::File::open(&file) {
-                        Ok(f) => {
-                            run.import_stream(&name, &mut BufReader::with_capacity(1 << 20, f))
-                        }
-                        Err(e) => Outcome::Failed(format!("cannot open: {e}")),
-                    },
+                let o = match std::fs::File::open(&file) {
+                    Ok(f) => run.import_stream(&name, &mut BufReader::with_capacity(1 << 20, f)),
+                    Err(e) => Outcome::Failed(format!("cannot open: {e}")),
                 };
-                tally(&mut summary, &name, &o);
+                tally(summary, &name, &o);
                 run.in_batch += 1;
                 o
             }
         };
         progress(Progress::Item { name, outcome });
-        if run.in_batch >= opts.batch_items {
-            run.commit(&mut writer, &mut summary).await?;
+        if run.in_batch >= run.opts.batch_items {
+            run.commit(writer, summary).await?;
         }
     }
-    run.commit(&mut writer, &mut summary).await?;
-    Ok(summary)
+    run.finish_all(writer, summary, progress).await?;
+    run.commit(writer, summary).await
+}
+
+/// A saved Prometheus `query_range` file to import as a stream ([`Run::sniff`]).
+#[derive(Clone)]
+struct PromFile {
+    file: PathBuf,
+    name: String,
+    hash: String,
+    gz: bool,
+}
+
+/// How the streamed import of a [`PromFile`] ended.
+enum StreamEnd {
+    /// Committed with its log row; `conflict`: a concurrent backfill committed it first.
+    Committed {
+        rows: u64,
+        files: usize,
+        conflict: bool,
+    },
+    /// Not for the streaming reader (rows to merge, no rows, a document refused): the
+    /// whole-document reader imports it, or says why not in its words.
+    Fallback,
+    /// The file could not be read: the error's text.
+    Unreadable(String),
+}
+
+/// A streamed import under way: its file, and the task that returns its writer and end.
+type Inflight = (
+    PromFile,
+    tokio::task::JoinHandle<(Writer, Result<StreamEnd>)>,
+);
+
+/// Import a saved Prometheus `query_range` file as a stream (`prometheus::stream_query_range`,
+/// [`pump`]) with `writer`: its rows written in bounded batches (`Writer::count_stream`) and
+/// committed on their own with the file's log row. Returns the writer for the next file.
+async fn stream_file(
+    mut writer: Writer,
+    pf: PromFile,
+    max: u64,
+    now_us: i64,
+) -> (Writer, Result<StreamEnd>) {
+    let out = stream_file_with(&mut writer, pf, max, now_us).await;
+    (writer, out)
+}
+
+async fn stream_file_with(
+    writer: &mut Writer,
+    pf: PromFile,
+    max: u64,
+    now_us: i64,
+) -> Result<StreamEnd> {
+    let Ok(f) = std::fs::File::open(&pf.file) else {
+        return Ok(StreamEnd::Fallback);
+    };
+    let raw = BufReader::with_capacity(1 << 20, f);
+    let r: Box<dyn Read + Send> = if pf.gz {
+        Box::new(Capped::plain(MultiGzDecoder::new(raw), max))
+    } else {
+        Box::new(Capped::plain(raw, max))
+    };
+    let (stream, parsed, first, _) = pump(writer, r, pf.hash.clone(), Selector::all()).await?;
+    let rows = match parsed {
+        Ok(prometheus::Streamed::Done { rows }) if rows > 0 => rows,
+        Err(prometheus::StreamError::Io(e)) => {
+            writer.abort_stream(stream).await;
+            let msg = Error::Input {
+                source_name: pf.name.clone(),
+                message: format!("cannot read: {e}"),
+            };
+            return Ok(StreamEnd::Unreadable(msg.to_string()));
+        }
+        Err(prometheus::StreamError::Sink(e)) => {
+            writer.abort_stream(stream).await;
+            return Err(Error::Input {
+                source_name: pf.name.clone(),
+                message: e,
+            });
+        }
+        // Rows to merge, no rows, or a document refused.
+        _ => {
+            writer.abort_stream(stream).await;
+            return Ok(StreamEnd::Fallback);
+        }
+    };
+    let log = LogRow {
+        ingested_at_us: now_us,
+        source: pf.name.clone(),
+        content_hash: pf.hash.clone(),
+        format: Some("prometheus".into()),
+        snapshot_ts_us: first,
+        rows: rows as i64,
+        status: "ok",
+        ingest_key: Some(pf.hash.clone()),
+        ..Default::default()
+    };
+    let stats = writer.commit_stream(stream, log).await?;
+    Ok(StreamEnd::Committed {
+        rows,
+        files: stats.files,
+        conflict: stats.conflicts > 0,
+    })
 }
 
 /// The state of one backfill run between commits.
@@ -438,6 +616,10 @@ struct Run<'a> {
     imported: Imported,
     in_batch: usize,
     now_us: i64,
+    /// Writers for streamed files (one per job), each returned when its file is done.
+    pool: Vec<Writer>,
+    /// Streamed files under way, oldest first.
+    inflight: VecDeque<Inflight>,
 }
 
 impl Run<'_> {
@@ -455,29 +637,17 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Import a file holding a saved Prometheus `query_range` answer as a stream
-    /// (`prometheus::stream_query_range`): hashed first (a second read of the file), then its
-    /// rows written in bounded batches (`Writer::count_stream`) and committed on their own with
-    /// the file's log row. `None`: not such a file, or one the streaming reader leaves to the
-    /// whole-document reader (rows to merge across series, an error to word exactly); the
-    /// caller imports it the ordinary way.
-    async fn stream_prometheus(
-        &mut self,
-        file: &Path,
-        name: &str,
-        writer: &mut Writer,
-        summary: &mut Summary,
-    ) -> Result<Option<Outcome>> {
+    /// Whether `file` is a saved Prometheus `query_range` answer to import as a stream: its
+    /// content hash taken (a read of the file before the one that parses it; its rows carry the
+    /// hash), `Err(AlreadyImported)` for bytes the ingest log holds. `None`: not such a file
+    /// (or streaming is off, or it cannot be read): the caller imports it the ordinary way.
+    fn sniff(&self, file: &Path, name: &str) -> Option<std::result::Result<PromFile, Outcome>> {
         if !self.opts.stream_json {
-            return Ok(None);
+            return None;
         }
-        let Ok(mut f) = std::fs::File::open(file) else {
-            return Ok(None);
-        };
+        let mut f = std::fs::File::open(file).ok()?;
         let mut head = vec![0u8; 64];
-        let Ok(n) = read_up_to(&mut f, &mut head) else {
-            return Ok(None);
-        };
+        let n = read_up_to(&mut f, &mut head).ok()?;
         head.truncate(n);
         let gz = head.starts_with(&GZIP_MAGIC);
         if gz {
@@ -487,74 +657,97 @@ impl Run<'_> {
             head = inner;
         }
         if !prometheus::looks_like_json(&head) {
-            return Ok(None);
+            return None;
         }
-        let Ok(hash) = crate::content_hash::of_file(file) else {
-            return Ok(None);
-        };
+        let hash = crate::content_hash::of_file(file).ok()?;
         if self.imported.ok.contains(&hash) {
-            return Ok(Some(Outcome::AlreadyImported));
+            return Some(Err(Outcome::AlreadyImported));
         }
-        let Ok(f) = std::fs::File::open(file) else {
-            return Ok(None);
-        };
-        let max = self.opts.max_decompressed;
-        let raw = BufReader::with_capacity(1 << 20, f);
-        let r: Box<dyn Read + Send> = if gz {
-            Box::new(Capped::plain(MultiGzDecoder::new(raw), max))
-        } else {
-            Box::new(Capped::plain(raw, max))
-        };
-        let (stream, parsed, first, _) = pump(writer, r, hash.clone(), Selector::all()).await?;
-        let rows = match parsed {
-            Ok(prometheus::Streamed::Done { rows }) if rows > 0 => rows,
-            Err(prometheus::StreamError::Io(e)) => {
-                writer.abort_stream(stream).await;
-                let msg = Error::Input {
-                    source_name: name.to_string(),
-                    message: format!("cannot read: {e}"),
-                }
-                .to_string();
-                self.log_failure(name, &hash, &msg);
-                return Ok(Some(Outcome::Failed(strip_name(&msg, name))));
-            }
-            Err(prometheus::StreamError::Sink(e)) => {
-                writer.abort_stream(stream).await;
-                return Err(Error::Input {
-                    source_name: name.to_string(),
-                    message: e,
-                });
-            }
-            // Rows to merge, no rows, or a document refused: the whole-document reader
-            // imports it, or says why not in its words.
-            _ => {
-                writer.abort_stream(stream).await;
-                return Ok(None);
-            }
-        };
-        let log = LogRow {
-            ingested_at_us: self.now_us,
-            source: name.to_string(),
-            content_hash: hash.clone(),
-            format: Some("prometheus".into()),
-            snapshot_ts_us: first,
-            rows: rows as i64,
-            status: "ok",
-            ingest_key: Some(hash.clone()),
-            ..Default::default()
-        };
-        let stats = writer.commit_stream(stream, log).await?;
-        summary.files_written += stats.files as u64;
-        self.imported.ok.insert(hash);
-        if stats.conflicts > 0 {
-            // A concurrent backfill committed the same file first: theirs.
-            return Ok(Some(Outcome::AlreadyImported));
-        }
-        Ok(Some(Outcome::Imported {
-            goroutines: 0,
-            rows: rows as usize,
-            cut: None,
+        Some(Ok(PromFile {
+            file: file.to_path_buf(),
+            name: name.to_string(),
+            hash,
+            gz,
         }))
+    }
+
+    /// Tally and report one item's outcome; commit the batch when it is full.
+    async fn report(
+        &mut self,
+        writer: &mut Writer,
+        summary: &mut Summary,
+        progress: &mut dyn FnMut(Progress),
+        name: String,
+        outcome: Outcome,
+    ) -> Result<()> {
+        tally(summary, &name, &outcome);
+        self.in_batch += 1;
+        progress(Progress::Item { name, outcome });
+        if self.in_batch >= self.opts.batch_items {
+            self.commit(writer, summary).await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest streamed file under way and report it; one the streaming reader
+    /// left to the whole-document reader is imported by it now.
+    async fn finish_next(
+        &mut self,
+        writer: &mut Writer,
+        summary: &mut Summary,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        let Some((pf, task)) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let (w, end) = task.await.map_err(|e| Error::Input {
+            source_name: pf.name.clone(),
+            message: format!("the import failed: {e}"),
+        })?;
+        self.pool.push(w);
+        let outcome = match end? {
+            StreamEnd::Committed {
+                rows,
+                files,
+                conflict,
+            } => {
+                summary.files_written += files as u64;
+                self.imported.ok.insert(pf.hash.clone());
+                if conflict {
+                    // A concurrent backfill committed the same file first: theirs.
+                    Outcome::AlreadyImported
+                } else {
+                    Outcome::Imported {
+                        goroutines: 0,
+                        rows: rows as usize,
+                        cut: None,
+                    }
+                }
+            }
+            StreamEnd::Unreadable(msg) => {
+                self.log_failure(&pf.name, &pf.hash, &msg);
+                Outcome::Failed(strip_name(&msg, &pf.name))
+            }
+            StreamEnd::Fallback => match std::fs::File::open(&pf.file) {
+                Ok(f) => self.import_stream(&pf.name, &mut BufReader::with_capacity(1 << 20, f)),
+                Err(e) => Outcome::Failed(format!("cannot open: {e}")),
+            },
+        };
+        self.report(writer, summary, progress, pf.name, outcome)
+            .await
+    }
+
+    /// Wait for every streamed file under way, reporting each in order.
+    async fn finish_all(
+        &mut self,
+        writer: &mut Writer,
+        summary: &mut Summary,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        while !self.inflight.is_empty() {
+            self.finish_next(writer, summary, progress).await?;
+        }
+        Ok(())
     }
 
     /// Import one item read from `r` (a file or a tar entry), streaming: hashed while parsed.
@@ -1161,5 +1354,117 @@ mod tests {
         assert!(is_dns_subdomain("web-0.svc"));
         assert!(!is_dns_subdomain(".."));
         assert!(!is_dns_subdomain("a..b"));
+    }
+
+    /// A `query_range` answer of `pods` pods from `pod0`, `points` minutes each.
+    fn answer(pod0: usize, pods: usize, points: usize) -> String {
+        let series: Vec<String> = (pod0..pod0 + pods)
+            .map(|p| {
+                let values: Vec<String> = (0..points)
+                    .map(|m| format!(r#"[{},"{}"]"#, 1_795_824_000 + 60 * m, 100 + m % 7))
+                    .collect();
+                format!(
+                    r#"{{"metric":{{"__name__":"go_goroutines","namespace":"shop","pod":"api-{p}"}},"values":[{}]}}"#,
+                    values.join(",")
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+            series.join(",")
+        )
+    }
+
+    /// Files imported at once land every row once: two files of the same bytes once (the
+    /// second is already imported), a file the streaming reader leaves to the whole-document
+    /// reader (threads next to goroutines) through it, a bad file as a failure; outcomes come in
+    /// walk order, and a second run adds nothing.
+    #[test]
+    fn files_imported_at_once_land_each_row_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        let (pods, points) = (3, 3000); // two days
+        let merged = r#"{"status":"success","data":{"resultType":"matrix","result":[
+          {"metric":{"__name__":"go_goroutines","namespace":"shop","pod":"m-1"},"values":[[1795824000,"12"]]},
+          {"metric":{"__name__":"go_threads","namespace":"shop","pod":"m-1"},"values":[[1795824000,"7"]]}]}}"#;
+        let files = [
+            ("a.json", answer(0, pods, points)),
+            ("b.json", answer(0, pods, points)),
+            ("c.json", answer(10, pods, points)),
+            ("d.json", merged.to_string()),
+            ("e.json", answer(20, pods, points)),
+            ("f.json", "{\"status\":".to_string()),
+            ("g.json", answer(30, pods, points)),
+        ];
+        for (name, body) in &files {
+            std::fs::write(input.join(name), body).unwrap();
+        }
+        let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = BackfillOptions {
+            jobs: 2,
+            ..Default::default()
+        };
+        let mut order = Vec::new();
+        let s = rt
+            .block_on(backfill(
+                &store,
+                std::slice::from_ref(&input),
+                &opts,
+                &mut |p| {
+                    if let Progress::Item { name, outcome } = p {
+                        order.push((name, outcome));
+                    }
+                },
+            ))
+            .unwrap();
+        let names: Vec<String> = order
+            .iter()
+            .map(|(n, _)| n.rsplit('/').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "d", "e", "f", "g"].map(|n| format!("{n}.json"))
+        );
+        assert_eq!(order[1].1, Outcome::AlreadyImported);
+        assert!(
+            matches!(order[3].1, Outcome::Imported { rows: 1, .. }),
+            "{:?}",
+            order[3]
+        );
+        assert!(matches!(order[5].1, Outcome::Failed(_)), "{:?}", order[5]);
+        let want = (4 * pods * points + 1) as u64;
+        assert_eq!(
+            (
+                s.items,
+                s.imported,
+                s.already_imported,
+                s.failed.len(),
+                s.rows
+            ),
+            (7, 5, 1, 1, want)
+        );
+        let count = || -> usize {
+            rt.block_on(store.read_columns(
+                leakhound_schemas::Table::GoroutineCounts,
+                &["pod"],
+                None,
+            ))
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
+        };
+        assert_eq!(count() as u64, want);
+        let again = rt
+            .block_on(backfill(&store, &[input], &opts, &mut |_| {}))
+            .unwrap();
+        assert_eq!((again.imported, again.already_imported), (0, 6));
+        assert_eq!(count() as u64, want);
     }
 }

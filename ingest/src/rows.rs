@@ -501,6 +501,242 @@ pub fn status_batch(rows: &[StatusRow]) -> Result<RecordBatch> {
     RecordBatch::try_new(Table::ScrapeStatus.schema(), cols).map_err(arrow_err(Table::ScrapeStatus))
 }
 
+/// Goroutine-count rows of Prometheus series in columns, what the streamed `query_range`
+/// import builds instead of a [`CountRow`] per point: runs of consecutive rows of one target
+/// (the target held once per run, shared), their times and counts. Source and format are
+/// `prometheus`, the content hash one for all rows, every other count column null:
+/// [`series_batch`] gives the rows [`counts_batch`] gives for the same [`CountRow`]s
+/// ([`SeriesRows::to_rows`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesRows {
+    /// (target, rows): consecutive rows of one target, in order.
+    pub runs: Vec<(Arc<Target>, usize)>,
+    pub ts_us: Vec<i64>,
+    pub goroutines: Vec<i64>,
+}
+
+/// Microseconds in a UTC day: count rows are partitioned by date.
+const DAY_US: i64 = 86_400_000_000;
+
+impl SeriesRows {
+    pub fn with_capacity(n: usize) -> Self {
+        SeriesRows {
+            runs: Vec::new(),
+            ts_us: Vec::with_capacity(n),
+            goroutines: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ts_us.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts_us.is_empty()
+    }
+
+    /// Append a row of `target` (the same `Arc` as the last row's extends its run).
+    pub fn push(&mut self, target: &Arc<Target>, ts_us: i64, goroutines: i64) {
+        match self.runs.last_mut() {
+            Some((t, n)) if Arc::ptr_eq(t, target) => *n += 1,
+            _ => self.runs.push((target.clone(), 1)),
+        }
+        self.ts_us.push(ts_us);
+        self.goroutines.push(goroutines);
+    }
+
+    /// Keep the rows `keep(target, ts_us)` says yes to, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Target, i64) -> bool) {
+        let mut out = SeriesRows::with_capacity(self.len());
+        let mut i = 0;
+        for (t, n) in &self.runs {
+            for k in i..i + n {
+                if keep(t, self.ts_us[k]) {
+                    out.push(t, self.ts_us[k], self.goroutines[k]);
+                }
+            }
+            i += n;
+        }
+        *self = out;
+    }
+
+    /// Append `other`'s rows after these.
+    pub fn append(&mut self, other: SeriesRows) {
+        let mut runs = other.runs.into_iter();
+        if let (Some((t, n)), Some((u, m))) = (self.runs.last_mut(), runs.as_slice().first())
+            && Arc::ptr_eq(t, u)
+        {
+            *n += m;
+            runs.next();
+        }
+        self.runs.extend(runs);
+        self.ts_us.extend(other.ts_us);
+        self.goroutines.extend(other.goroutines);
+    }
+
+    /// The rows split by UTC day (the date partition of `goroutine_counts`), days in order.
+    pub fn split_days(self) -> Vec<(i64, SeriesRows)> {
+        let first = self.ts_us.first().map(|t| t.div_euclid(DAY_US));
+        if self
+            .ts_us
+            .iter()
+            .all(|t| Some(t.div_euclid(DAY_US)) == first)
+        {
+            return first.map(|d| (d, self)).into_iter().collect();
+        }
+        let mut days: BTreeMap<i64, SeriesRows> = BTreeMap::new();
+        let mut i = 0;
+        for (t, n) in &self.runs {
+            for k in i..i + n {
+                let ts = self.ts_us[k];
+                days.entry(ts.div_euclid(DAY_US))
+                    .or_default()
+                    .push(t, ts, self.goroutines[k]);
+            }
+            i += n;
+        }
+        days.into_iter().collect()
+    }
+
+    /// The same rows as [`CountRow`]s, tagged with `content_hash`.
+    pub fn to_rows(&self, content_hash: Option<&str>) -> Vec<CountRow> {
+        let mut out = Vec::with_capacity(self.len());
+        let mut i = 0;
+        for (t, n) in &self.runs {
+            for k in i..i + n {
+                out.push(CountRow {
+                    target: Target::clone(t),
+                    ts_us: self.ts_us[k],
+                    goroutines: self.goroutines[k],
+                    source: "prometheus".into(),
+                    format: "prometheus".into(),
+                    content_hash: content_hash.map(str::to_string),
+                    ..Default::default()
+                });
+            }
+            i += n;
+        }
+        out
+    }
+}
+
+/// The string column of rows `lo..hi` of `rows`: `value(target)` along each run (strings
+/// copied, no allocation per row).
+fn run_strings(
+    rows: &SeriesRows,
+    lo: usize,
+    hi: usize,
+    value: impl Fn(&Target) -> Option<&str>,
+) -> arrow::array::StringArray {
+    let mut parts: Vec<(Option<&str>, usize)> = Vec::new();
+    let mut start = 0;
+    for (t, k) in &rows.runs {
+        let (a, b) = (start.max(lo), (start + k).min(hi));
+        if a < b {
+            parts.push((value(t), b - a));
+        }
+        start += k;
+        if start >= hi {
+            break;
+        }
+    }
+    let bytes: usize = parts.iter().map(|(v, k)| v.map_or(0, str::len) * k).sum();
+    let mut b = StringBuilder::with_capacity(hi - lo, bytes);
+    for (v, k) in parts {
+        match v {
+            Some(v) => (0..k).for_each(|_| b.append_value(v)),
+            None => (0..k).for_each(|_| b.append_null()),
+        }
+    }
+    b.finish()
+}
+
+/// Builds `goroutine_counts` batches of [`SeriesRows`], at most `cap` rows each: the columns
+/// with one value on every row (the nulls, `prometheus`, the content hash) are built once and
+/// shared by every batch (slices), only the target's, time and count columns per batch.
+pub struct SeriesBatcher {
+    cap: usize,
+    /// Per column of the schema: the shared array of `cap` rows, or `None` (built per batch).
+    shared: Vec<Option<ArrayRef>>,
+}
+
+impl SeriesBatcher {
+    pub fn new(cap: usize, content_hash: Option<&str>) -> Self {
+        use arrow::array::{StringArray, new_null_array};
+        let constant = |v: Option<&str>| -> ArrayRef {
+            match v {
+                Some(v) => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, cap))),
+                None => new_null_array(&arrow::datatypes::DataType::Utf8, cap),
+            }
+        };
+        let mut nulls: Vec<(arrow::datatypes::DataType, ArrayRef)> = Vec::new();
+        let prometheus = constant(Some("prometheus"));
+        let shared = Table::GoroutineCounts
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "ts" | "cluster" | "namespace" | "workload_kind" | "workload" | "pod"
+                | "container" | "node" | "instance" | "goroutines" => None,
+                "source" | "format" => Some(prometheus.clone()),
+                "content_hash" => Some(constant(content_hash)),
+                _ => Some(match nulls.iter().find(|(t, _)| t == f.data_type()) {
+                    Some((_, a)) => a.clone(),
+                    None => {
+                        let a = new_null_array(f.data_type(), cap);
+                        nulls.push((f.data_type().clone(), a.clone()));
+                        a
+                    }
+                }),
+            })
+            .collect();
+        SeriesBatcher { cap, shared }
+    }
+
+    /// The batch of rows `lo..hi` of `rows` (at most `cap` of them).
+    pub fn batch(&self, rows: &SeriesRows, lo: usize, hi: usize) -> Result<RecordBatch> {
+        use arrow::array::{Int64Array, TimestampMicrosecondArray};
+        assert!(lo <= hi && hi <= rows.len() && hi - lo <= self.cap);
+        let n = hi - lo;
+        let schema = Table::GoroutineCounts.schema();
+        let cols: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .zip(&self.shared)
+            .map(|(f, shared)| -> ArrayRef {
+                if let Some(a) = shared {
+                    return a.slice(0, n);
+                }
+                let strings = |v: fn(&Target) -> Option<&str>| -> ArrayRef {
+                    Arc::new(run_strings(rows, lo, hi, v))
+                };
+                match f.name().as_str() {
+                    "ts" => Arc::new(
+                        TimestampMicrosecondArray::from(rows.ts_us[lo..hi].to_vec())
+                            .with_timezone("UTC"),
+                    ),
+                    "cluster" => strings(|t| t.cluster.as_deref()),
+                    "namespace" => strings(|t| Some(t.namespace.as_str())),
+                    "workload_kind" => strings(|t| t.workload_kind.as_deref()),
+                    "workload" => strings(|t| t.workload.as_deref()),
+                    "pod" => strings(|t| Some(t.pod.as_str())),
+                    "container" => strings(|t| t.container.as_deref()),
+                    "node" => strings(|t| t.node.as_deref()),
+                    "instance" => strings(|t| t.instance.as_deref()),
+                    _ => Arc::new(Int64Array::from(rows.goroutines[lo..hi].to_vec())),
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, cols).map_err(arrow_err(Table::GoroutineCounts))
+    }
+}
+
+/// The `goroutine_counts` batch of `rows` (see [`SeriesRows`]), each tagged with
+/// `content_hash`.
+pub fn series_batch(rows: &SeriesRows, content_hash: Option<&str>) -> Result<RecordBatch> {
+    SeriesBatcher::new(rows.len(), content_hash).batch(rows, 0, rows.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,5 +819,70 @@ mod tests {
         assert_eq!(b.num_rows(), 1);
         log_batch(&[LogRow::default()]).unwrap();
         status_batch(&[StatusRow::default()]).unwrap();
+    }
+
+    /// The columnar batch of Prometheus rows is the batch of the same rows one by one.
+    #[test]
+    fn series_batch_is_counts_batch_of_the_same_rows() {
+        let a = Arc::new(Target {
+            namespace: "shop".into(),
+            pod: "api-1".into(),
+            workload: Some("api".into()),
+            instance: Some("10.0.0.1:8080".into()),
+            ..Default::default()
+        });
+        let b = Arc::new(Target {
+            cluster: Some("eu".into()),
+            namespace: "shop".into(),
+            pod: "api-2".into(),
+            container: Some("app".into()),
+            node: Some("n1".into()),
+            ..Default::default()
+        });
+        let day = 86_400_000_000i64;
+        let t0 = 1_795_824_000_000_000i64 + day - 120_000_000;
+        let mut rows = SeriesRows::default();
+        for k in 0..5 {
+            rows.push(&a, t0 + k * 60_000_000, 10 + k);
+        }
+        for k in 0..4 {
+            rows.push(&b, t0 + k * 60_000_000, 20 + k);
+        }
+        assert_eq!(rows.runs.len(), 2);
+        for hash in [Some("h"), None] {
+            let want = counts_batch(&rows.to_rows(hash)).unwrap();
+            assert_eq!(series_batch(&rows, hash).unwrap(), want);
+            // Any slice, from a batcher of shared columns.
+            let batcher = SeriesBatcher::new(4, hash);
+            for lo in 0..rows.len() {
+                for hi in lo..(lo + 4).min(rows.len()) + 1 {
+                    assert_eq!(
+                        batcher.batch(&rows, lo, hi).unwrap(),
+                        want.slice(lo, hi - lo),
+                        "{lo}..{hi}"
+                    );
+                }
+            }
+        }
+        let mut joined = SeriesRows::default();
+        for (_, d) in rows.clone().split_days() {
+            joined.append(d);
+        }
+        assert_eq!(joined.len(), rows.len());
+        assert_eq!(joined.runs.len(), 4, "a, b on each day");
+        let days = rows.clone().split_days();
+        assert_eq!(days.len(), 2);
+        assert_eq!(days[0].0 + 1, days[1].0);
+        let back: Vec<CountRow> = days
+            .iter()
+            .flat_map(|(_, r)| r.to_rows(Some("h")))
+            .collect();
+        let mut want = rows.to_rows(Some("h"));
+        want.sort_by_key(|r| r.ts_us.div_euclid(day));
+        assert_eq!(back, want);
+        let mut kept = rows.clone();
+        kept.retain(|t, ts| t.pod == "api-2" || ts == t0);
+        assert_eq!(kept.len(), 5);
+        assert_eq!(kept.runs.len(), 2);
     }
 }

@@ -355,7 +355,7 @@ impl Store {
         &self,
         table: Table,
         columns: &[&str],
-        date_filter: Option<&dyn Fn(&str) -> bool>,
+        date_filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
     ) -> Result<Vec<RecordBatch>> {
         let reader = self.reader().await?;
         let table_path = self.table_path(table);

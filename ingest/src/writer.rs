@@ -276,6 +276,9 @@ pub type Slot = (String, String, i64, String);
 /// about to name.
 const MAX_STAGED: Duration = Duration::from_secs(300);
 
+/// Microseconds in a UTC day (count rows are partitioned by date).
+const DAY_US: i64 = 86_400_000_000;
+
 /// The ingest key of an input: its content and the identity it lands under (see the
 /// `ingest_key` column). Rows written before that column get the same key from their
 /// columns, as long as no cluster or container was given.
@@ -380,6 +383,19 @@ impl Writer {
         }
     }
 
+    /// Another writer on the same store, under the same name, as far into the commit log as
+    /// this one (what it has read of other writers' keys included): for inputs written at the
+    /// same time as this writer's, each committed on its own.
+    pub fn fork(&self) -> Writer {
+        Writer {
+            store: self.store.clone(),
+            known_stacks: HashMap::new(),
+            head: self.head,
+            seen_keys: self.seen_keys.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// Name this writer in the commit records it writes (`backfill`, `ingest`, …).
     pub fn named(mut self, command: &str) -> Self {
         self.name = commit::writer_name(command);
@@ -481,35 +497,43 @@ impl Writer {
     pub async fn stream_counts(&self, s: &mut CountStream, rows: Vec<CountRow>) -> Result<()> {
         // Count rows are partitioned by UTC date: grouped by day number, the date is
         // formatted once per day, not per row.
-        const DAY_US: i64 = 86_400_000_000;
-        debug_assert!(matches!(
-            Table::GoroutineCounts.partitioning(),
-            leakhound_schemas::tables::Partitioning::Date
-        ));
         let mut days: BTreeMap<i64, Vec<CountRow>> = BTreeMap::new();
         for r in rows {
             days.entry(r.ts_us.div_euclid(DAY_US)).or_default().push(r);
         }
         for (day, rows) in days {
-            let p = Partition::for_ts(Table::GoroutineCounts, day * DAY_US);
-            let b = counts_batch(&rows)?;
-            let (path, w) = match s.open.entry(p) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let opened =
-                        self.store
-                            .stream_file(Table::GoroutineCounts, e.key(), &s.file)?;
-                    e.insert(opened)
-                }
-            };
-            w.write(&b)
-                .await
-                .map_err(|e| crate::error::Error::Parquet {
-                    path: path.to_string(),
-                    source: e,
-                })?;
-            s.rows += rows.len();
+            self.stream_day(s, day, &counts_batch(&rows)?).await?;
         }
+        Ok(())
+    }
+
+    /// Write a `goroutine_counts` batch whose rows all fall on UTC day `day` (days since the
+    /// epoch; [`crate::rows::SeriesRows::split_days`]) into the stream's file of that date.
+    pub async fn stream_day(
+        &self,
+        s: &mut CountStream,
+        day: i64,
+        b: &arrow::array::RecordBatch,
+    ) -> Result<()> {
+        debug_assert!(matches!(
+            Table::GoroutineCounts.partitioning(),
+            leakhound_schemas::tables::Partitioning::Date
+        ));
+        let p = Partition::for_ts(Table::GoroutineCounts, day * DAY_US);
+        let (path, w) = match s.open.entry(p) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let opened = self
+                    .store
+                    .stream_file(Table::GoroutineCounts, e.key(), &s.file)?;
+                e.insert(opened)
+            }
+        };
+        w.write(b).await.map_err(|e| crate::error::Error::Parquet {
+            path: path.to_string(),
+            source: e,
+        })?;
+        s.rows += b.num_rows();
         Ok(())
     }
 

@@ -8,8 +8,9 @@
 //! without `__name__` (an expression result) is taken as goroutines.
 //!
 //! Two readers of the same format. [`stream_query_range`] reads a document as a stream, series
-//! by series, and hands its rows on in batches of a bounded size: memory does not grow with the
-//! document. It takes the shape Prometheus answers with (`status`, then `data` with
+//! by series, and hands its rows on in batches of a bounded size, in columns
+//! ([`SeriesRows`]: each series' target once, its times and counts as arrays, no row object per
+//! point): memory does not grow with the document. It takes the shape Prometheus answers with (`status`, then `data` with
 //! `resultType` before `result`, each series' `metric` before its `values`, timestamps rising),
 //! one series per target, every series a goroutine count; a document outside that shape (a
 //! second series for the same target, `go_threads` or heap series whose points join the
@@ -26,7 +27,9 @@ use std::io::Read;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::rows::{CountRow, Target};
+use std::sync::Arc;
+
+use crate::rows::{CountRow, SeriesRows, Target};
 
 #[derive(Debug, Deserialize)]
 struct Response {
@@ -165,15 +168,14 @@ enum Stop {
 
 fn stream_inner(
     r: &mut dyn Read,
-    source: &str,
     batch: usize,
-    sink: &mut dyn FnMut(Vec<CountRow>) -> Result<(), String>,
+    sink: &mut dyn FnMut(SeriesRows) -> Result<(), String>,
 ) -> Result<Streamed, StreamError> {
+    let batch = batch.max(1);
     let mut st = StreamState {
-        source,
-        batch: batch.max(1),
+        batch,
         sink,
-        rows: Vec::new(),
+        rows: SeriesRows::with_capacity(batch),
         total: 0,
         stop: None,
         seen: HashSet::new(),
@@ -234,10 +236,9 @@ pub enum StreamError {
 }
 
 struct StreamState<'s> {
-    source: &'s str,
     batch: usize,
-    sink: &'s mut dyn FnMut(Vec<CountRow>) -> Result<(), String>,
-    rows: Vec<CountRow>,
+    sink: &'s mut dyn FnMut(SeriesRows) -> Result<(), String>,
+    rows: SeriesRows,
     total: u64,
     stop: Option<Stop>,
     /// Targets of the series so far: a second series of one target needs merging.
@@ -266,11 +267,11 @@ impl StreamState<'_> {
         E::custom("stopped")
     }
 
-    fn push(&mut self, row: CountRow) -> Result<(), Stop> {
-        self.rows.push(row);
+    fn push(&mut self, target: &Arc<Target>, ts_us: i64, goroutines: i64) -> Result<(), Stop> {
+        self.rows.push(target, ts_us, goroutines);
         self.total += 1;
         if self.rows.len() >= self.batch {
-            let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.batch));
+            let rows = std::mem::replace(&mut self.rows, SeriesRows::with_capacity(self.batch));
             (self.sink)(rows).map_err(Stop::Sink)?;
         }
         Ok(())
@@ -296,8 +297,9 @@ impl Read for KeepIo<'_> {
     }
 }
 
-/// Read a saved `query_range` answer from `r` as a stream and hand its rows to `sink`, at most
-/// `batch` at a time, each tagged with `source` as its content hash. Returns
+/// Read a saved `query_range` answer from `r` as a stream and hand its rows to `sink` in
+/// columns ([`SeriesRows`]: each target once per run, not once per point), at most `batch`
+/// rows at a time. Returns
 /// [`Streamed::NeedsMerge`] for a document that needs rows merged across series. On an error,
 /// rows handed on before are not to be kept: a read error of `r` is returned as the reader gave
 /// it ([`StreamError::Io`]), `sink`'s as [`StreamError::Sink`], a document refused as
@@ -305,9 +307,8 @@ impl Read for KeepIo<'_> {
 /// with that: its messages name positions in the whole document).
 pub fn stream_query_range(
     r: &mut dyn Read,
-    source: &str,
     batch: usize,
-    sink: &mut dyn FnMut(Vec<CountRow>) -> Result<(), String>,
+    sink: &mut dyn FnMut(SeriesRows) -> Result<(), String>,
 ) -> Result<Streamed, StreamError> {
     let mut err = None;
     let out = stream_inner(
@@ -315,7 +316,6 @@ pub fn stream_query_range(
             inner: r,
             err: &mut err,
         },
-        source,
         batch,
         sink,
     );
@@ -448,7 +448,7 @@ impl<'de> Visitor<'de> for OneSeries<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
         let st = self.0;
-        let mut target: Option<Target> = None;
+        let mut target: Option<Arc<Target>> = None;
         let (mut saw_metric, mut saw_values) = (false, false);
         while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
             match k.as_ref() {
@@ -477,7 +477,7 @@ impl<'de> Visitor<'de> for OneSeries<'_, '_> {
                     if !st.seen.insert(t.clone()) {
                         return Err(st.halt(Stop::Merge));
                     }
-                    target = Some(t);
+                    target = Some(Arc::new(t));
                 }
                 "values" => {
                     if saw_values {
@@ -507,7 +507,7 @@ impl<'de> Visitor<'de> for OneSeries<'_, '_> {
 
 struct Values<'a, 's> {
     st: &'a mut StreamState<'s>,
-    target: &'a Target,
+    target: &'a Arc<Target>,
 }
 
 impl<'de> DeserializeSeed<'de> for Values<'_, '_> {
@@ -552,16 +552,7 @@ impl<'de> Visitor<'de> for Values<'_, '_> {
                 return Err(st.halt(Stop::Merge));
             }
             last = Some(ts_us);
-            let row = CountRow {
-                target: self.target.clone(),
-                ts_us,
-                goroutines: v.round() as i64,
-                source: "prometheus".into(),
-                format: "prometheus".into(),
-                content_hash: Some(st.source.to_string()),
-                ..Default::default()
-            };
-            if let Err(why) = st.push(row) {
+            if let Err(why) = st.push(self.target, ts_us, v.round() as i64) {
                 return Err(st.halt(why));
             }
         }
@@ -635,9 +626,10 @@ mod tests {
     /// Stream `j` in batches of `batch`; the rows, or NeedsMerge / the error.
     fn streamed(j: &[u8], batch: usize) -> Result<Option<Vec<CountRow>>, PromJsonError> {
         let mut rows = Vec::new();
-        let out = stream_query_range(&mut &j[..], "h", batch, &mut |b| {
+        let out = stream_query_range(&mut &j[..], batch, &mut |b| {
             assert!(!b.is_empty() && b.len() <= batch);
-            rows.extend(b);
+            assert_eq!(b.runs.iter().map(|(_, n)| n).sum::<usize>(), b.len());
+            rows.extend(b.to_rows(Some("h")));
             Ok(())
         });
         match out {
@@ -797,13 +789,14 @@ mod tests {
         };
         let (mut total, mut calls, mut largest) = (0usize, 0usize, 0usize);
         let mut last_pod = String::new();
-        let out = stream_query_range(&mut r, "h", batch, &mut |rows| {
+        let out = stream_query_range(&mut r, batch, &mut |rows| {
             calls += 1;
             total += rows.len();
             largest = largest.max(rows.len());
             last_pod = rows
+                .runs
                 .last()
-                .map(|r| r.target.pod.clone())
+                .map(|(t, _)| t.pod.clone())
                 .unwrap_or_default();
             Ok(())
         })
