@@ -78,6 +78,7 @@ fn timestamp(s: &str) -> Result<i64, String> {
 }
 
 pub async fn run(a: BackfillArgs) -> Result<ExitCode> {
+    crate::purge_freed_memory_at_once();
     if let Some(url) = a.prometheus.clone() {
         return run_prometheus(a, &url).await;
     }

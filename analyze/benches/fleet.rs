@@ -187,6 +187,8 @@ fn import_jobs() -> usize {
 
 /// Child: import `files` into a fresh store at `store`; prints `rows secs hwm_kib`.
 fn child_import(store: &Path, files: &[PathBuf]) {
+    // As `leakhound backfill` does (src/backfill_cmd.rs).
+    leakhound_alloc::purge_freed_memory_at_once();
     let _ = std::fs::remove_dir_all(store);
     std::fs::create_dir_all(store).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
