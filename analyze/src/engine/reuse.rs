@@ -193,6 +193,14 @@ pub async fn prior(
     if m.format != FORMAT || m.fingerprint != fingerprint(cfg) {
         return Err("another configuration or version".into());
     }
+    // The store's contents are not trusted further than its commit log: an object is one of
+    // ours, by name, or the manifest is not used.
+    if let Some(o) = m.objects.iter().find(|o| !is_object_name(&o.path)) {
+        return Err(format!(
+            "the manifest names {:?}, not a findings object",
+            o.path
+        ));
+    }
     if m.to_s > to_s || m.to_s < first_s {
         return Err("another step".into());
     }
@@ -210,6 +218,15 @@ pub async fn prior(
         manifest: m,
         reuse_before,
     })
+}
+
+/// Whether `rel` is a findings object's name: `_state/analyze/findings-<to>-<group>-<txid>.json.gz`
+/// (no other directory, nothing but digits, letters and dashes).
+fn is_object_name(rel: &str) -> bool {
+    rel.strip_prefix(DIR)
+        .and_then(|r| r.strip_prefix("/findings-"))
+        .and_then(|r| r.strip_suffix(".json.gz"))
+        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// The smallest `ts` (seconds) of the `goroutine_counts` rows committed after `watermark`
@@ -428,6 +445,28 @@ pub async fn write_manifest(store: &Store, m: &Manifest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod names {
+    #[test]
+    fn only_findings_objects_are_read() {
+        use super::is_object_name;
+        assert!(is_object_name(
+            "_state/analyze/findings-1790957700-0-3323dbda9c63.json.gz"
+        ));
+        for hostile in [
+            "_state/analyze/findings-../../goroutine_counts/x.json.gz",
+            "_state/analyze/findings-1/../../x.json.gz",
+            "goroutine_counts/date=2026-12-03/tx-1.parquet",
+            "_state/ingest.json",
+            "_state/analyze/findings-.json.gz",
+            "_state/analyze/findings-1 0.json.gz",
+            "/etc/passwd",
+        ] {
+            assert!(!is_object_name(hostile), "{hostile}");
+        }
+    }
 }
 
 #[cfg(all(test, feature = "testkit"))]
