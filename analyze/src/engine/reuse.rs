@@ -592,15 +592,7 @@ mod tests {
         assert_eq!(a.reused_evaluations, 0);
         assert_eq!(a.events, step(&store, to + 600, false, rows).await.events);
         // An object gone: its group recomputes, the others reuse.
-        let m: Manifest = serde_json::from_slice(
-            &raw.get(&path(&store, MANIFEST))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let m = manifest_of(&store).await;
         assert!(m.objects.len() > 1);
         raw.delete(&path(&store, &m.objects[0].path)).await.unwrap();
         let a = step(&store, to + 900, true, rows).await;
@@ -611,15 +603,7 @@ mod tests {
         assert_eq!((a.reused_groups, a.reused_evaluations), (1, 24));
         assert_eq!(a.events, step(&store, to + 1_200, false, 0).await.events);
         // Only the last manifest's objects are left.
-        let m: Manifest = serde_json::from_slice(
-            &raw.get(&path(&store, MANIFEST))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let m = manifest_of(&store).await;
         let left: Vec<_> = raw
             .list(Some(&path(&store, DIR)))
             .try_collect::<Vec<_>>()
@@ -629,6 +613,12 @@ mod tests {
             .filter(|o| o.location.filename().unwrap().starts_with("findings-"))
             .collect();
         assert_eq!(left.len(), m.objects.len());
+    }
+
+    async fn manifest_of(store: &Store) -> Manifest {
+        let p = path(store, MANIFEST);
+        let bytes = store.raw().get(&p).await.unwrap().bytes().await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     /// A pod with rows before `to`.
