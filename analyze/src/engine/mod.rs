@@ -28,7 +28,8 @@
 //! the last `live_window` and emits the last step only, so detectors need no state beyond the
 //! store. A live step of `leakhound analyze` reuses the findings of the evaluations the
 //! previous step already computed ([`reuse`]: 24 of the window's 25, fewer after late rows)
-//! and runs the detectors at the rest; the episodes are built over all of them either way. An episode is a run of firings of one detector on one scope (a pod, or a workload as
+//! and runs the detectors at the rest; the episodes are built over all of them either way.
+//! An episode is a run of firings of one detector on one scope (a pod, or a workload as
 //! a whole) with gaps of at most `episode_gap_evals`; its `event_id` hashes the scope, the
 //! detector and the episode's onset, and a live run that finds an episode already going at its
 //! window start adopts the stored event's id and onset.
@@ -189,21 +190,8 @@ pub async fn analyze(
     } else {
         HashMap::new()
     };
-    let step_in = StepInputs {
-        store,
-        prior: None,
-        write_reuse: false,
-        first,
-        to_s,
-        eval_times: &eval_times,
-        emit,
-        cfg,
-        enabled: &enabled,
-        history,
-        priors: &priors,
-    };
     let in_process = cfg.engine == crate::session::Engine::InProcess;
-    // The previous live step's findings: the watermark is read before anything else is.
+    // The previous live step's findings; the watermark is read before any count is.
     let reusing = cfg.reuse && in_process && emit == Emit::All;
     let watermark = if reusing {
         Some(reuse::watermark(store).await?)
@@ -225,7 +213,14 @@ pub async fn analyze(
         store,
         prior: prior.as_ref(),
         write_reuse: reusing,
-        ..step_in
+        first,
+        to_s,
+        eval_times: &eval_times,
+        emit,
+        cfg,
+        enabled: &enabled,
+        history,
+        priors: &priors,
     };
     let finish = |out: Analysis, objects: Vec<reuse::Object>| async move {
         if let Some(watermark) = watermark {
