@@ -36,11 +36,6 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `backfill` returns freed memory at once (`leakhound_alloc`).
-pub(crate) fn purge_freed_memory_at_once() {
-    leakhound_alloc::purge_freed_memory_at_once();
-}
-
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let default_log = match args.command {
