@@ -67,9 +67,14 @@ pub struct AnalyzeArgs {
     pub growth_min_per_s: f64,
     /// Analyse the workloads in groups of at most this many count rows each (peak memory
     /// follows the largest group, not the fleet; a workload larger than that is a group of its
-    /// own); 0: the fleet at once. In-process engine only.
+    /// own); 0: the fleet at once. On a cluster too: this process holds a group's series.
     #[arg(long, env = "LEAKHOUND_GROUP_ROWS", default_value_t = 2_000_000)]
     pub group_rows: u64,
+    /// On a cluster (`--engine ballista://…`): the tasks the STL + Isolation Forest scoring is
+    /// spread over (about 4 per task slot of the cluster balances best); 0: one per workload,
+    /// at most 256.
+    #[arg(long, env = "LEAKHOUND_SCORE_PARTITIONS", default_value_t = 0)]
+    pub score_partitions: usize,
     /// Recompute every evaluation of the live window instead of reusing the previous live
     /// step's findings (kept in the store's `_state/analyze/`; late rows are recomputed
     /// anyway). Replays and --no-write never reuse.
@@ -140,6 +145,7 @@ pub async fn run(a: AnalyzeArgs) -> Result<ExitCode> {
         growth_min_per_s: a.growth_min_per_s,
         group_rows: a.group_rows,
         reuse: !a.replay && !a.no_write && !a.no_reuse,
+        score_partitions: a.score_partitions,
         ..Default::default()
     };
     cfg.levels.sustain_evals = a.sustain_evals;

@@ -31,7 +31,11 @@ pub fn env_num(name: &str, default: i64) -> i64 {
 /// Where the fleet's history starts.
 pub const START_S: i64 = 1_790_812_800; // 2026-10-01T00:00:00Z
 
-/// Writes the fleet into a store at `dir` (one commit per day).
+/// Pods per commit, as `ingest` writes them (a chunk of 250 targets per commit): a day of
+/// 5,000 pods in one batch held ~20 GB before its commit.
+const CHUNK: i64 = 250;
+
+/// Writes the fleet into a store at `dir` (one commit per day and chunk of [`CHUNK`] pods).
 pub async fn build(dir: &Path, pods: i64, days: i64, sample_min: i64) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let capture = repo.join(
@@ -43,57 +47,59 @@ pub async fn build(dir: &Path, pods: i64, days: i64, sample_min: i64) {
     let mut w = Writer::new(store);
     let mut tracker = IdTracker::default();
     for day in 0..days {
-        let mut b = Batch::default();
-        for p in 0..pods {
-            let target = Target {
-                cluster: Some("bench".into()),
-                namespace: format!("ns-{}", p % 20),
-                workload_kind: Some("Deployment".into()),
-                workload: Some(format!("svc-{}", p % 50)),
-                pod: format!("svc-{}-{p:04}", p % 50),
-                container: Some("app".into()),
-                node: Some(format!("node-{}", p % 30)),
-                instance: Some(format!("10.0.{}.{}:6060", p / 250, p % 250)),
-            };
-            let leaking = p % 10 == 0;
-            let mut rows = Vec::with_capacity(1440);
-            for m in 0..1440 {
-                let t = START_S + day * 86_400 + m * 60;
-                let base = 200.0 + 50.0 * ((m as f64) / 1440.0 * std::f64::consts::TAU).sin();
-                let leak = if leaking {
-                    ((day * 1440 + m) / 10) as f64
-                } else {
-                    0.0
+        for lo in (0..pods).step_by(CHUNK as usize) {
+            let mut b = Batch::default();
+            for p in lo..(lo + CHUNK).min(pods) {
+                let target = Target {
+                    cluster: Some("bench".into()),
+                    namespace: format!("ns-{}", p % 20),
+                    workload_kind: Some("Deployment".into()),
+                    workload: Some(format!("svc-{}", p % 50)),
+                    pod: format!("svc-{}-{p:04}", p % 50),
+                    container: Some("app".into()),
+                    node: Some(format!("node-{}", p % 30)),
+                    instance: Some(format!("10.0.{}.{}:6060", p / 250, p % 250)),
                 };
-                rows.push(CountRow {
-                    target: target.clone(),
-                    ts_us: t * 1_000_000,
-                    goroutines: (base + leak) as i64,
-                    threads: Some(12),
-                    heap_bytes: Some(64 << 20),
-                    source: "scrape".into(),
-                    format: "metrics".into(),
-                    ..Default::default()
-                });
-                if m % sample_min == 0 {
-                    let mut s = snap.clone();
-                    if leaking {
-                        for g in s.groups.iter_mut().filter(|g| g.state.contains("chan")) {
-                            g.count += ((day * 1440 + m) / 60) as u64;
+                let leaking = p % 10 == 0;
+                let mut rows = Vec::with_capacity(1440);
+                for m in 0..1440 {
+                    let t = START_S + day * 86_400 + m * 60;
+                    let base = 200.0 + 50.0 * ((m as f64) / 1440.0 * std::f64::consts::TAU).sin();
+                    let leak = if leaking {
+                        ((day * 1440 + m) / 10) as f64
+                    } else {
+                        0.0
+                    };
+                    rows.push(CountRow {
+                        target: target.clone(),
+                        ts_us: t * 1_000_000,
+                        goroutines: (base + leak) as i64,
+                        threads: Some(12),
+                        heap_bytes: Some(64 << 20),
+                        source: "scrape".into(),
+                        format: "metrics".into(),
+                        ..Default::default()
+                    });
+                    if m % sample_min == 0 {
+                        let mut s = snap.clone();
+                        if leaking {
+                            for g in s.groups.iter_mut().filter(|g| g.state.contains("chan")) {
+                                g.count += ((day * 1440 + m) / 60) as u64;
+                            }
                         }
+                        b.add_samples(
+                            &mut tracker,
+                            &target,
+                            t * 1_000_000,
+                            &format!("bench-{p}-{t}"),
+                            &s,
+                        );
                     }
-                    b.add_samples(
-                        &mut tracker,
-                        &target,
-                        t * 1_000_000,
-                        &format!("bench-{p}-{t}"),
-                        &s,
-                    );
                 }
+                b.add_counts(rows, &format!("bench-counts-{p}-{day}"));
             }
-            b.add_counts(rows, &format!("bench-counts-{p}-{day}"));
+            w.commit(b).await.expect("commit");
         }
-        w.commit(b).await.expect("commit");
         eprintln!("  day {}/{days} written", day + 1);
     }
 }

@@ -33,7 +33,13 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::prelude::SessionConfig;
 use leakhound_ingest::Store;
 
@@ -49,7 +55,12 @@ pub async fn run_scheduler(
     let base_url = store.base_url().clone();
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
         Arc::new(move |config: SessionConfig| {
-            let mut state = ballista_core::utils::default_session_builder(config)?;
+            let state = ballista_core::utils::default_session_builder(config)?;
+            let mut state =
+                datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
+                    .with_session_id(state.session_id().to_string())
+                    .with_physical_optimizer_rule(Arc::new(WindowSortKeys))
+                    .build();
             for f in functions() {
                 datafusion::logical_expr::registry::FunctionRegistry::register_udaf(&mut state, f)?;
             }
@@ -78,6 +89,66 @@ pub async fn run_scheduler(
         .await
         .context("Ballista scheduler")?;
     Ok(())
+}
+
+/// A window's sort keeps every `PARTITION BY` column, constants included.
+///
+/// DataFusion drops from a sort the columns a filter made constant (`WHERE namespace = 'shop'`
+/// then `PARTITION BY namespace, pod` sorts by `pod` only) and the window relies on the constant.
+/// Ballista cuts the plan into stages at each repartition, and the stage that runs the window
+/// reads its input from a shuffle that no longer carries the constant: the executor rebuilding
+/// the window finds its partition columns unsorted and fails ("Expects PARTITION BY expression
+/// to be ordered"; Ballista 55.0.0, e.g. `query rule_baseline -p namespace=shop`). Sorting by a
+/// constant as well costs nothing and holds in any stage. Hand-written: a planner rule of ours,
+/// registered in the scheduler's sessions only (in-process plans never split).
+#[derive(Debug, Default)]
+pub struct WindowSortKeys;
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for WindowSortKeys {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let partition_by = if let Some(w) = node.downcast_ref::<BoundedWindowAggExec>() {
+                w.window_expr()[0].partition_by().to_vec()
+            } else if let Some(w) = node.downcast_ref::<WindowAggExec>() {
+                w.window_expr()[0].partition_by().to_vec()
+            } else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(sort) = node.children()[0].downcast_ref::<SortExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let mut keys: Vec<PhysicalSortExpr> = partition_by
+                .iter()
+                .filter(|p| !sort.expr().iter().any(|s| s.expr.as_ref() == p.as_ref()))
+                .map(|p| PhysicalSortExpr::new_default(Arc::clone(p)))
+                .collect();
+            if keys.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            keys.extend(sort.expr().iter().cloned());
+            let Some(ordering) = LexOrdering::new(keys) else {
+                return Ok(Transformed::no(node));
+            };
+            let resorted = SortExec::new(ordering, Arc::clone(sort.input()))
+                .with_preserve_partitioning(sort.preserve_partitioning())
+                .with_fetch(sort.fetch());
+            let node = replace_children_if_necessary(node, vec![Arc::new(resorted)])?;
+            Ok(Transformed::yes(node))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "leakhound_window_sort_keys"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// leakhound's aggregate functions (those `analyze::session` registers in every session).

@@ -203,6 +203,36 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
             std::fs::read_to_string(repo().join(format!("queries/{name}.sql.expected"))).unwrap();
         assert_eq!(remote, golden, "{name}: not its golden result on Ballista");
     }
+    // A filter that makes a column constant, then a window partitioned by it: Ballista 55
+    // dropped the constant at the stage boundary and the executor failed ("Expects PARTITION
+    // BY expression to be ordered") until leakhound's scheduler kept the sort keys
+    // (`WindowSortKeys`).
+    let args = [
+        "query",
+        "rule_baseline",
+        "--store",
+        store,
+        "--format",
+        "csv",
+        "-p",
+        "namespace=shop",
+        "-p",
+        "from=2026-11-28T04:00:00Z",
+        "-p",
+        "to=2026-11-28T05:00:00Z",
+    ];
+    let local = ok_env(&args, &env);
+    assert!(
+        local.lines().count() > 1,
+        "no row for namespace shop: {local}"
+    );
+    let mut remote_args = args.to_vec();
+    remote_args.extend(["--engine", engine.as_str()]);
+    assert_eq!(
+        ok_env(&remote_args, &env),
+        local,
+        "rule_baseline for one namespace differs on Ballista"
+    );
     // Both executors did work (a cluster of one would pass the above too).
     for (i, e) in executors.iter().enumerate() {
         assert!(
@@ -266,6 +296,66 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
         "the scoring ran in processes {scorers:?}, not (only) the executors {executor_pids:?}"
     );
     eprintln!("stl_iforest scored by executors {scorers:?} of {executor_pids:?}");
+    // In groups of one workload each (the bounded step): the same events, each group's
+    // queries and scoring on the cluster.
+    let (grouped, grouped_scorers) = replay(&["--engine", &engine, "--group-rows", "1"]);
+    assert_eq!(
+        grouped, local,
+        "analyze --replay in groups differs on Ballista"
+    );
+    let by = grouped_scorers.expect("grouped, stl_iforest scored through leak_stl_iforest");
+    assert!(
+        !by.is_empty() && by.iter().all(|p| executor_pids.contains(p)),
+        "grouped, the scoring ran in processes {by:?}, not the executors"
+    );
+
+    // Live steps on the cluster: the second reuses the first's findings (24 of its 25
+    // evaluations, kept in the store) and gives the events of an in-process step that computes
+    // every evaluation.
+    let live = |now: i64, extra: &[&str]| {
+        let now = now.to_string();
+        let mut args = vec![
+            "analyze", "--store", store, "--now", &now, "--format", "jsonl",
+        ];
+        args.extend(extra);
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG", "info"));
+        let out = run_env(&args, &env);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "analyze --now {now} {extra:?}: {stderr}"
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        (lines.join("\n"), stderr)
+    };
+    let t1 = (onset + 1_800).div_euclid(300) * 300;
+    let (first, log) = live(t1, &["--engine", &engine]);
+    assert!(
+        first.contains("\"L3\""),
+        "no L3 in a live step on the cluster 30 minutes into a fast leak: {first}"
+    );
+    assert!(log.contains("reused_evaluations=0"), "{log}");
+    let (want, _) = live(t1 + 300, &["--no-reuse", "--no-write"]);
+    let (got, log) = live(t1 + 300, &["--engine", &engine]);
+    assert!(
+        log.contains("reused_evaluations=24 reused_groups=1"),
+        "the second live step on the cluster reused nothing: {log}"
+    );
+    let by = self::scorers(&log).expect("the new evaluation scored through leak_stl_iforest");
+    assert!(
+        !by.is_empty() && by.iter().all(|p| executor_pids.contains(p)),
+        "the live step's scoring ran in {by:?}, not the executors {executor_pids:?}"
+    );
+    assert!(!want.trim().is_empty(), "no event at the second step");
+    assert_eq!(
+        got, want,
+        "a live step on the cluster reusing findings differs from one computing everything"
+    );
 
     // An executor killed while a query runs.
     let slow = "SELECT COUNT(*) AS n FROM goroutine_counts a JOIN goroutine_counts b \

@@ -652,15 +652,24 @@ fn helm_every_container_command_line_passes_the_binarys_check_config() -> Result
         // ingest, analyze, actuate, serve, compact, the scheduler and the executors.
         ensure!(n == 7, "{scope}/{mode}: {n} containers checked");
         let analyze = find(&docs, "CronJob", "leakhound-analyze").context("analyze")?;
-        let engine = containers(analyze)[0].1["env"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["name"] == "LEAKHOUND_ENGINE")
-            .map(|e| e["value"].clone());
+        let env_of = |name: &str| {
+            containers(analyze)[0].1["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+        };
+        let engine = env_of("LEAKHOUND_ENGINE");
         ensure!(
             engine == Some(json!("ballista://leakhound-scheduler:50050")),
             "{scope}/{mode}: analyze's engine {engine:?}"
+        );
+        // The scoring's tasks: 4 per slot of 3 executors x 2 slots.
+        let partitions = env_of("LEAKHOUND_SCORE_PARTITIONS");
+        ensure!(
+            partitions == Some(json!("24")),
+            "{scope}/{mode}: analyze's scoring partitions {partitions:?}"
         );
         let ingest = find(
             &docs,

@@ -81,8 +81,23 @@ fn column_type(i: usize) -> DataType {
     }
 }
 
-/// The partitions (a cluster's tasks) the groups are scored in.
-const SCORING_PARTITIONS: usize = 16;
+/// At most this many partitions (a cluster's tasks) by default: every scan task writes a
+/// shuffle file per partition, so a partition per workload stops paying well before a fleet's
+/// thousands of workloads (a cluster of more than 64 task slots sets `--score-partitions`).
+const MAX_AUTO_PARTITIONS: usize = 256;
+
+/// The partitions the groups are scored in: `configured`, else one per workload scored
+/// (`workloads`; each partition's task scores the groups hashed to it, so that every slot of a
+/// cluster of any size gets work while there is work), at most [`MAX_AUTO_PARTITIONS`]; never
+/// fewer than the session's own.
+pub(crate) fn scoring_partitions(configured: usize, workloads: usize, session: usize) -> usize {
+    let n = if configured > 0 {
+        configured
+    } else {
+        workloads.min(MAX_AUTO_PARTITIONS)
+    };
+    n.max(session).max(1)
+}
 
 /// At most this many evaluation times per call (a 90-day replay every minute is 129,600).
 const MAX_EVALS: usize = 1_000_000;
@@ -477,10 +492,19 @@ pub async fn findings_on_engine(input: &Inputs<'_>) -> Result<Vec<Finding>> {
     }
     // Groups spread over more partitions than the session's 2, so that every executor's task
     // slots get groups to score (a cluster runs a stage's partitions as its tasks).
+    let workloads = input.series.keys().filter(|s| s.pod.is_none()).count();
     let mut state = input.ctx.state();
     let options = state.config_mut().options_mut();
-    options.execution.target_partitions =
-        options.execution.target_partitions.max(SCORING_PARTITIONS);
+    options.execution.target_partitions = scoring_partitions(
+        input.cfg.score_partitions,
+        workloads,
+        options.execution.target_partitions,
+    );
+    tracing::debug!(
+        partitions = options.execution.target_partitions,
+        workloads,
+        "{NAME}: scoring partitions"
+    );
     let ctx = datafusion::prelude::SessionContext::new_with_state(state);
     let batches = ctx.sql(&statement(input)).await?.collect().await?;
     let mut by_scope: BTreeMap<Scope, Vec<Finding>> = BTreeMap::new();
@@ -561,6 +585,18 @@ fn from_struct(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cluster of any size gets a task per workload to spread (up to the cap), a configured
+    /// count wins, and the session's own partitions are the floor.
+    #[test]
+    fn scoring_spreads_over_a_partition_per_workload_up_to_the_cap() {
+        assert_eq!(scoring_partitions(0, 50, 2), 50);
+        assert_eq!(scoring_partitions(0, 5_000, 2), MAX_AUTO_PARTITIONS);
+        assert_eq!(scoring_partitions(0, 1, 2), 2, "never below the session's");
+        assert_eq!(scoring_partitions(0, 0, 0), 1);
+        assert_eq!(scoring_partitions(400, 5_000, 2), 400, "configured");
+        assert_eq!(scoring_partitions(3, 5_000, 8), 8);
+    }
 
     /// The detector's in-process findings and `leak_stl_iforest`'s through SQL, on scenario
     /// stores with rollouts, restarts, canaries and several pods per workload: equal, every

@@ -25,14 +25,18 @@
 //!
 //! **Budget.** `AnalyzeConfig::group_rows` (`analyze --group-rows`, default 2 M rows, about 460
 //! pods scraped every minute over the 3 days STL reads) bounds what one group loads; a workload
-//! larger than that is a group of its own. 0 runs the fleet as one group. On Ballista the step is
-//! one group (the executors hold the data; grouping would multiply the plans sent).
+//! larger than that is a group of its own. 0 runs the fleet as one group. On Ballista too: the
+//! analyze process still holds a group's minute series (for the detectors that run in it), so
+//! its memory needs the same bound; a group's session keeps the base session's planner, so its
+//! queries and its scoring (`leak_stl_iforest`) run on the cluster.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::view::ViewTable;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::SessionContext;
 use leakhound_schemas::Table;
@@ -203,7 +207,19 @@ impl Group {
     /// A session over `base`'s tables (shared providers, runtime and settings) in which the
     /// tables with namespace and workload columns hold this group's rows only.
     pub async fn session(&self, base: &SessionContext) -> Result<SessionContext> {
-        let ctx = SessionContext::new_with_config_rt(base.copied_config(), base.runtime_env());
+        // The base session's planner (in-process, or Ballista's: the group's queries run on
+        // the cluster too), functions, settings and id, with a catalog of its own.
+        let state = base.state();
+        let config = state
+            .config()
+            .clone()
+            .with_create_default_catalog_and_schema(true);
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_session_id(base.session_id())
+            .with_config(config)
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let filter = self.filter();
         for table in Table::ALL {
             let p = base.table_provider(table.name()).await?;

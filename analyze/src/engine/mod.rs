@@ -89,10 +89,13 @@ pub struct AnalyzeConfig {
     /// At most this many count rows loaded at once: workloads are analysed in groups of about
     /// this size ([`groups`]); 0: the fleet as one group.
     pub group_rows: u64,
-    /// A live step (`Emit::All`, in-process) reuses the previous step's findings where still
-    /// valid and leaves its own for the next ([`reuse`]). Off by default (a library call, a
-    /// replay); `leakhound analyze` turns it on for live steps that write results.
+    /// A live step (`Emit::All`, on either engine) reuses the previous step's findings where
+    /// still valid and leaves its own for the next ([`reuse`]). Off by default (a library call,
+    /// a replay); `leakhound analyze` turns it on for live steps that write results.
     pub reuse: bool,
+    /// On a cluster: the partitions (tasks) the STL + Isolation Forest scoring is spread over
+    /// (`anomaly::udaf`); 0: one per workload scored, at most 256.
+    pub score_partitions: usize,
 }
 
 /// A callback told the stage a run is in ("detector growth_rule (2/6)", …).
@@ -131,6 +134,7 @@ impl Default for AnalyzeConfig {
             progress: None,
             group_rows: 2_000_000,
             reuse: false,
+            score_partitions: 0,
         }
     }
 }
@@ -190,9 +194,9 @@ pub async fn analyze(
     } else {
         HashMap::new()
     };
-    let in_process = cfg.engine == crate::session::Engine::InProcess;
-    // The previous live step's findings; the watermark is read before any count is.
-    let reusing = cfg.reuse && in_process && emit == Emit::All;
+    // The previous live step's findings; the watermark is read before any count is. The
+    // engine does not matter: both give the same findings to the bit.
+    let reusing = cfg.reuse && emit == Emit::All;
     let watermark = if reusing {
         Some(reuse::watermark(store).await?)
     } else {
@@ -223,6 +227,13 @@ pub async fn analyze(
         priors: &priors,
     };
     let finish = |out: Analysis, objects: Vec<reuse::Object>| async move {
+        if reusing {
+            tracing::info!(
+                reused_evaluations = out.reused_evaluations,
+                reused_groups = out.reused_groups,
+                "analyze: findings reused from the previous step"
+            );
+        }
         if let Some(watermark) = watermark {
             let m = reuse::Manifest {
                 format: reuse::FORMAT,
@@ -236,7 +247,7 @@ pub async fn analyze(
         }
         Ok(out)
     };
-    if !in_process || cfg.group_rows == 0 {
+    if cfg.group_rows == 0 {
         let g = analyze_group(&ctx, None, None, &step_in, 0, "").await?;
         let out = Analysis {
             events: g.events,
