@@ -35,9 +35,11 @@ use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::prelude::SessionConfig;
@@ -118,26 +120,13 @@ impl datafusion::physical_optimizer::PhysicalOptimizerRule for WindowSortKeys {
             } else {
                 return Ok(Transformed::no(node));
             };
-            let Some(sort) = node.children()[0].downcast_ref::<SortExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let mut keys: Vec<PhysicalSortExpr> = partition_by
-                .iter()
-                .filter(|p| !sort.expr().iter().any(|s| s.expr.as_ref() == p.as_ref()))
-                .map(|p| PhysicalSortExpr::new_default(Arc::clone(p)))
-                .collect();
-            if keys.is_empty() {
-                return Ok(Transformed::no(node));
+            match resorted(Arc::clone(node.children()[0]), partition_by)? {
+                Some(child) => Ok(Transformed::yes(replace_children_if_necessary(
+                    node,
+                    vec![child],
+                )?)),
+                None => Ok(Transformed::no(node)),
             }
-            keys.extend(sort.expr().iter().cloned());
-            let Some(ordering) = LexOrdering::new(keys) else {
-                return Ok(Transformed::no(node));
-            };
-            let resorted = SortExec::new(ordering, Arc::clone(sort.input()))
-                .with_preserve_partitioning(sort.preserve_partitioning())
-                .with_fetch(sort.fetch());
-            let node = replace_children_if_necessary(node, vec![Arc::new(resorted)])?;
-            Ok(Transformed::yes(node))
         })
         .data()
     }
@@ -149,6 +138,56 @@ impl datafusion::physical_optimizer::PhysicalOptimizerRule for WindowSortKeys {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// `plan` (a window's input: a sort, under projections that rename columns) with `keys` (the
+/// window's partition columns, in `plan`'s schema) that the sort lacks put first in it; None
+/// when there is nothing to do (no sort, a key computed by a projection, none missing).
+fn resorted(
+    plan: Arc<dyn ExecutionPlan>,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+    if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
+        // Each key through the projection: a column of its output is an expression of its
+        // input; a sort key is followed further only while it is a plain column.
+        let mut below = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let Some(c) = k.downcast_ref::<Column>() else {
+                return Ok(None);
+            };
+            let Some(e) = p.expr().get(c.index()) else {
+                return Ok(None);
+            };
+            if e.expr.downcast_ref::<Column>().is_none() {
+                return Ok(None);
+            }
+            below.push(Arc::clone(&e.expr));
+        }
+        return match resorted(Arc::clone(p.input()), below)? {
+            Some(input) => Ok(Some(replace_children_if_necessary(plan, vec![input])?)),
+            None => Ok(None),
+        };
+    }
+    let Some(sort) = plan.downcast_ref::<SortExec>() else {
+        return Ok(None);
+    };
+    let mut exprs: Vec<PhysicalSortExpr> = keys
+        .iter()
+        .filter(|k| !sort.expr().iter().any(|s| s.expr.as_ref() == k.as_ref()))
+        .map(|k| PhysicalSortExpr::new_default(Arc::clone(k)))
+        .collect();
+    if exprs.is_empty() {
+        return Ok(None);
+    }
+    exprs.extend(sort.expr().iter().cloned());
+    let Some(ordering) = LexOrdering::new(exprs) else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(
+        SortExec::new(ordering, Arc::clone(sort.input()))
+            .with_preserve_partitioning(sort.preserve_partitioning())
+            .with_fetch(sort.fetch()),
+    )))
 }
 
 /// leakhound's aggregate functions (those `analyze::session` registers in every session).
@@ -210,4 +249,92 @@ pub async fn run_executor(store: Store, opts: ExecutorOptions) -> Result<()> {
         .await
         .context("Ballista executor")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_optimizer::PhysicalOptimizerRule;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::SessionContext;
+
+    /// The plan a filter on `namespace` gives a window partitioned by it sorts by `pod` only;
+    /// after the rule, by `namespace` too, and the answer is the same.
+    #[tokio::test]
+    async fn a_window_sort_keeps_the_partition_columns_a_filter_made_constant() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("namespace", DataType::Utf8, false),
+            Field::new("pod", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["shop", "shop", "shop", "pay"])),
+                Arc::new(StringArray::from(vec!["a", "b", "a", "a"])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        let table = MemTable::try_new(schema, vec![vec![batch.clone()], vec![batch]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        let df = ctx
+            .sql(
+                "SELECT namespace, pod, v, SUM(v) OVER (PARTITION BY namespace, pod ORDER BY v \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS s \
+                 FROM (SELECT namespace, pod, SUM(v) AS v FROM t WHERE namespace = 'shop' \
+                       GROUP BY namespace, pod) ORDER BY pod, v",
+            )
+            .await
+            .unwrap();
+        let plan = df.clone().create_physical_plan().await.unwrap();
+        let sorts = |p: &Arc<dyn ExecutionPlan>| {
+            displayable(p.as_ref())
+                .indent(true)
+                .to_string()
+                .lines()
+                .filter(|l| l.contains("SortExec: expr=["))
+                .map(|l| l.trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        let before = sorts(&plan);
+        assert!(
+            before.iter().any(|l| !l.contains("namespace")),
+            "DataFusion no longer drops the constant from the window's sort: {before:?}"
+        );
+        // A plan of its own (a plan's repartitions run once).
+        let fixed = WindowSortKeys
+            .optimize(
+                df.clone().create_physical_plan().await.unwrap(),
+                &Default::default(),
+            )
+            .unwrap();
+        let after = sorts(&fixed);
+        assert!(
+            after
+                .iter()
+                .filter(|l| l.contains("pod@"))
+                .all(|l| l.contains("expr=[namespace@")),
+            "{after:?}\n{}",
+            displayable(fixed.as_ref()).indent(true)
+        );
+        let want = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+            .await
+            .unwrap();
+        let got = datafusion::physical_plan::collect(fixed, ctx.task_ctx())
+            .await
+            .unwrap();
+        assert_eq!(
+            datafusion::arrow::util::pretty::pretty_format_batches(&got)
+                .unwrap()
+                .to_string(),
+            datafusion::arrow::util::pretty::pretty_format_batches(&want)
+                .unwrap()
+                .to_string()
+        );
+    }
 }
