@@ -168,6 +168,14 @@ pub async fn analyze(
     cfg: &AnalyzeConfig,
 ) -> Result<Analysis> {
     let ctx = crate::session::session_on(store, &cfg.engine).await?;
+    // On a cluster, the minute series are read here, from the store, as in-process: they are
+    // the count rows themselves (the executors would ship every one through a shuffle), and
+    // this process needs them for the detectors that run in it. The SQL and the scoring run
+    // on the cluster.
+    let local = match cfg.engine {
+        crate::session::Engine::InProcess => None,
+        _ => Some(crate::session::session(store).await?),
+    };
     let step = cfg.step_s.max(60);
     let first = from_s.div_euclid(step) * step;
     let first = if first < from_s { first + step } else { first };
@@ -248,7 +256,11 @@ pub async fn analyze(
         Ok(out)
     };
     if cfg.group_rows == 0 {
-        let g = analyze_group(&ctx, None, None, &step_in, 0, "").await?;
+        let contexts = Contexts {
+            sql: &ctx,
+            series: local.as_ref().unwrap_or(&ctx),
+        };
+        let g = analyze_group(contexts, None, None, &step_in, 0, "").await?;
         let out = Analysis {
             events: g.events,
             evaluations: eval_times.len(),
@@ -285,7 +297,15 @@ pub async fn analyze(
         } else {
             String::new()
         };
-        let r = analyze_group(&gctx, Some(g), span, &step_in, i, &label).await?;
+        let glocal = match &local {
+            Some(l) => Some(g.session(l).await?),
+            None => None,
+        };
+        let contexts = Contexts {
+            sql: &gctx,
+            series: glocal.as_ref().unwrap_or(&gctx),
+        };
+        let r = analyze_group(contexts, Some(g), span, &step_in, i, &label).await?;
         out.events.extend(r.events);
         out.scopes += r.scopes;
         out.reused_evaluations += r.reused;
@@ -324,20 +344,30 @@ struct StepInputs<'a> {
     priors: &'a episodes::Priors,
 }
 
-/// One group's events and scopes: `ctx` holds the group's rows (or the fleet's, `group` None).
+/// Where a group's rows are read: its SQL (the engine's session) and its minute series (this
+/// process's; the same session in-process).
+#[derive(Clone, Copy)]
+struct Contexts<'a> {
+    sql: &'a datafusion::prelude::SessionContext,
+    series: &'a datafusion::prelude::SessionContext,
+}
+
+/// One group's events and scopes: the contexts hold the group's rows (or the fleet's, `group`
+/// None).
 async fn analyze_group(
-    ctx: &datafusion::prelude::SessionContext,
+    contexts: Contexts<'_>,
     group: Option<&groups::Group>,
     span_s: Option<(i64, i64)>,
     s: &StepInputs<'_>,
     index: usize,
     label: &str,
 ) -> Result<GroupResult> {
+    let ctx = contexts.sql;
     let (cfg, first, to_s, enabled) = (s.cfg, s.first, s.to_s, s.enabled);
     let step = cfg.step_s.max(60);
     stage(cfg, &format!("{label}loading the series"));
     let series = match s.history {
-        Some(h) => series::minute_series(ctx, first - h, to_s, &cfg.namespace).await?,
+        Some(h) => series::minute_series(contexts.series, first - h, to_s, &cfg.namespace).await?,
         None => BTreeMap::new(),
     };
     // The previous step's findings at the evaluations it may reuse (all or none of them for
