@@ -290,11 +290,16 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
     let (remote, remote_scorers) = replay(&["--engine", &engine]);
     assert_eq!(remote, local, "analyze --replay differs on Ballista");
     let executor_pids: Vec<u32> = executors.iter().map(|e| e.child.id()).collect();
-    let scorers = remote_scorers.expect("on Ballista, stl_iforest scored through leak_stl_iforest");
-    assert!(
-        !scorers.is_empty() && scorers.iter().all(|p| executor_pids.contains(p)),
-        "the scoring ran in processes {scorers:?}, not (only) the executors {executor_pids:?}"
-    );
+    // The scoring of a run (the processes its stderr names) was the executors' alone.
+    let on_executors = |what: &str, by: Option<Vec<u32>>| {
+        let by = by.unwrap_or_else(|| panic!("{what}: stl_iforest not scored by leak_stl_iforest"));
+        assert!(
+            !by.is_empty() && by.iter().all(|p| executor_pids.contains(p)),
+            "{what}: the scoring ran in processes {by:?}, not (only) the executors {executor_pids:?}"
+        );
+        by
+    };
+    let scorers = on_executors("replay", remote_scorers);
     eprintln!("stl_iforest scored by executors {scorers:?} of {executor_pids:?}");
     // In groups of one workload each (the bounded step): the same events, each group's
     // queries and scoring on the cluster.
@@ -303,11 +308,7 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
         grouped, local,
         "analyze --replay in groups differs on Ballista"
     );
-    let by = grouped_scorers.expect("grouped, stl_iforest scored through leak_stl_iforest");
-    assert!(
-        !by.is_empty() && by.iter().all(|p| executor_pids.contains(p)),
-        "grouped, the scoring ran in processes {by:?}, not the executors"
-    );
+    on_executors("replay in groups", grouped_scorers);
 
     // Live steps on the cluster: the second reuses the first's findings (24 of its 25
     // evaluations, kept in the store) and gives the events of an in-process step that computes
@@ -346,11 +347,7 @@ fn named_queries_and_analyze_on_a_ballista_cluster_equal_in_process_and_survive_
         log.contains("reused_evaluations=24 reused_groups=1"),
         "the second live step on the cluster reused nothing: {log}"
     );
-    let by = self::scorers(&log).expect("the new evaluation scored through leak_stl_iforest");
-    assert!(
-        !by.is_empty() && by.iter().all(|p| executor_pids.contains(p)),
-        "the live step's scoring ran in {by:?}, not the executors {executor_pids:?}"
-    );
+    on_executors("the second live step", self::scorers(&log));
     assert!(!want.trim().is_empty(), "no event at the second step");
     assert_eq!(
         got, want,
