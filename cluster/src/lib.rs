@@ -61,11 +61,11 @@ pub async fn run_scheduler(
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
         Arc::new(move |config: SessionConfig| {
             let state = ballista_core::utils::default_session_builder(config)?;
-            let mut state =
-                datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
-                    .with_session_id(state.session_id().to_string())
-                    .with_physical_optimizer_rule(Arc::new(WindowSortKeys))
-                    .build();
+            let id = state.session_id().to_string();
+            let mut state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_session_id(id)
+                .with_physical_optimizer_rule(Arc::new(WindowSortKeys))
+                .build();
             for f in functions() {
                 datafusion::logical_expr::registry::FunctionRegistry::register_udaf(&mut state, f)?;
             }
